@@ -1,0 +1,63 @@
+/** Small filesystem helpers shared by the cache: atomic writes, sizes, removal. */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { errnoCode } from "../errors.js";
+import { newUid } from "./layout.js";
+
+/**
+ * Write a whole file atomically: a unique temp name beside it, then a rename over the target.
+ * Readers see the old content or the new, never a part. The temp is removed on failure.
+ */
+export async function atomicWriteFile(file: string, content: string | Uint8Array): Promise<void> {
+  const tmp = `${file}.tmp${newUid()}`;
+  try {
+    await fs.writeFile(tmp, content, { flag: "wx" });
+    await fs.rename(tmp, file);
+  } catch (error) {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Write a file under a unique temp name and return that name (for a later rename). */
+export async function writeTempFile(file: string, content: string | Uint8Array): Promise<string> {
+  const tmp = `${file}.tmp${newUid()}`;
+  await fs.writeFile(tmp, content, { flag: "wx" });
+  return tmp;
+}
+
+export async function removeTree(target: string): Promise<void> {
+  await fs.rm(target, { recursive: true, force: true, maxRetries: 3 });
+}
+
+export interface TreeFile {
+  /** Path relative to the tree's root, with "/" separators. */
+  path: string;
+  size: number;
+}
+
+/** All regular files below `root`, sorted by path. */
+export async function listTree(root: string): Promise<TreeFile[]> {
+  const files: TreeFile[] = [];
+  const walk = async (dir: string, prefix: string): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    for (const entry of entries) {
+      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full, rel);
+      else if (entry.isFile()) files.push({ path: rel, size: (await fs.stat(full)).size });
+    }
+  };
+  await walk(root, "");
+  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Total size in bytes of the files below `root` (0 if it does not exist), as TF Hub measures progress. */
+export async function treeSize(root: string): Promise<number> {
+  try {
+    return (await listTree(root)).reduce((sum, file) => sum + file.size, 0);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return 0;
+    throw error;
+  }
+}

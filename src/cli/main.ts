@@ -1,0 +1,183 @@
+/** The `hubcache` command: parses arguments, calls the library, prints, returns an exit code. */
+import { parseArgs } from "node:util";
+import type { HubcacheEvent } from "../events.js";
+import type { ModelFormat } from "../handle.js";
+import { type ResolveOptions, resolve } from "../resolve.js";
+import { VERSION } from "../version.js";
+import { type Output, errorJson, formatError, processOutput } from "./output.js";
+import { createProgressReporter, describeEvent } from "./progress-bar.js";
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
+
+Usage:
+  hubcache resolve HANDLE...    download (once) and print each model's local directory
+  hubcache help [COMMAND]       show help
+  hubcache --version
+
+HANDLE is a tfhub.dev or kaggle.com/models URL, any archive URL, a local path or file:// URL.
+Run "hubcache resolve --help" for the flags and environment variables.
+`;
+
+const RESOLVE_HELP = `Usage: hubcache resolve [flags] HANDLE...
+
+Prints one absolute path per handle on stdout, in order, and nothing else. On any failure stdout
+stays empty, each error goes to stderr as "error[CODE]: message" plus a hint, and the exit code is 1.
+
+Flags:
+  --cache-dir DIR            cache directory (wins over everything below)
+  --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
+  --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format)
+  --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
+                             (default auto: TF.js handles are recognised from the URL)
+  --offline                  resolve from the cache only; never touch the network
+  --lock-timeout SECONDS     take over a download lock that shows no progress for this long
+  --max-extract-bytes N      refuse archives that unpack to more than N bytes
+  --json                     print a JSON array of {handle, path} or {handle, error} instead
+  -q, --quiet                no progress or notices on stderr
+  -h, --help                 this help
+
+Environment:
+  TFHUB_CACHE_DIR            cache directory (default: <os tmpdir>/tfhub_modules, as TF Hub)
+  TFHUB_MODEL_LOAD_FORMAT    COMPRESSED | UNCOMPRESSED | AUTO
+  TFHUB_DOWNLOAD_PROGRESS    non-empty: show progress even when stderr is not a terminal
+  HUBCACHE_OFFLINE           1/true: same as --offline
+  HUBCACHE_LOCK_TIMEOUT      seconds; same as --lock-timeout (default 60)
+  HUBCACHE_MAX_EXTRACT_BYTES same as --max-extract-bytes
+  TMPDIR                     where the default cache lives
+
+Exit codes: 0 success, 1 a handle failed, 2 bad usage.
+`;
+
+function usageError(message: string, out: Output): number {
+  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
+  return EXIT_USAGE;
+}
+
+export interface CliContext {
+  out?: Output;
+  env?: NodeJS.ProcessEnv;
+  /** Is stderr a terminal (live progress bar)? */
+  stderrIsTTY?: boolean;
+}
+
+export async function main(argv: readonly string[], context: CliContext = {}): Promise<number> {
+  const out = context.out ?? processOutput;
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case "-h":
+    case "--help":
+      out.stdout(MAIN_HELP);
+      return command === undefined ? EXIT_USAGE : EXIT_OK;
+    case "help":
+      out.stdout(rest[0] === "resolve" ? RESOLVE_HELP : MAIN_HELP);
+      return EXIT_OK;
+    case "-v":
+    case "--version":
+      out.stdout(`${VERSION}\n`);
+      return EXIT_OK;
+    case "resolve":
+      return resolveCommand(rest, out, context);
+    default:
+      return usageError(`unknown command "${command}".`, out);
+  }
+}
+
+async function resolveCommand(args: readonly string[], out: Output, context: CliContext): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        "cache-dir": { type: "string" },
+        tfhub_cache_dir: { type: "string" },
+        "load-format": { type: "string" },
+        tfhub_model_load_format: { type: "string" },
+        format: { type: "string" },
+        offline: { type: "boolean" },
+        "lock-timeout": { type: "string" },
+        "max-extract-bytes": { type: "string" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error), out);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out.stdout(RESOLVE_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
+  const format = values.format ?? "auto";
+  if (!["auto", "saved-model", "tfjs"].includes(format)) {
+    return usageError(`--format must be auto, saved-model or tfjs, not "${format}".`, out);
+  }
+  const numberFlag = (name: string, value: string | undefined): number | undefined | Error => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    return Number.isFinite(n) && n >= 0
+      ? n
+      : new Error(`--${name} needs a non-negative number, not "${value}".`);
+  };
+  const lockTimeout = numberFlag("lock-timeout", values["lock-timeout"]);
+  const maxExtract = numberFlag("max-extract-bytes", values["max-extract-bytes"]);
+  if (lockTimeout instanceof Error) return usageError(lockTimeout.message, out);
+  if (maxExtract instanceof Error) return usageError(maxExtract.message, out);
+
+  const env = context.env ?? process.env;
+  const stderrIsTTY = context.stderrIsTTY ?? Boolean(process.stderr.isTTY);
+  const showProgress = !values.quiet && (stderrIsTTY || Boolean(env.TFHUB_DOWNLOAD_PROGRESS));
+  const reporter = showProgress ? createProgressReporter(process.stderr, stderrIsTTY) : undefined;
+  const onEvent = (event: HubcacheEvent): void => {
+    if (reporter) reporter.onEvent(event);
+    else if (!values.quiet) {
+      const text =
+        event.type === "lock-wait" || event.type === "lock-takeover" ? describeEvent(event) : undefined;
+      if (text) out.stderr(`${text}\n`);
+    }
+  };
+
+  const options: ResolveOptions = {
+    env,
+    flags: {
+      tfhub_cache_dir: values.tfhub_cache_dir,
+      tfhub_model_load_format: values.tfhub_model_load_format,
+    },
+    modelFormat: format as ModelFormat,
+    onEvent,
+    ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
+    ...(values["load-format"] === undefined
+      ? {}
+      : { loadFormat: values["load-format"] as ResolveOptions["loadFormat"] }),
+    ...(values.offline ? { offline: true } : {}),
+    ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
+    ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
+  };
+
+  const results = await Promise.allSettled(positionals.map((handle) => resolve(handle, options)));
+  reporter?.stop();
+  const failed = results.some((r) => r.status === "rejected");
+  if (values.json) {
+    const rows = results.map((r, i) =>
+      r.status === "fulfilled"
+        ? { handle: positionals[i], path: r.value }
+        : { handle: positionals[i], error: errorJson(r.reason) },
+    );
+    out.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+    return failed ? EXIT_FAILURE : EXIT_OK;
+  }
+  if (failed) {
+    for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason));
+    return EXIT_FAILURE;
+  }
+  for (const r of results) if (r.status === "fulfilled") out.stdout(`${r.value}\n`);
+  return EXIT_OK;
+}

@@ -1,0 +1,104 @@
+/**
+ * Progress on stderr: a live bar (cli-progress) on a terminal, plain throttled lines otherwise
+ * (when TFHUB_DOWNLOAD_PROGRESS asks for progress without a terminal).
+ */
+import cliProgress from "cli-progress";
+import type { HubcacheEvent } from "../events.js";
+import { formatBytes } from "./output.js";
+
+export interface ProgressReporter {
+  onEvent(event: HubcacheEvent): void;
+  stop(): void;
+}
+
+export function createProgressReporter(stream: NodeJS.WriteStream, interactive: boolean): ProgressReporter {
+  return interactive ? barReporter(stream) : lineReporter(stream);
+}
+
+function label(handle: string): string {
+  return handle.length > 48 ? `…${handle.slice(-47)}` : handle;
+}
+
+function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
+  const multi = new cliProgress.MultiBar(
+    {
+      stream,
+      clearOnComplete: false,
+      hideCursor: true,
+      format: " {bar} {percentage}% | {done} of {total} | {handle}",
+      formatValue: (value, _options, type) =>
+        type === "value" || type === "total" ? formatBytes(value) : String(value),
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<string, cliProgress.SingleBar>();
+  return {
+    onEvent(event) {
+      if (event.type === "progress") {
+        const total = event.totalBytes ?? Math.max(event.downloadedBytes, 1);
+        let bar = bars.get(event.handle);
+        if (!bar) {
+          bar = multi.create(total, 0, {
+            handle: label(event.handle),
+            done: "0 B",
+            total: formatBytes(total),
+          });
+          bars.set(event.handle, bar);
+        }
+        bar.setTotal(total);
+        bar.update(event.downloadedBytes, {
+          handle: label(event.handle),
+          done: formatBytes(event.downloadedBytes),
+          total: event.totalBytes === undefined ? "?" : formatBytes(event.totalBytes),
+        });
+      } else if (event.type === "lock-wait") {
+        multi.log(
+          `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s)\n`,
+        );
+      } else if (event.type === "warning" || event.type === "lock-takeover") {
+        multi.log(`${describeEvent(event)}\n`);
+      }
+    },
+    stop: () => multi.stop(),
+  };
+}
+
+function lineReporter(stream: NodeJS.WriteStream): ProgressReporter {
+  const lastLine = new Map<string, number>();
+  return {
+    onEvent(event) {
+      if (event.type === "progress") {
+        const now = Date.now();
+        if (!event.done && now - (lastLine.get(event.handle) ?? 0) < 1000) return;
+        lastLine.set(event.handle, now);
+        const total = event.totalBytes === undefined ? "" : ` of ${formatBytes(event.totalBytes)}`;
+        const verb = event.done ? "Downloaded" : "Downloading";
+        stream.write(
+          `${verb} ${event.handle}: ${formatBytes(event.downloadedBytes)}${total}, ${formatBytes(event.extractedBytes)} extracted\n`,
+        );
+      } else {
+        const text = describeEvent(event);
+        if (text) stream.write(`${text}\n`);
+      }
+    },
+    stop: () => undefined,
+  };
+}
+
+/** Events worth a line for a person (not hits or progress). */
+export function describeEvent(event: HubcacheEvent): string | undefined {
+  switch (event.type) {
+    case "lock-wait":
+      return `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s)`;
+    case "lock-takeover":
+      return `took over the download of ${event.handle} from ${event.holder} (${event.reason === "holder-dead" ? "holder is gone" : "no progress"})`;
+    case "retry":
+      return `retrying ${event.handle} in ${Math.round(event.delayMs)} ms (attempt ${event.attempt}): ${event.reason}`;
+    case "warning":
+      return `warning: ${event.message}`;
+    case "cache-incomplete":
+      return `${event.handle}: cached copy is incomplete (${event.reason}); downloading again`;
+    default:
+      return undefined;
+  }
+}

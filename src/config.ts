@@ -1,0 +1,104 @@
+/**
+ * Settings, read lazily on every call (never at import), with TF Hub's precedence:
+ * explicit option > non-empty environment variable > command-line flag > default.
+ */
+import os from "node:os";
+import path from "node:path";
+import { ErrorCode, HubcacheError } from "./errors.js";
+import type { LoadFormat } from "./handle.js";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** TF Hub's absl flags that hubcache honours, as found in argv (`--flag=value` or `--flag value`). */
+export interface TfhubFlags {
+  tfhub_cache_dir?: string | undefined;
+  tfhub_model_load_format?: string | undefined;
+}
+
+/** Read `--tfhub_cache_dir` and `--tfhub_model_load_format` out of an argv, as absl would. */
+export function readTfhubFlags(argv: readonly string[]): TfhubFlags {
+  const flags: TfhubFlags = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    const match = /^--?(tfhub_cache_dir|tfhub_model_load_format)(?:=(.*))?$/.exec(arg);
+    if (!match) continue;
+    const name = match[1] as keyof TfhubFlags;
+    const value = match[2] ?? argv[i + 1];
+    if (match[2] === undefined) i++;
+    if (value !== undefined) flags[name] = value;
+  }
+  return flags;
+}
+
+/** Python's `tempfile.gettempdir()`: TMPDIR, TEMP, TMP, then the platform default. */
+export function pythonTempDir(env: Env): string {
+  for (const name of ["TMPDIR", "TEMP", "TMP"]) {
+    const value = env[name];
+    if (value) return path.resolve(value);
+  }
+  return os.tmpdir();
+}
+
+function isRemoteLocation(location: string): boolean {
+  return location.includes("://");
+}
+
+/** TF Hub's `absolute_path`: anything with `://` is left alone, the rest made absolute. */
+export function absoluteLocation(location: string): string {
+  return isRemoteLocation(location) ? location : path.resolve(location);
+}
+
+export interface CacheDirSources {
+  cacheDir?: string | undefined;
+  env: Env;
+  flags: TfhubFlags;
+}
+
+/** The cache directory: option > TFHUB_CACHE_DIR (non-empty) > --tfhub_cache_dir > <tmpdir>/tfhub_modules. */
+export function chooseCacheDir({ cacheDir, env, flags }: CacheDirSources): string {
+  if (cacheDir) return absoluteLocation(cacheDir);
+  const fromEnv = env.TFHUB_CACHE_DIR;
+  if (fromEnv) return absoluteLocation(fromEnv);
+  if (flags.tfhub_cache_dir) return absoluteLocation(flags.tfhub_cache_dir);
+  return path.join(pythonTempDir(env), "tfhub_modules");
+}
+
+const LOAD_FORMATS: readonly LoadFormat[] = ["COMPRESSED", "UNCOMPRESSED", "AUTO"];
+
+/** Load format: option > TFHUB_MODEL_LOAD_FORMAT > --tfhub_model_load_format > AUTO. Validated. */
+export function chooseLoadFormat(option: string | undefined, env: Env, flags: TfhubFlags): LoadFormat {
+  const [value, source] = option
+    ? [option, "the loadFormat option"]
+    : env.TFHUB_MODEL_LOAD_FORMAT
+      ? [env.TFHUB_MODEL_LOAD_FORMAT, "TFHUB_MODEL_LOAD_FORMAT"]
+      : flags.tfhub_model_load_format
+        ? [flags.tfhub_model_load_format, "--tfhub_model_load_format"]
+        : ["AUTO", "default"];
+  if ((LOAD_FORMATS as readonly string[]).includes(value)) return value as LoadFormat;
+  const upper = value.toUpperCase();
+  const suggestion = (LOAD_FORMATS as readonly string[]).includes(upper) ? ` Did you mean "${upper}"?` : "";
+  throw new HubcacheError(ErrorCode.INVALID_CONFIG, `Invalid load format "${value}" from ${source}.`, {
+    hint: `Use one of ${LOAD_FORMATS.join(", ")} (upper case, as in TensorFlow Hub).${suggestion}`,
+  });
+}
+
+const TRUE_WORDS = new Set(["1", "true", "yes", "on"]);
+
+/** Is a boolean-ish environment variable set ("1", "true", "yes", "on", any case)? */
+export function envFlag(env: Env, name: string): boolean {
+  const value = env[name];
+  return value !== undefined && TRUE_WORDS.has(value.trim().toLowerCase());
+}
+
+/** A non-negative number from the environment, with a clear error when it is not one. */
+export function envNumber(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new HubcacheError(ErrorCode.INVALID_CONFIG, `${name}="${raw}" is not a non-negative number.`, {
+      hint: `Unset ${name} or give it a number.`,
+    });
+  }
+  return value;
+}

@@ -1,0 +1,82 @@
+import { redactText } from "./redact.js";
+
+/** Every stable error code hubcache throws. Match on `error.code`, never on the message. */
+export const ErrorCode = {
+  INVALID_HANDLE: "ERR_HUBCACHE_INVALID_HANDLE",
+  INVALID_CONFIG: "ERR_HUBCACHE_INVALID_CONFIG",
+  NOT_FOUND: "ERR_HUBCACHE_NOT_FOUND",
+  UNAUTHORIZED: "ERR_HUBCACHE_UNAUTHORIZED",
+  FORBIDDEN: "ERR_HUBCACHE_FORBIDDEN",
+  HTTP: "ERR_HUBCACHE_HTTP",
+  NETWORK: "ERR_HUBCACHE_NETWORK",
+  TIMEOUT: "ERR_HUBCACHE_TIMEOUT",
+  NOT_AN_ARCHIVE: "ERR_HUBCACHE_NOT_AN_ARCHIVE",
+  TRUNCATED: "ERR_HUBCACHE_TRUNCATED",
+  CORRUPT: "ERR_HUBCACHE_CORRUPT",
+  UNSAFE_ARCHIVE: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
+  TOO_LARGE: "ERR_HUBCACHE_TOO_LARGE",
+  DISK_FULL: "ERR_HUBCACHE_DISK_FULL",
+  OFFLINE: "ERR_HUBCACHE_OFFLINE",
+  NOT_WRITABLE: "ERR_HUBCACHE_NOT_WRITABLE",
+  UNSUPPORTED: "ERR_HUBCACHE_UNSUPPORTED",
+  UNEXPECTED_RESPONSE: "ERR_HUBCACHE_UNEXPECTED_RESPONSE",
+  ABORTED: "ERR_HUBCACHE_ABORTED",
+  IO: "ERR_HUBCACHE_IO",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface HubcacheErrorOptions {
+  /** The model handle the operation was about, as the user gave it (redacted when shown). */
+  handle?: string | undefined;
+  /** What the user can do about it. */
+  hint?: string | undefined;
+  /** HTTP status, when the error comes from an HTTP answer. */
+  status?: number | undefined;
+  cause?: unknown;
+}
+
+/**
+ * The one error class hubcache throws for anything a user can reach.
+ * `code` is stable; `message` and `hint` are for people and never contain credentials
+ * or signed-URL query strings.
+ */
+export class HubcacheError extends Error {
+  override readonly name = "HubcacheError";
+  readonly code: ErrorCode;
+  readonly handle: string | undefined;
+  readonly hint: string | undefined;
+  readonly status: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: HubcacheErrorOptions = {}) {
+    super(redactText(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.handle = options.handle === undefined ? undefined : redactText(options.handle);
+    this.hint = options.hint === undefined ? undefined : redactText(options.hint);
+    this.status = options.status;
+  }
+
+  /** A plain object for `--json` output and logs. */
+  toJSON(): { code: ErrorCode; message: string; handle?: string; hint?: string; status?: number } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.handle === undefined ? {} : { handle: this.handle }),
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      ...(this.status === undefined ? {} : { status: this.status }),
+    };
+  }
+}
+
+export function isHubcacheError(value: unknown): value is HubcacheError {
+  return value instanceof HubcacheError;
+}
+
+/** The errno-style code of a Node system error, if it is one. */
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === "string" ? code : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,46 @@
+/** What the library reports while it works. It never prints: callers subscribe with `onEvent`/`onProgress`. */
+
+export interface ProgressEvent {
+  type: "progress";
+  handle: string;
+  /** Bytes received from the network (compressed). */
+  downloadedBytes: number;
+  /** Content-Length of the archive, when the host sent one. */
+  totalBytes: number | undefined;
+  /** Bytes written to disk so far (uncompressed). */
+  extractedBytes: number;
+  /** Files written so far. */
+  files: number;
+  /** True on the last progress event of a download. */
+  done: boolean;
+}
+
+export type HubcacheEvent =
+  | { type: "cache-hit"; handle: string; path: string; writer: "hubcache" | "other" }
+  | { type: "cache-incomplete"; handle: string; path: string; reason: string }
+  | { type: "download-start"; handle: string; url: string }
+  | ProgressEvent
+  | { type: "lock-wait"; handle: string; holder: string; waitedMs: number }
+  | { type: "lock-takeover"; handle: string; holder: string; reason: "holder-dead" | "no-progress" }
+  | { type: "orphan-removed"; path: string }
+  | { type: "published"; handle: string; path: string; bytes: number; files: number; ms: number }
+  | { type: "publish-lost"; handle: string; path: string }
+  | { type: "retry"; handle: string; attempt: number; delayMs: number; reason: string }
+  | { type: "warning"; handle?: string; message: string };
+
+export type EventListener = (event: HubcacheEvent) => void;
+
+/** Call a user listener without letting its exceptions break a download. */
+export function emitter(
+  onEvent: EventListener | undefined,
+  onProgress: ((event: ProgressEvent) => void) | undefined,
+): EventListener {
+  return (event) => {
+    try {
+      onEvent?.(event);
+      if (event.type === "progress") onProgress?.(event);
+    } catch {
+      // A listener's bug must not corrupt the cache; it is the listener's to report.
+    }
+  };
+}

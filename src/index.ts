@@ -1,0 +1,13 @@
+export { resolve, resolveSettings, DEFAULT_LOCK_TIMEOUT_MS } from "./resolve.js";
+export type { ResolveOptions, ResolvedSettings } from "./resolve.js";
+export { parseHandle, appendFormatQuery, detectModelFormat } from "./handle.js";
+export type { ParsedHandle, LoadFormat, ModelFormat, ParseHandleOptions, ObjectScheme } from "./handle.js";
+export { HubcacheError, ErrorCode, isHubcacheError } from "./errors.js";
+export type { HubcacheErrorOptions } from "./errors.js";
+export type { HubcacheEvent, ProgressEvent } from "./events.js";
+export { entryPaths, handleHash, descriptorText } from "./cache/layout.js";
+export type { EntryPaths } from "./cache/layout.js";
+export { chooseCacheDir, readTfhubFlags } from "./config.js";
+export type { TfhubFlags, Env } from "./config.js";
+export { redactUrl, redactText } from "./redact.js";
+export { VERSION } from "./version.js";

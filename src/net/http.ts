@@ -1,0 +1,120 @@
+/** HTTP(S) requests to model hosts: status codes become coded errors with hints. */
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { ErrorCode, HubcacheError } from "../errors.js";
+import { redactUrl } from "../redact.js";
+import { USER_AGENT } from "../version.js";
+
+export type FetchFunction = typeof globalThis.fetch;
+
+export interface HttpRequestOptions {
+  handle: string;
+  fetch?: FetchFunction | undefined;
+  signal?: AbortSignal | undefined;
+  headers?: Record<string, string> | undefined;
+  redirect?: RequestRedirect;
+}
+
+export interface HttpBody {
+  body: Readable;
+  status: number;
+  contentLength: number | undefined;
+  contentType: string | undefined;
+  /** Where the bytes finally came from, after redirects (redact before showing). */
+  finalUrl: string;
+}
+
+/** An error for a failed HTTP answer, with a hint that fits the status. */
+export function httpStatusError(status: number, handle: string, url: string): HubcacheError {
+  const where = redactUrl(url);
+  switch (status) {
+    case 404:
+    case 410:
+      return new HubcacheError(
+        ErrorCode.NOT_FOUND,
+        `${handle} was not found (HTTP ${status} from ${where}).`,
+        {
+          handle,
+          status,
+          hint: "Check the handle's spelling and version; browse it on tfhub.dev or kaggle.com/models.",
+        },
+      );
+    case 401:
+      return new HubcacheError(
+        ErrorCode.UNAUTHORIZED,
+        `${handle} needs credentials (HTTP 401 from ${where}).`,
+        {
+          handle,
+          status,
+          hint: "Sign in to the host or pass credentials; private and gated models are not public.",
+        },
+      );
+    case 403:
+      return new HubcacheError(
+        ErrorCode.FORBIDDEN,
+        `Access to ${handle} was refused (HTTP 403 from ${where}).`,
+        {
+          handle,
+          status,
+          hint: "The model may be gated (accept its terms on kaggle.com), private, or the signed download link expired: check your credentials and try again.",
+        },
+      );
+    default:
+      return new HubcacheError(
+        ErrorCode.HTTP,
+        `${handle} could not be fetched: HTTP ${status} from ${where}.`,
+        {
+          handle,
+          status,
+          hint: status >= 500 ? "The host has a problem; try again later." : "Check the handle.",
+        },
+      );
+  }
+}
+
+export function networkError(error: unknown, handle: string, url: string): HubcacheError {
+  if (error instanceof HubcacheError) return error;
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+  if (error instanceof Error && error.name === "AbortError") {
+    return new HubcacheError(ErrorCode.ABORTED, `Fetching ${handle} was aborted.`, { handle, cause: error });
+  }
+  return new HubcacheError(
+    ErrorCode.NETWORK,
+    `Could not reach ${redactUrl(url)} for ${handle} (${detail}).`,
+    {
+      handle,
+      hint: "Check your network, proxy (HTTPS_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
+      cause: error,
+    },
+  );
+}
+
+/** GET a URL and return its body as a Node stream; any non-2xx answer throws a coded error. */
+export async function httpGet(url: string, options: HttpRequestOptions): Promise<HttpBody> {
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  let response: Response;
+  try {
+    response = await fetchImpl(url, {
+      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...options.headers },
+      redirect: options.redirect ?? "follow",
+      signal: options.signal ?? null,
+    });
+  } catch (error) {
+    throw networkError(error, options.handle, url);
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => undefined);
+    throw httpStatusError(response.status, options.handle, response.url || url);
+  }
+  const length = response.headers.get("content-length");
+  return {
+    body: response.body
+      ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
+      : Readable.from([]),
+    status: response.status,
+    contentLength: length !== null && /^\d+$/.test(length) ? Number(length) : undefined,
+    contentType: response.headers.get("content-type") ?? undefined,
+    finalUrl: response.url || url,
+  };
+}

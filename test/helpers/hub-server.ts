@@ -1,0 +1,130 @@
+/**
+ * A local model host on 127.0.0.1 that speaks TF Hub's hosting protocol the way tfhub.dev and
+ * kaggle.com do: `?tf-hub-format=compressed` (or `?tfjs-format=compressed`) answers 302 to a
+ * signed "storage" URL that serves the archive; a plain GET answers an HTML page;
+ * `?tf-hub-format=uncompressed` answers 303 with the model's location in the body.
+ */
+import { createReadStream } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface HostedModel {
+  /** The archive's bytes, or a file to stream them from. */
+  archive: Buffer | { file: string; size: number };
+  /** For UNCOMPRESSED mode: the body of the 303 answer. */
+  uncompressedLocation?: string;
+}
+
+export interface RequestRecord {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+export interface HubServer {
+  origin: string;
+  /** The handle (URL) of a model path such as "/google/movenet/1". */
+  handle(modelPath: string): string;
+  add(modelPath: string, model: HostedModel): void;
+  requests: RequestRecord[];
+  /** Requests that asked for the archive bytes (the storage hop). */
+  downloads(): RequestRecord[];
+  /** Limit the storage hop to this many bytes per second (0: unlimited). */
+  throttleBytesPerSecond: number;
+  close(): Promise<void>;
+}
+
+export async function startHubServer(): Promise<HubServer> {
+  const models = new Map<string, HostedModel>();
+  const requests: RequestRecord[] = [];
+  const state = { throttle: 0 };
+
+  const server = http.createServer((req, res) => {
+    requests.push({ method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers });
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    if (url.pathname.startsWith("/storage/")) {
+      serveStorage(url, res);
+      return;
+    }
+    const model = models.get(url.pathname.replace(/\/+$/, ""));
+    if (!model) {
+      res.writeHead(404, { "content-type": "text/html" }).end("<html><body>Not found</body></html>");
+      return;
+    }
+    const formats = [...url.searchParams.getAll("tf-hub-format"), ...url.searchParams.getAll("tfjs-format")];
+    if (formats.includes("compressed")) {
+      const signed = `/storage${url.pathname}.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40test&X-Goog-Expires=259200&X-Goog-Signature=deadbeef`;
+      res.writeHead(302, { location: signed }).end();
+      return;
+    }
+    if (formats.includes("uncompressed")) {
+      res
+        .writeHead(303, { "content-type": "text/plain" })
+        .end(model.uncompressedLocation ?? "gs://bucket/none");
+      return;
+    }
+    res
+      .writeHead(200, { "content-type": "text/html; charset=utf-8" })
+      .end("<!DOCTYPE html><html><head><title>Model</title></head></html>");
+  });
+
+  function serveStorage(url: URL, res: http.ServerResponse): void {
+    const modelPath = url.pathname.slice("/storage".length).replace(/\.tar\.gz$/, "");
+    const model = models.get(modelPath);
+    if (!model || !url.searchParams.get("X-Goog-Signature")) {
+      res
+        .writeHead(403, { "content-type": "application/xml" })
+        .end("<Error><Code>SignatureDoesNotMatch</Code></Error>");
+      return;
+    }
+    const size = Buffer.isBuffer(model.archive) ? model.archive.length : model.archive.size;
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(size) });
+    const source = Buffer.isBuffer(model.archive)
+      ? [model.archive]
+      : createReadStream(model.archive.file, { highWaterMark: 1 << 20 });
+    void pump(source, res);
+  }
+
+  async function pump(source: AsyncIterable<Buffer> | Buffer[], res: http.ServerResponse): Promise<void> {
+    try {
+      for await (const chunk of source) {
+        if (state.throttle > 0) {
+          for (let offset = 0; offset < chunk.length; offset += 16384) {
+            const piece = chunk.subarray(offset, offset + 16384);
+            if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
+            await new Promise((r) => setTimeout(r, (piece.length / state.throttle) * 1000));
+            if (res.destroyed) return;
+          }
+        } else if (!res.write(chunk)) {
+          await new Promise((r) => res.once("drain", r));
+        }
+        if (res.destroyed) return;
+      }
+      res.end();
+    } catch {
+      res.destroy();
+    }
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    origin,
+    handle: (modelPath) => `${origin}${modelPath}`,
+    add: (modelPath, model) => models.set(modelPath, model),
+    requests,
+    downloads: () => requests.filter((r) => r.url.startsWith("/storage/")),
+    get throttleBytesPerSecond() {
+      return state.throttle;
+    },
+    set throttleBytesPerSecond(value: number) {
+      state.throttle = value;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
