@@ -135,27 +135,21 @@ export function parseHandle(handle: string, options: ParseHandleOptions = {}): P
 }
 
 /**
- * A TF.js handle: `/tfjs-model/` on tfhub.dev, a `tfjs` framework segment on Kaggle Models
- * (`/tfJs/`, `/TfJs/`, `/frameworks/tfJs/`).
+ * A TF.js handle: a `tfjs-model` path segment (tfhub.dev's form), or Kaggle Models' shape
+ * `/models/<owner>/<model>/tfjs/...` (`/tfJs/`, `/TfJs/`, `/frameworks/tfJs/`). The host is not
+ * checked, so mirrors and self-hosted copies of the hub are recognised too.
  */
 export function detectModelFormat(handle: string, requested: ModelFormat): Exclude<ModelFormat, "auto"> {
   if (requested !== "auto") return requested;
-  let url: URL;
+  let segments: string[];
   try {
-    url = new URL(handle);
+    segments = new URL(handle).pathname.split("/").filter(Boolean);
   } catch {
     return "saved-model";
   }
-  const host = url.hostname.toLowerCase();
-  const segments = url.pathname.split("/").filter(Boolean);
-  if (host.endsWith("tfhub.dev") && segments.includes("tfjs-model")) return "tfjs";
-  if (
-    host.endsWith("kaggle.com") &&
-    segments[0] === "models" &&
-    segments.some((s) => s.toLowerCase() === "tfjs")
-  ) {
-    return "tfjs";
-  }
+  if (segments.includes("tfjs-model")) return "tfjs";
+  const models = segments.indexOf("models");
+  if (models !== -1 && segments.slice(models + 3).some((s) => s.toLowerCase() === "tfjs")) return "tfjs";
   return "saved-model";
 }
 
