@@ -19,7 +19,7 @@ export default tseslint.config(
   },
   {
     // The CLI, demo, bench and test helpers are the only places allowed to print.
-    files: ["src/cli/**", "src/demo/**", "bench/**", "scripts/**", "test/**"],
+    files: ["src/cli/**", "demo/**", "bench/**", "scripts/**", "test/**"],
     rules: { "no-console": "off" },
   },
   {

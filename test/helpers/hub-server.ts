@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 export interface HostedModel {
   /** The archive's bytes, or a file to stream them from. */
   archive: Buffer | { file: string; size: number };
-  /** For UNCOMPRESSED mode: the body of the 303 answer. */
+  /** For UNCOMPRESSED mode: the body of the 303 answer (without it, the host ignores the query, like a static server). */
   uncompressedLocation?: string;
 }
 
@@ -57,10 +57,8 @@ export async function startHubServer(): Promise<HubServer> {
       res.writeHead(302, { location: signed }).end();
       return;
     }
-    if (formats.includes("uncompressed")) {
-      res
-        .writeHead(303, { "content-type": "text/plain" })
-        .end(model.uncompressedLocation ?? "gs://bucket/none");
+    if (formats.includes("uncompressed") && model.uncompressedLocation !== undefined) {
+      res.writeHead(303, { "content-type": "text/plain" }).end(model.uncompressedLocation);
       return;
     }
     res

@@ -1,0 +1,220 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { entryPaths } from "hubcache";
+import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+
+const BIN = path.resolve("bin/hubcache.js");
+let hub: HubServer;
+
+before(async () => {
+  hub = await startHubServer();
+  hub.add("/upscaler/default/1", { archive: await tarGz(await upscalerModelDir()) });
+  hub.add("/google/savedmodel/1", { archive: await tarGz(await savedModelDir()) });
+});
+after(() => hub.close());
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the real CLI in a child process (async, so the in-process hub can answer it). */
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("close", (code) => done({ code, stdout, stderr }));
+  });
+}
+
+describe("hubcache resolve", () => {
+  test("prints one absolute path per handle on stdout and nothing else", async () => {
+    const cacheDir = await tempDir();
+    const a = hub.handle("/upscaler/default/1");
+    const b = hub.handle("/google/savedmodel/1");
+    const run = await cli(["resolve", a, b], { TFHUB_CACHE_DIR: cacheDir });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, `${entryPaths(cacheDir, a).dir}\n${entryPaths(cacheDir, b).dir}\n`);
+    assert.equal(run.stderr, "");
+  });
+
+  test("TFHUB_DOWNLOAD_PROGRESS shows progress on stderr, never on stdout", async () => {
+    const cacheDir = await tempDir();
+    const handle = hub.handle("/google/savedmodel/1");
+    const run = await cli(["resolve", handle], { TFHUB_CACHE_DIR: cacheDir, TFHUB_DOWNLOAD_PROGRESS: "1" });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
+    assert.match(run.stderr, /^Downloaded .*savedmodel\/1: .* extracted$/m);
+    const quiet = await cli(["resolve", "--quiet", handle], {
+      TFHUB_CACHE_DIR: await tempDir(),
+      TFHUB_DOWNLOAD_PROGRESS: "1",
+    });
+    assert.equal(quiet.stderr, "");
+  });
+
+  test("a terminal gets a live progress bar on stderr", async (t) => {
+    if (spawnSync("script", ["--version"]).status !== 0) {
+      t.skip("util-linux `script` is needed to give the CLI a terminal");
+      return;
+    }
+    const cacheDir = await tempDir();
+    const handle = hub.handle("/google/savedmodel/1");
+    // `script` runs the CLI on a pseudo-terminal: stdout and stderr both reach us through it.
+    hub.throttleBytesPerSecond = 200_000; // slow enough for the bar to be drawn
+    const child = spawn("script", ["-qec", `${process.execPath} ${BIN} resolve ${handle}`, "/dev/null"], {
+      env: { ...process.env, TFHUB_CACHE_DIR: cacheDir, TFHUB_DOWNLOAD_PROGRESS: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let screen = "";
+    child.stdout.on("data", (d: Buffer) => (screen += d.toString()));
+    const code = await new Promise((r) => child.on("close", r));
+    hub.throttleBytesPerSecond = 0;
+    assert.equal(code, 0, screen);
+    assert.match(screen, /[\u2588\u2591]+ +\d+% \| .* of .* \| .*savedmodel\/1/);
+    assert.ok(screen.includes(entryPaths(cacheDir, handle).dir));
+  });
+
+  test("--tfhub_cache_dir is used when TFHUB_CACHE_DIR is empty, and loses to it otherwise", async () => {
+    const envDir = await tempDir();
+    const flagDir = await tempDir();
+    const handle = hub.handle("/upscaler/default/1");
+    const viaFlag = await cli(["resolve", "--tfhub_cache_dir", flagDir, handle], { TFHUB_CACHE_DIR: "" });
+    assert.equal(viaFlag.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+    const viaEnv = await cli(["resolve", `--tfhub_cache_dir=${flagDir}`, handle], {
+      TFHUB_CACHE_DIR: envDir,
+    });
+    assert.equal(viaEnv.stdout, `${entryPaths(envDir, handle).dir}\n`);
+    const viaOption = await cli(["resolve", "--cache-dir", flagDir, handle], { TFHUB_CACHE_DIR: envDir });
+    assert.equal(viaOption.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+  });
+
+  test("an error prints error[CODE] and a hint on stderr, nothing on stdout, and exits 1", async () => {
+    const cacheDir = await tempDir();
+    const run = await cli(["resolve", hub.handle("/upscaler/default/1"), hub.handle("/missing/1")], {
+      TFHUB_CACHE_DIR: cacheDir,
+    });
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, "");
+    assert.match(run.stderr, /^error\[ERR_HUBCACHE_NOT_FOUND\]: .*\/missing\/1 was not found \(HTTP 404/m);
+    assert.match(run.stderr, /^ {2}hint: /m);
+  });
+
+  test("--offline fails at once for an uncached handle, naming it", async () => {
+    const cacheDir = await tempDir();
+    const handle = hub.handle("/google/savedmodel/1");
+    const before = hub.requests.length;
+    const run = await cli(["resolve", "--offline", handle], { TFHUB_CACHE_DIR: cacheDir });
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `^error\\[ERR_HUBCACHE_OFFLINE\\]: Offline mode is on and ${handle.replace(/[.]/g, "\\.")} is not in the cache`,
+        "m",
+      ),
+    );
+    assert.equal(hub.requests.length, before);
+  });
+
+  test("--json reports each handle with its path or its error", async () => {
+    const cacheDir = await tempDir();
+    const good = hub.handle("/upscaler/default/1");
+    const bad = hub.handle("/missing/2");
+    const run = await cli(["resolve", "--json", good, bad], { TFHUB_CACHE_DIR: cacheDir });
+    assert.equal(run.code, 1);
+    const rows = JSON.parse(run.stdout) as {
+      handle: string;
+      path?: string;
+      error?: { code: string; status: number };
+    }[];
+    assert.deepEqual(rows[0], { handle: good, path: entryPaths(cacheDir, good).dir });
+    assert.equal(rows[1]?.handle, bad);
+    assert.equal(rows[1]?.error?.code, "ERR_HUBCACHE_NOT_FOUND");
+    assert.equal(rows[1]?.error?.status, 404);
+  });
+
+  test("a lower-case TFHUB_MODEL_LOAD_FORMAT is refused with a suggestion", async () => {
+    const run = await cli(["resolve", hub.handle("/upscaler/default/1")], {
+      TFHUB_CACHE_DIR: await tempDir(),
+      TFHUB_MODEL_LOAD_FORMAT: "compressed",
+    });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /error\[ERR_HUBCACHE_INVALID_CONFIG\]: Invalid load format "compressed"/);
+    assert.match(run.stderr, /Did you mean "COMPRESSED"/);
+  });
+
+  test("UNCOMPRESSED mode prints the location the host answers with 303", async () => {
+    hub.add("/google/spice/2", {
+      archive: Buffer.alloc(0),
+      uncompressedLocation: "gs://tfhub-modules/google/spice/2/uncompressed",
+    });
+    const cacheDir = path.join(await tempDir(), "never-created");
+    const run = await cli(["resolve", "--load-format", "UNCOMPRESSED", hub.handle("/google/spice/2")], {
+      TFHUB_CACHE_DIR: cacheDir,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "gs://tfhub-modules/google/spice/2/uncompressed\n");
+    await assert.rejects(fs.stat(cacheDir), { code: "ENOENT" });
+    const notHub = await cli(
+      ["resolve", "--load-format", "UNCOMPRESSED", hub.handle("/upscaler/default/1")],
+      {
+        TFHUB_CACHE_DIR: cacheDir,
+      },
+    );
+    assert.equal(notHub.code, 1);
+    assert.match(notHub.stderr, /Expected 303 See other HTTP response but received code 200/);
+  });
+});
+
+describe("usage", () => {
+  test("--help explains every flag and environment variable", async () => {
+    const run = await cli(["resolve", "--help"]);
+    assert.equal(run.code, 0);
+    for (const word of [
+      "--cache-dir",
+      "--tfhub_cache_dir",
+      "--load-format",
+      "--format",
+      "--offline",
+      "--json",
+      "--quiet",
+      "--lock-timeout",
+      "--max-extract-bytes",
+      "TFHUB_CACHE_DIR",
+      "TFHUB_MODEL_LOAD_FORMAT",
+      "TFHUB_DOWNLOAD_PROGRESS",
+      "HUBCACHE_OFFLINE",
+      "HUBCACHE_LOCK_TIMEOUT",
+      "HUBCACHE_MAX_EXTRACT_BYTES",
+    ]) {
+      assert.ok(run.stdout.includes(word), `help mentions ${word}`);
+    }
+    const top = await cli(["--help"]);
+    assert.equal(top.code, 0);
+    assert.match(top.stdout, /hubcache resolve HANDLE/);
+  });
+
+  test("bad usage exits 2 with a coded message", async () => {
+    for (const args of [
+      ["resolve"],
+      ["frobnicate"],
+      ["resolve", "--format", "onnx", "x"],
+      ["resolve", "--nope", "x"],
+    ]) {
+      const run = await cli(args);
+      assert.equal(run.code, 2, args.join(" "));
+      assert.match(run.stderr, /^error\[ERR_HUBCACHE_USAGE\]: /);
+      assert.equal(run.stdout, "");
+    }
+  });
+});
