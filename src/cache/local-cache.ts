@@ -121,6 +121,7 @@ async function downloadEntry(
       handle,
       dev: tmpStat.dev,
       ino: tmpStat.ino,
+      birthtimeMs: tmpStat.birthtimeMs,
       createdAt: new Date().toISOString(),
       bytes,
       archiveBytes: report.archiveBytes,

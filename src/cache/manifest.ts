@@ -14,9 +14,13 @@ export const MANIFEST_VERSION = 1;
 export interface Manifest {
   version: typeof MANIFEST_VERSION;
   handle: string;
-  /** Identity of the entry directory this record describes. */
+  /**
+   * Identity of the entry directory this record describes. Inode numbers are reused at once on
+   * ext4 after a delete, so the directory's birth time is part of it.
+   */
   dev: number;
   ino: number;
+  birthtimeMs: number;
   createdAt: string;
   bytes: number;
   /** Bytes received from the host (the compressed archive). */
@@ -54,7 +58,12 @@ export function inspectEntry(paths: EntryPaths): EntryState {
   }
   if (!dirStat.isDirectory()) return { state: "incomplete", reason: "the entry is not a directory" };
   const manifest = readManifest(paths.manifest);
-  if (manifest && manifest.ino === dirStat.ino && manifest.dev === dirStat.dev) {
+  if (
+    manifest &&
+    manifest.ino === dirStat.ino &&
+    manifest.dev === dirStat.dev &&
+    manifest.birthtimeMs === dirStat.birthtimeMs
+  ) {
     for (const file of manifest.files) {
       let size: number;
       try {

@@ -4,7 +4,7 @@
  * node-tar writes the files. Anything unsafe or broken rejects the whole archive; the caller owns
  * the target directory and deletes it on failure.
  */
-import { Readable, Transform, type TransformCallback } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import * as tar from "tar";
@@ -58,8 +58,8 @@ function describeBody(head: Buffer, contentType: string | undefined): string {
   return `${contentType ? `${contentType}, ` : ""}starting with "${text}"`;
 }
 
-/** Read the first bytes, then hand back a stream that replays them followed by the rest. */
-async function sniff(source: Readable): Promise<{ head: Buffer; stream: AsyncIterable<Buffer> }> {
+/** Read the first bytes, then hand back a byte stream that replays them followed by the rest. */
+async function sniff(source: Readable): Promise<{ head: Buffer; stream: Readable }> {
   const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const chunks: Buffer[] = [];
   let length = 0;
@@ -70,9 +70,8 @@ async function sniff(source: Readable): Promise<{ head: Buffer; stream: AsyncIte
       done = true;
       break;
     }
-    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
-    chunks.push(chunk);
-    length += chunk.length;
+    chunks.push(next.value);
+    length += next.value.length;
   }
   const head = Buffer.concat(chunks);
   async function* replay(): AsyncGenerator<Buffer> {
@@ -84,24 +83,9 @@ async function sniff(source: Readable): Promise<{ head: Buffer; stream: AsyncIte
       yield next.value;
     }
   }
-  return { head, stream: replay() };
-}
-
-class ByteCounter extends Transform {
-  bytes = 0;
-  constructor(private readonly onChunk: (total: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.bytes += chunk.length;
-    try {
-      this.onChunk(this.bytes);
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    callback(null, chunk);
-  }
+  const stream = Readable.from(replay(), { objectMode: false, highWaterMark: 1 << 20 });
+  stream.once("close", () => void iterator.return?.());
+  return { head, stream };
 }
 
 const SAFE_TYPES = new Set(["File", "OldFile", "ContiguousFile", "Directory"]);
@@ -126,14 +110,15 @@ function entryProblem(entryPath: string, type: string): string | undefined {
 
 /** Extract `source` (a gzip'd or plain tar) into the existing directory `dir`. */
 export async function extractArchive(
-  source: Readable,
+  body: Readable,
   dir: string,
   options: ExtractOptions,
 ): Promise<ExtractResult> {
   const { handle } = options;
-  const { head, stream } = await sniff(source);
+  const { head, stream: source } = await sniff(body);
   const kind = detectKind(head);
   if (!kind) {
+    body.destroy();
     throw new HubcacheError(
       ErrorCode.NOT_AN_ARCHIVE,
       `${handle} did not answer with a model archive: it sent ${describeBody(head, options.contentType)}.`,
@@ -150,35 +135,31 @@ export async function extractArchive(
   let sawEndOfArchive = false;
   let problem: HubcacheError | undefined;
   const report = (): void => options.onBytes?.(compressedBytes, tarBytes);
+  const limit = options.maxExtractBytes;
 
-  const network = new ByteCounter((total) => {
-    compressedBytes = total;
-    if (kind === "tar") tarBytes = total;
+  // Byte counting rides on 'data' listeners: no extra stream stage on the hot path.
+  const gunzip = kind === "gzip" ? zlib.createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }) : undefined;
+  const tarSource = gunzip ?? source;
+  source.on("data", (chunk: Buffer) => {
+    compressedBytes += chunk.length;
+    if (!gunzip) tarBytes = compressedBytes;
     report();
   });
-  const stages: NodeJS.ReadWriteStream[] = [network];
-  if (kind === "gzip") {
-    stages.push(zlib.createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }));
-    stages.push(
-      new ByteCounter((total) => {
-        tarBytes = total;
-        report();
-      }),
-    );
-  }
-  const limit = options.maxExtractBytes;
+  gunzip?.on("data", (chunk: Buffer) => {
+    tarBytes += chunk.length;
+    report();
+  });
   if (limit !== undefined) {
-    stages.push(
-      new ByteCounter((total) => {
-        if (total > limit) {
-          throw new HubcacheError(
-            ErrorCode.TOO_LARGE,
-            `${handle} unpacks to more than ${limit} bytes, the limit; extraction was stopped.`,
-            { handle, hint: "Raise maxExtractBytes (HUBCACHE_MAX_EXTRACT_BYTES) if you trust this model." },
-          );
-        }
-      }),
-    );
+    tarSource.on("data", () => {
+      if (tarBytes > limit && !problem) {
+        problem = new HubcacheError(
+          ErrorCode.TOO_LARGE,
+          `${handle} unpacks to more than ${limit} bytes, the limit; extraction was stopped.`,
+          { handle, hint: "Raise maxExtractBytes (HUBCACHE_MAX_EXTRACT_BYTES) if you trust this model." },
+        );
+        tarSource.destroy(problem);
+      }
+    });
   }
 
   const unpack = tar.x({
@@ -212,8 +193,9 @@ export async function extractArchive(
   closed.catch(() => undefined);
 
   try {
-    const streams = [Readable.from(stream), ...stages, unpack as unknown as NodeJS.WritableStream] as const;
-    await pipeline(streams as unknown as NodeJS.ReadWriteStream[], { signal: options.signal });
+    const writable = unpack as unknown as NodeJS.WritableStream;
+    if (gunzip) await pipeline(source, gunzip, writable, { signal: options.signal });
+    else await pipeline(source, writable, { signal: options.signal });
     await closed;
   } catch (error) {
     throw problem ?? classifyExtractError(error, handle);

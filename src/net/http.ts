@@ -4,6 +4,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { redactUrl } from "../redact.js";
 import { USER_AGENT } from "../version.js";
+import { type NodeResponse, nodeGet } from "./node-transport.js";
 
 export type FetchFunction = typeof globalThis.fetch;
 
@@ -90,13 +91,49 @@ export function networkError(error: unknown, handle: string, url: string): Hubca
   );
 }
 
-/** GET a URL and return its body as a Node stream; any non-2xx answer throws a coded error. */
+/** Proxy settings in the environment: the global fetch path handles those. */
+function proxyConfigured(env: NodeJS.ProcessEnv): boolean {
+  return ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"].some((name) =>
+    Boolean(env[name]),
+  );
+}
+
+function lengthOf(value: string | null | undefined): number | undefined {
+  return value != null && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/**
+ * GET a URL and return its body as a Node stream; any non-2xx answer throws a coded error.
+ * node:http(s) by default (fast path); the global fetch (or the caller's) when a `fetch` option
+ * is given or a proxy is configured.
+ */
 export async function httpGet(url: string, options: HttpRequestOptions): Promise<HttpBody> {
+  const headers = { "user-agent": USER_AGENT, "accept-encoding": "identity", ...options.headers };
+  if (options.fetch === undefined && !proxyConfigured(process.env) && /^https?:/i.test(url)) {
+    let response: NodeResponse;
+    try {
+      response = await nodeGet(url, { headers, signal: options.signal });
+    } catch (error) {
+      throw networkError(error, options.handle, url);
+    }
+    if (response.status < 200 || response.status >= 300) {
+      response.body.resume();
+      throw httpStatusError(response.status, options.handle, response.url);
+    }
+    const type = response.headers["content-type"];
+    return {
+      body: response.body,
+      status: response.status,
+      contentLength: lengthOf(response.headers["content-length"]),
+      contentType: Array.isArray(type) ? type[0] : type,
+      finalUrl: response.url,
+    };
+  }
   const fetchImpl = options.fetch ?? globalThis.fetch;
   let response: Response;
   try {
     response = await fetchImpl(url, {
-      headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...options.headers },
+      headers,
       redirect: options.redirect ?? "follow",
       signal: options.signal ?? null,
     });
@@ -107,13 +144,12 @@ export async function httpGet(url: string, options: HttpRequestOptions): Promise
     await response.body?.cancel().catch(() => undefined);
     throw httpStatusError(response.status, options.handle, response.url || url);
   }
-  const length = response.headers.get("content-length");
   return {
     body: response.body
       ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
       : Readable.from([]),
     status: response.status,
-    contentLength: length !== null && /^\d+$/.test(length) ? Number(length) : undefined,
+    contentLength: lengthOf(response.headers.get("content-length")),
     contentType: response.headers.get("content-type") ?? undefined,
     finalUrl: response.url || url,
   };
