@@ -9,7 +9,7 @@ export interface ProgressEvent {
   totalBytes: number | undefined;
   /** Bytes written to disk so far (uncompressed). */
   extractedBytes: number;
-  /** Files written so far. */
+  /** Archive entries (files and folders) unpacked so far. */
   files: number;
   /** True on the last progress event of a download. */
   done: boolean;

@@ -165,6 +165,7 @@ async function resolveHttpArchive(
       let lastEmit = 0;
       let downloaded = 0;
       let extracted = 0;
+      let files = 0;
       const progress = (done: boolean): void => {
         emit({
           type: "progress",
@@ -172,7 +173,7 @@ async function resolveHttpArchive(
           downloadedBytes: downloaded,
           totalBytes: response.contentLength,
           extractedBytes: extracted,
-          files: 0,
+          files,
           done,
         });
       };
@@ -181,9 +182,10 @@ async function resolveHttpArchive(
         contentType: response.contentType,
         maxExtractBytes: settings.maxExtractBytes,
         signal: options.signal,
-        onBytes: (compressed, uncompressed) => {
+        onBytes: (compressed, uncompressed, entries) => {
           downloaded = compressed;
           extracted = uncompressed;
+          files = entries;
           const now = Date.now();
           if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
             lastEmit = now;

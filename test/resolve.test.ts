@@ -19,6 +19,7 @@ const BIN = path.resolve("bin/hubcache.js");
 
 let hub: HubServer;
 const sources = new Map<string, string>();
+const archives = new Map<string, Buffer>();
 
 before(async () => {
   hub = await startHubServer();
@@ -28,7 +29,11 @@ before(async () => {
   sources.set("/google/tfjs-model/movenet/singlepose/lightning/4", movenet);
   sources.set("/upscaler/default/1", upscaler);
   sources.set("/google/savedmodel/1", savedModel);
-  for (const [modelPath, dir] of sources) hub.add(modelPath, { archive: await tarGz(dir) });
+  for (const [modelPath, dir] of sources) {
+    const archive = await tarGz(dir);
+    archives.set(modelPath, archive);
+    hub.add(modelPath, { archive });
+  }
   hub.add("/plain-tar/1", { archive: await tarGz(savedModel, { gzip: false }) });
 });
 after(() => hub.close());
@@ -83,8 +88,14 @@ describe("resolve, compressed mode", () => {
       assert.equal(made[0], `${modelPath}?${param}=compressed`);
       assert.match(made[1] ?? "", /^\/storage\/.*X-Goog-Signature=/);
       assert.equal(made.length, 2);
-      const progress = events.filter((e) => e.type === "progress");
-      assert.ok(progress.length > 0 && progress.at(-1)?.type === "progress" && progress.at(-1)?.done);
+      const last = events.filter((e) => e.type === "progress").at(-1);
+      assert.ok(last?.type === "progress" && last.done, "a last progress event with done: true");
+      const archiveBytes = archives.get(modelPath)?.length;
+      assert.equal(last.downloadedBytes, archiveBytes);
+      assert.equal(last.totalBytes, archiveBytes);
+      const treeBytes = [...(await readTree(dir)).values()].reduce((sum, b) => sum + b.length, 0);
+      assert.ok(last.extractedBytes >= treeBytes, "extracted bytes cover every file");
+      assert.ok(last.files >= (await readTree(dir)).size, "every file was counted");
       assert.ok(events.some((e) => e.type === "published"));
 
       // Warm: same path, no request, nothing written.

@@ -18,8 +18,8 @@ export interface ExtractOptions {
   maxExtractBytes?: number | undefined;
   /** What came back, to explain a body that is not an archive. */
   contentType?: string | undefined;
-  /** Called as compressed bytes arrive and as uncompressed bytes are written. */
-  onBytes?: ((compressed: number, uncompressed: number) => void) | undefined;
+  /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
+  onBytes?: ((compressed: number, uncompressed: number, entries: number) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -134,7 +134,7 @@ export async function extractArchive(
   let entries = 0;
   let sawEndOfArchive = false;
   let problem: HubcacheError | undefined;
-  const report = (): void => options.onBytes?.(compressedBytes, tarBytes);
+  const report = (): void => options.onBytes?.(compressedBytes, tarBytes, entries);
   const limit = options.maxExtractBytes;
 
   // Byte counting rides on 'data' listeners: no extra stream stage on the hot path.
