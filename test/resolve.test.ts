@@ -6,6 +6,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type HubcacheEvent, HubcacheError, entryPaths, resolve } from "hubcache";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { worldReadableCli } from "./helpers/runtime-copy.js";
 import {
   movenetModelDir,
   readTree,
@@ -14,8 +15,6 @@ import {
   tempDir,
   upscalerModelDir,
 } from "./helpers/fixtures.js";
-
-const BIN = path.resolve("bin/hubcache.js");
 
 let hub: HubServer;
 const sources = new Map<string, string>();
@@ -266,10 +265,11 @@ describe("read-only cache", () => {
     execFileSync("chmod", ["-R", "a+rX", cacheDir]);
     const snapshot = await listCache(cacheDir);
     const before = hub.requests.length;
+    const cli = await worldReadableCli();
     const asNobody = (...args: string[]): ReturnType<typeof spawnSync> =>
       spawnSync(
         "setpriv",
-        ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, BIN, ...args],
+        ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, cli, ...args],
         {
           encoding: "utf8",
           env: { ...process.env, TFHUB_CACHE_DIR: cacheDir, HOME: os.tmpdir() },
