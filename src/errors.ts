@@ -72,6 +72,20 @@ export function isHubcacheError(value: unknown): value is HubcacheError {
   return value instanceof HubcacheError;
 }
 
+/**
+ * Internal signal, never shown to users: the download broke after bytes arrived and the host cannot
+ * resume it, so whatever was extracted must be wiped and the download started again from byte 0.
+ */
+export class RestartRequired extends Error {
+  override readonly name = "RestartRequired";
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(reason, options);
+  }
+}
+
 /** The errno-style code of a Node system error, if it is one. */
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error === "object" && error !== null && "code" in error) {

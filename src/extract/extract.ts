@@ -3,23 +3,36 @@
  * bytes (never from headers). gunzip runs with 1 MiB chunks (the biggest lever on speed), and
  * node-tar writes the files. Anything unsafe or broken rejects the whole archive; the caller owns
  * the target directory and deletes it on failure.
+ *
+ * Safety rests on three node-tar 7 facts, each checked by test/archive-safety.test.ts:
+ * - `filter` runs while a header is parsed, before the entry is queued for writing; an entry it
+ *   refuses is never written. (`onReadEntry` runs too late: tar still writes that entry.)
+ * - `strict: true` turns every tar warning (bad checksum, truncated input...) into an error.
+ * - after any failure, ending the parser makes tar finish what it has queued and emit "close";
+ *   extractArchive waits for that, so no write lands in the directory after it returns.
  */
-import { Readable } from "node:stream";
+import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import * as tar from "tar";
-import { ErrorCode, HubcacheError } from "../errors.js";
+import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
+import { checkIntervalBytes, defaultReserveBytes, diskSpace } from "./disk-space.js";
 
 export const GUNZIP_CHUNK_BYTES = 1 << 20;
 
 export interface ExtractOptions {
   handle: string;
-  /** Stop with ERR_HUBCACHE_TOO_LARGE past this many extracted bytes. */
+  /** Stop with ERR_HUBCACHE_TOO_LARGE past this many extracted (tar) bytes. */
   maxExtractBytes?: number | undefined;
+  /**
+   * Keep at least this many bytes free on the target's disk (ERR_HUBCACHE_DISK_FULL otherwise).
+   * Default: 5 % of the filesystem, at most 1 GiB. 0 turns the free-space guard off.
+   */
+  minFreeBytes?: number | undefined;
   /** What came back, to explain a body that is not an archive. */
   contentType?: string | undefined;
-  /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
-  onBytes?: ((compressed: number, uncompressed: number, entries: number) => void) | undefined;
+  /** Called as compressed bytes arrive and as uncompressed bytes are written. */
+  onBytes?: ((compressed: number, uncompressed: number) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -34,10 +47,14 @@ const SNIFF_BYTES = 512;
 
 function detectKind(head: Buffer): ArchiveKind | undefined {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  // POSIX/GNU tar: "ustar" magic at offset 257. Old v7 tars have none; accept a header whose checksum is valid.
-  if (head.length >= 262 && head.toString("latin1", 257, 262) === "ustar") return "tar";
-  if (head.length >= 512 && validTarChecksum(head)) return "tar";
+  if (looksLikeTar(head)) return "tar";
   return undefined;
+}
+
+/** POSIX/GNU tar: "ustar" magic at offset 257 and a valid header checksum (old v7 tars have no magic). */
+function looksLikeTar(block: Buffer): boolean {
+  if (block.length < 512) return false;
+  return validTarChecksum(block);
 }
 
 function validTarChecksum(block: Buffer): boolean {
@@ -48,18 +65,23 @@ function validTarChecksum(block: Buffer): boolean {
   return sum === stored && block.subarray(0, 100).some((byte) => byte !== 0);
 }
 
-function describeBody(head: Buffer, contentType: string | undefined): string {
-  if (head.length === 0) return "an empty body";
+/** "text/html, starting with "<!DOCTYPE html>..."" or "an empty body", for error messages. */
+export function describeBody(head: Buffer, contentType: string | undefined): string {
+  const type = contentType ? `Content-Type ${contentType}` : "no Content-Type";
+  if (head.length === 0) return `an empty body (${type})`;
   const text = head
     .subarray(0, 80)
     .toString("utf8")
     .replace(/[^\x20-\x7e]+/g, " ")
     .trim();
-  return `${contentType ? `${contentType}, ` : ""}starting with "${text}"`;
+  return `${head.length >= SNIFF_BYTES ? "" : `${head.length} bytes, `}${type}, starting with "${text}"`;
 }
 
-/** Read the first bytes, then hand back a byte stream that replays them followed by the rest. */
-async function sniff(source: Readable): Promise<{ head: Buffer; stream: Readable }> {
+const NOT_AN_ARCHIVE_HINT =
+  "Check that the handle is a model URL (a sign-in, consent or error page is not a model), that the model is public or your credentials are set, and that no proxy or captive portal rewrites the answer.";
+
+/** Read the first bytes, then hand back a stream that replays them followed by the rest. */
+async function sniff(source: Readable): Promise<{ head: Buffer; stream: AsyncIterable<Buffer> }> {
   const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const chunks: Buffer[] = [];
   let length = 0;
@@ -70,27 +92,158 @@ async function sniff(source: Readable): Promise<{ head: Buffer; stream: Readable
       done = true;
       break;
     }
-    chunks.push(next.value);
-    length += next.value.length;
+    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
+    chunks.push(chunk);
+    length += chunk.length;
   }
   const head = Buffer.concat(chunks);
   async function* replay(): AsyncGenerator<Buffer> {
-    if (head.length > 0) yield head;
-    if (done) return;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) return;
-      yield next.value;
+    try {
+      if (head.length > 0) yield head;
+      if (done) return;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    } finally {
+      // Stopped early (an error downstream): release the source (and its connection).
+      if (!done) await iterator.return?.();
     }
   }
-  const stream = Readable.from(replay(), { objectMode: false, highWaterMark: 1 << 20 });
-  stream.once("close", () => void iterator.return?.());
-  return { head, stream };
+  return { head, stream: replay() };
+}
+
+class ByteCounter extends Transform {
+  bytes = 0;
+  constructor(private readonly onChunk: (total: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.onChunk(this.bytes);
+    callback(null, chunk);
+  }
+}
+
+/** After gunzip: the first 512 bytes must be a tar header, else the gzip held something else. */
+class TarHeadCheck extends Transform {
+  private head: Buffer[] = [];
+  private headBytes = 0;
+  private checked = false;
+  constructor(private readonly fail: (head: Buffer) => Error) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.checked) {
+      callback(null, chunk);
+      return;
+    }
+    this.head.push(chunk);
+    this.headBytes += chunk.length;
+    if (this.headBytes < 512) {
+      callback();
+      return;
+    }
+    this.release(callback);
+  }
+  override _flush(callback: TransformCallback): void {
+    if (this.checked) callback();
+    else this.release(callback);
+  }
+  private release(callback: TransformCallback): void {
+    const all = Buffer.concat(this.head);
+    this.head = [];
+    this.checked = true;
+    const endOfArchive = all.length >= 512 && all.subarray(0, 512).every((byte) => byte === 0);
+    if (!looksLikeTar(all) && !endOfArchive) {
+      callback(this.fail(all));
+      return;
+    }
+    callback(null, all);
+  }
+}
+
+interface GuardLimits {
+  handle: string;
+  dir: string;
+  /** Explicit maxExtractBytes. */
+  maxBytes: number | undefined;
+  /** Free-space reserve; 0 = off. */
+  reserve: number;
+  /** Bytes that fit before the reserve is reached, as measured when extraction started. */
+  fitBytes: number | undefined;
+  freeAtStart: number | undefined;
+  onBytes: (total: number) => void;
+}
+
+/** Counts the tar bytes going to node-tar and stops before a limit or a nearly full disk is crossed. */
+class ExtractGuard extends Transform {
+  bytes = 0;
+  private sinceCheck = 0;
+  private readonly interval: number;
+  constructor(private readonly limits: GuardLimits) {
+    super();
+    this.interval = checkIntervalBytes(limits.reserve);
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const { maxBytes, fitBytes, reserve } = this.limits;
+    const next = this.bytes + chunk.length;
+    if (maxBytes !== undefined && next > maxBytes) {
+      callback(tooLargeError(this.limits.handle, maxBytes));
+      return;
+    }
+    if (fitBytes !== undefined && next > fitBytes) {
+      callback(diskGuardError(this.limits, this.limits.freeAtStart ?? 0));
+      return;
+    }
+    this.sinceCheck += chunk.length;
+    if (reserve > 0 && this.sinceCheck >= this.interval) {
+      this.sinceCheck = 0;
+      void diskSpace(this.limits.dir).then((space) => {
+        if (space && space.free - chunk.length < reserve) {
+          callback(diskGuardError(this.limits, space.free));
+          return;
+        }
+        this.pass(next, chunk, callback);
+      });
+      return;
+    }
+    this.pass(next, chunk, callback);
+  }
+  private pass(next: number, chunk: Buffer, callback: TransformCallback): void {
+    this.bytes = next;
+    this.limits.onBytes(next);
+    callback(null, chunk);
+  }
+}
+
+function tooLargeError(handle: string, limit: number): HubcacheError {
+  return new HubcacheError(
+    ErrorCode.TOO_LARGE,
+    `${handle} unpacks to more than ${limit} bytes, the limit (maxExtractBytes); extraction was stopped.`,
+    {
+      handle,
+      hint: "Raise the limit (--max-extract-bytes, HUBCACHE_MAX_EXTRACT_BYTES or the maxExtractBytes option) if you trust this model; an archive that unpacks to far more than it weighs may be a decompression bomb.",
+    },
+  );
+}
+
+function diskGuardError(limits: GuardLimits, free: number): HubcacheError {
+  return new HubcacheError(
+    ErrorCode.DISK_FULL,
+    `Not enough disk space for ${limits.handle} in ${limits.dir}: ${free} bytes free and ${limits.reserve} must stay free; extraction was stopped before the disk was full.`,
+    {
+      handle: limits.handle,
+      hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk. HUBCACHE_MIN_FREE_BYTES (the minFreeBytes option) sets how much hubcache leaves free.",
+    },
+  );
 }
 
 const SAFE_TYPES = new Set(["File", "OldFile", "ContiguousFile", "Directory"]);
 
-function entryProblem(entryPath: string, type: string): string | undefined {
+/** Why an entry makes the whole archive unsafe, or undefined if it is a plain file or folder. */
+export function entryProblem(entryPath: string, type: string): string | undefined {
   if (!SAFE_TYPES.has(type)) {
     const what: Record<string, string> = {
       SymbolicLink: "a symbolic link",
@@ -101,7 +254,7 @@ function entryProblem(entryPath: string, type: string): string | undefined {
     };
     return `${what[type] ?? `an entry of type ${type}`} (${entryPath})`;
   }
-  if (entryPath.startsWith("/") || /^[a-zA-Z]:[\\/]/.test(entryPath) || entryPath.startsWith("\\")) {
+  if (entryPath.startsWith("/") || entryPath.startsWith("\\") || /^[a-zA-Z]:/.test(entryPath)) {
     return `an absolute path (${entryPath})`;
   }
   if (entryPath.split(/[\\/]/).includes("..")) return `a path with ".." (${entryPath})`;
@@ -110,22 +263,44 @@ function entryProblem(entryPath: string, type: string): string | undefined {
 
 /** Extract `source` (a gzip'd or plain tar) into the existing directory `dir`. */
 export async function extractArchive(
-  body: Readable,
+  source: Readable,
   dir: string,
   options: ExtractOptions,
 ): Promise<ExtractResult> {
   const { handle } = options;
-  const { head, stream: source } = await sniff(body);
+
+  // Refuse to start on a disk that is already nearly full.
+  const space = options.minFreeBytes === 0 ? undefined : await diskSpace(dir);
+  const reserve = options.minFreeBytes ?? (space ? defaultReserveBytes(space.total) : 0);
+  const guard: GuardLimits = {
+    handle,
+    dir,
+    maxBytes: options.maxExtractBytes,
+    reserve: space ? reserve : 0,
+    fitBytes: space && reserve > 0 ? space.free - reserve : undefined,
+    freeAtStart: space?.free,
+    onBytes: () => undefined,
+  };
+  if (guard.fitBytes !== undefined && guard.fitBytes <= 0) {
+    source.destroy();
+    throw diskGuardError(guard, guard.freeAtStart ?? 0);
+  }
+
+  let sniffed: Awaited<ReturnType<typeof sniff>>;
+  try {
+    sniffed = await sniff(source);
+  } catch (error) {
+    source.destroy();
+    throw classifyExtractError(error, handle);
+  }
+  const { head, stream } = sniffed;
   const kind = detectKind(head);
   if (!kind) {
-    body.destroy();
+    source.destroy();
     throw new HubcacheError(
       ErrorCode.NOT_AN_ARCHIVE,
-      `${handle} did not answer with a model archive: it sent ${describeBody(head, options.contentType)}.`,
-      {
-        handle,
-        hint: "Check that the handle is a model URL (a sign-in or error page is not a model), that the model is public or you are signed in, and that a proxy is not rewriting the answer.",
-      },
+      `${handle} did not answer with a model archive (gzip'd or plain tar): it sent ${describeBody(head, options.contentType)}.`,
+      { handle, hint: NOT_AN_ARCHIVE_HINT },
     );
   }
 
@@ -134,73 +309,101 @@ export async function extractArchive(
   let entries = 0;
   let sawEndOfArchive = false;
   let problem: HubcacheError | undefined;
-  const report = (): void => options.onBytes?.(compressedBytes, tarBytes, entries);
-  const limit = options.maxExtractBytes;
+  let failed = false;
+  const report = (): void => options.onBytes?.(compressedBytes, tarBytes);
 
-  // Byte counting rides on 'data' listeners: no extra stream stage on the hot path.
-  const gunzip = kind === "gzip" ? zlib.createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }) : undefined;
-  const tarSource = gunzip ?? source;
-  source.on("data", (chunk: Buffer) => {
-    compressedBytes += chunk.length;
-    if (!gunzip) tarBytes = compressedBytes;
+  const network = new ByteCounter((total) => {
+    compressedBytes = total;
+    if (kind === "tar") tarBytes = total;
     report();
   });
-  gunzip?.on("data", (chunk: Buffer) => {
-    tarBytes += chunk.length;
-    report();
-  });
-  if (limit !== undefined) {
-    tarSource.on("data", () => {
-      if (tarBytes > limit && !problem) {
-        problem = new HubcacheError(
-          ErrorCode.TOO_LARGE,
-          `${handle} unpacks to more than ${limit} bytes, the limit; extraction was stopped.`,
-          { handle, hint: "Raise maxExtractBytes (HUBCACHE_MAX_EXTRACT_BYTES) if you trust this model." },
-        );
-        tarSource.destroy(problem);
-      }
-    });
+  const stages: NodeJS.ReadWriteStream[] = [network];
+  if (kind === "gzip") {
+    stages.push(zlib.createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }));
+    stages.push(
+      new TarHeadCheck(
+        (inner) =>
+          new HubcacheError(
+            ErrorCode.NOT_AN_ARCHIVE,
+            `${handle} sent gzip data that does not hold a tar archive (it unpacks to ${describeBody(inner, undefined)}).`,
+            { handle, hint: NOT_AN_ARCHIVE_HINT },
+          ),
+      ),
+    );
   }
+  guard.onBytes = (total) => {
+    tarBytes = total;
+    report();
+  };
+  stages.push(new ExtractGuard(guard));
 
   const unpack = tar.x({
     cwd: dir,
     strict: true,
     preserveOwner: false,
-    onReadEntry: (entry) => {
-      sawEndOfArchive = false;
-      entries++;
-      const reason = entryProblem(entry.path, entry.type);
-      if (reason && !problem) {
+    // Never guess zstd/brotli from the bytes: only what was sniffed above is extracted.
+    zstd: false,
+    brotli: false,
+    // Runs as each header is parsed, before tar queues the entry: a refused entry is never written.
+    filter: (entryPath, entry) => {
+      if (failed) return false;
+      const readEntry = entry as tar.ReadEntry;
+      const reason = entryProblem(readEntry.path ?? entryPath, readEntry.type);
+      if (reason) {
+        failed = true;
         problem = new HubcacheError(
           ErrorCode.UNSAFE_ARCHIVE,
-          `The archive of ${handle} holds ${reason}; it was refused.`,
+          `The archive of ${handle} holds ${reason}; the whole archive was refused.`,
           {
             handle,
-            hint: "Model archives hold only regular files and folders. Do not use this archive; tell its publisher.",
+            hint: "Model archives hold only regular files and folders (TF Hub refuses links too). Do not use this archive; tell its publisher.",
           },
         );
-        unpack.abort(problem);
+        // Stop the data; tar finishes only entries it had already accepted.
+        network.destroy(problem);
+        return false;
       }
+      entries++;
+      // No setuid/setgid/sticky bits and no world-writable files in a shared cache; owner can always read.
+      if (typeof readEntry.mode === "number") {
+        readEntry.mode = (readEntry.mode & 0o755) | (readEntry.type === "Directory" ? 0o700 : 0o600);
+      }
+      return true;
+    },
+    onReadEntry: () => {
+      sawEndOfArchive = false;
     },
   });
   unpack.on("nullBlock", () => {
     sawEndOfArchive = true;
   });
-  const closed = new Promise<void>((resolve, reject) => {
+  let tarError: unknown;
+  const settled = new Promise<void>((resolve) => {
     unpack.on("close", () => resolve());
-    unpack.on("error", reject);
+    unpack.on("abort", () => resolve());
   });
-  closed.catch(() => undefined);
+  // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.
+  unpack.on("error", (error: unknown) => {
+    tarError ??= error;
+  });
 
   try {
-    const writable = unpack as unknown as NodeJS.WritableStream;
-    if (gunzip) await pipeline(source, gunzip, writable, { signal: options.signal });
-    else await pipeline(source, writable, { signal: options.signal });
-    await closed;
+    const streams = [Readable.from(stream), ...stages, unpack as unknown as NodeJS.WritableStream] as const;
+    await pipeline(streams as unknown as NodeJS.ReadWriteStream[], { signal: options.signal });
+    await settled;
   } catch (error) {
+    failed = true;
+    // Let tar finish (or drop) what it already accepted, so nothing is written into `dir` later.
+    try {
+      unpack.end();
+    } catch {
+      // tar reports through "error", which is handled above.
+    }
+    await settled;
     throw problem ?? classifyExtractError(error, handle);
   }
   if (problem) throw problem;
+  if (tarError !== undefined) throw classifyExtractError(tarError, handle);
   if (!sawEndOfArchive) {
     throw new HubcacheError(
       ErrorCode.TRUNCATED,
@@ -211,27 +414,76 @@ export async function extractArchive(
   return { compressedBytes, tarBytes, entries };
 }
 
-function classifyExtractError(error: unknown, handle: string): unknown {
-  if (error instanceof HubcacheError) return error;
-  const code = (error as { code?: unknown }).code;
+const TRUNCATED_HINT = "The download was interrupted or the host sent a partial file. Try again.";
+
+/** Turn whatever the extraction pipeline threw into a coded error (or the internal restart signal). */
+export function classifyExtractError(error: unknown, handle: string): HubcacheError | RestartRequired {
+  if (error instanceof HubcacheError || error instanceof RestartRequired) return error;
+  const code = errnoCode(error);
+  const tarCode = (error as { tarCode?: unknown } | null)?.tarCode;
   const message = error instanceof Error ? error.message : String(error);
-  if (code === "Z_BUF_ERROR" || /unexpected end of file/i.test(message) || /truncated/i.test(message)) {
+  if (error instanceof Error && error.name === "AbortError") {
+    return new HubcacheError(ErrorCode.ABORTED, `Downloading ${handle} was aborted.`, {
+      handle,
+      hint: "The caller's AbortSignal fired; nothing was cached.",
+      cause: error,
+    });
+  }
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new HubcacheError(
+      ErrorCode.DISK_FULL,
+      `The disk filled up while ${handle} was being extracted (${code}).`,
+      {
+        handle,
+        hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk. The partial download was removed.",
+        cause: error,
+      },
+    );
+  }
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new HubcacheError(
+      ErrorCode.NOT_WRITABLE,
+      `${handle} could not be written into the cache (${code}).`,
+      {
+        handle,
+        hint: "Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write.",
+        cause: error,
+      },
+    );
+  }
+  if (
+    code === "Z_BUF_ERROR" ||
+    /unexpected end of file/i.test(message) ||
+    (tarCode === "TAR_BAD_ARCHIVE" && /truncated/i.test(message))
+  ) {
     return new HubcacheError(ErrorCode.TRUNCATED, `The archive of ${handle} was cut short (${message}).`, {
       handle,
-      hint: "The download was interrupted or the host sent a partial file. Try again.",
+      hint: TRUNCATED_HINT,
       cause: error,
     });
   }
   if (
-    code === "Z_DATA_ERROR" ||
-    code === "TAR_BAD_ARCHIVE" ||
-    /incorrect (data|header) check/i.test(message)
+    (typeof code === "string" && code.startsWith("Z_")) ||
+    tarCode === "TAR_BAD_ARCHIVE" ||
+    tarCode === "TAR_ENTRY_INVALID" ||
+    tarCode === "TAR_ABORT"
   ) {
     return new HubcacheError(ErrorCode.CORRUPT, `The archive of ${handle} is corrupt (${message}).`, {
       handle,
-      hint: "Try again; if it persists, the archive on the host is damaged.",
+      hint: "Try again; if it persists, the archive on the host is damaged (tell its publisher).",
       cause: error,
     });
   }
-  return error;
+  if (tarCode === "TAR_ENTRY_ERROR" && /too deep|excessively deep/i.test(message)) {
+    return new HubcacheError(
+      ErrorCode.UNSAFE_ARCHIVE,
+      `The archive of ${handle} nests folders too deeply; the whole archive was refused.`,
+      { handle, hint: "Do not use this archive; tell its publisher.", cause: error },
+    );
+  }
+  return new HubcacheError(ErrorCode.IO, `Extracting ${handle} failed (${code ?? message}).`, {
+    handle,
+    hint: "Check the cache directory's disk and permissions, then try again.",
+    cause: error,
+  });
 }
