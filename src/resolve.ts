@@ -1,5 +1,6 @@
 /** `resolve(handle)`: a model handle becomes a location (a local directory in compressed mode). */
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { entryPaths } from "./cache/layout.js";
 import { ensureEntry } from "./cache/local-cache.js";
 import {
@@ -11,11 +12,15 @@ import {
   envNumber,
   readTfhubFlags,
 } from "./config.js";
-import { ErrorCode, HubcacheError, errnoCode } from "./errors.js";
+import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.js";
 import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } from "./events.js";
 import { extractArchive } from "./extract/extract.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
-import { type FetchFunction, httpGet } from "./net/http.js";
+import { type HttpClient, type NetworkSettings, createHttpClient } from "./net/client.js";
+import { openDownload } from "./net/download.js";
+import type { FetchFunction } from "./net/http.js";
+import { readProxyEnv } from "./net/proxy.js";
+import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
 import { resolveUncompressed } from "./net/uncompressed.js";
 import { redactUrl } from "./redact.js";
 
@@ -30,13 +35,30 @@ export interface ResolveOptions {
   offline?: boolean;
   /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (s) or 60 s. */
   lockTimeoutMs?: number;
-  /** Stop extracting past this many bytes. Default: HUBCACHE_MAX_EXTRACT_BYTES, else no limit. */
+  /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
   maxExtractBytes?: number;
+  /**
+   * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
+   * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
+   */
+  minFreeBytes?: number;
+  /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
+  connectTimeoutMs?: number;
+  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 60 s. */
+  idleTimeoutMs?: number;
+  /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
+  retries?: number;
+  /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default 1000. */
+  retryDelayMs?: number;
   /** Every event: cache hits, downloads, lock waits, progress... */
   onEvent?: (event: HubcacheEvent) => void;
   /** Download progress only (throttled to about 10 per second, plus a last one with `done: true`). */
   onProgress?: (event: ProgressEvent) => void;
-  /** A fetch implementation to use instead of the global one (proxies, custom headers, tests). */
+  /**
+   * A fetch implementation to use instead of hubcache's own client. hubcache's client applies the
+   * connect timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY and TFHUB_DISABLE_CERT_VALIDATION; a custom
+   * fetch must do those itself (hubcache still applies the idle timeout, retries and resume).
+   */
   fetch?: FetchFunction;
   signal?: AbortSignal;
   /** Environment to read settings from. Default: process.env. */
@@ -46,6 +68,8 @@ export interface ResolveOptions {
 }
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 const PROGRESS_INTERVAL_MS = 100;
 
 /** Settings after precedence is applied. */
@@ -55,12 +79,20 @@ export interface ResolvedSettings {
   offline: boolean;
   lockTimeoutMs: number;
   maxExtractBytes: number | undefined;
+  minFreeBytes: number | undefined;
+  retries: number;
+  retryDelayMs: number;
+  network: NetworkSettings;
 }
 
 export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings {
   const env = options.env ?? process.env;
   const flags = options.flags ?? readTfhubFlags(process.argv.slice(2));
   const lockTimeoutSeconds = envNumber(env, "HUBCACHE_LOCK_TIMEOUT");
+  const seconds = (name: string): number | undefined => {
+    const value = envNumber(env, name);
+    return value === undefined ? undefined : value * 1000;
+  };
   return {
     cacheDir: chooseCacheDir({ cacheDir: options.cacheDir, env, flags }),
     loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
@@ -69,6 +101,19 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
       options.lockTimeoutMs ??
       (lockTimeoutSeconds === undefined ? DEFAULT_LOCK_TIMEOUT_MS : lockTimeoutSeconds * 1000),
     maxExtractBytes: options.maxExtractBytes ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
+    minFreeBytes: options.minFreeBytes ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
+    retries: Math.floor(
+      options.retries ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
+    ),
+    retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_POLICY.baseDelayMs,
+    network: {
+      connectTimeoutMs:
+        options.connectTimeoutMs ?? seconds("HUBCACHE_CONNECT_TIMEOUT") ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: options.idleTimeoutMs ?? seconds("HUBCACHE_IDLE_TIMEOUT") ?? DEFAULT_IDLE_TIMEOUT_MS,
+      // Exactly as TF Hub: only the string "true" turns certificate checks off.
+      insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
+      proxy: readProxyEnv(env),
+    },
   };
 }
 
@@ -104,7 +149,9 @@ async function resolveParsed(
           { handle: parsed.handle, hint: "Use COMPRESSED mode with a cached model, or go online." },
         );
       }
-      return resolveUncompressed(parsed, options);
+      return withHttpClient(settings, options, parsed.handle, emit, (fetch) =>
+        resolveUncompressed(parsed, { fetch, signal: options.signal }),
+      );
     case "object-archive":
     case "object-folder":
       throw new HubcacheError(ErrorCode.UNSUPPORTED, `${parsed.scheme}:// handles are not supported yet.`, {
@@ -155,48 +202,67 @@ async function resolveHttpArchive(
   const paths = entryPaths(settings.cacheDir, handle);
   return ensureEntry(
     paths,
-    async (tmpDir, touch) => {
-      emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
-      const response = await httpGet(parsed.downloadUrl, {
-        handle,
-        fetch: options.fetch,
-        signal: options.signal,
-      });
-      let lastEmit = 0;
-      let downloaded = 0;
-      let extracted = 0;
-      let files = 0;
-      const progress = (done: boolean): void => {
-        emit({
-          type: "progress",
-          handle,
-          downloadedBytes: downloaded,
-          totalBytes: response.contentLength,
-          extractedBytes: extracted,
-          files,
-          done,
+    (tmpDir, touch) =>
+      withHttpClient(settings, options, handle, emit, async (fetch) => {
+        // One retry budget for the whole download: first tries, resumes and restarts share it.
+        const budget = new RetryBudget({
+          ...DEFAULT_RETRY_POLICY,
+          retries: settings.retries,
+          baseDelayMs: settings.retryDelayMs,
         });
-      };
-      const result = await extractArchive(response.body, tmpDir, {
-        handle,
-        contentType: response.contentType,
-        maxExtractBytes: settings.maxExtractBytes,
-        signal: options.signal,
-        onBytes: (compressed, uncompressed, entries) => {
-          downloaded = compressed;
-          extracted = uncompressed;
-          files = entries;
-          const now = Date.now();
-          if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
-            lastEmit = now;
-            touch();
-            progress(false);
+        for (;;) {
+          emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
+          const download = await openDownload(parsed.downloadUrl, {
+            handle,
+            fetch,
+            idleTimeoutMs: settings.network.idleTimeoutMs,
+            budget,
+            emit,
+            signal: options.signal,
+          });
+          let lastEmit = 0;
+          let downloaded = 0;
+          let extracted = 0;
+          let files = 0;
+          const progress = (done: boolean): void => {
+            emit({
+              type: "progress",
+              handle,
+              downloadedBytes: downloaded,
+              totalBytes: download.contentLength,
+              extractedBytes: extracted,
+              files,
+              done,
+            });
+          };
+          try {
+            const result = await extractArchive(download.stream, tmpDir, {
+              handle,
+              contentType: download.contentType,
+              maxExtractBytes: settings.maxExtractBytes,
+              minFreeBytes: settings.minFreeBytes,
+              signal: options.signal,
+              onBytes: (compressed, uncompressed, entries) => {
+                downloaded = compressed;
+                extracted = uncompressed;
+                files = entries;
+                const now = Date.now();
+                if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
+                  lastEmit = now;
+                  touch();
+                  progress(false);
+                }
+              },
+            });
+            progress(true);
+            return { archiveBytes: result.compressedBytes };
+          } catch (error) {
+            if (!(error instanceof RestartRequired)) throw error;
+            // The host cannot resume: wipe what this attempt extracted and start from byte 0.
+            await emptyDir(tmpDir);
           }
-        },
-      });
-      progress(true);
-      return { archiveBytes: result.compressedBytes };
-    },
+        }
+      }),
     {
       handle,
       offline: settings.offline,
@@ -205,4 +271,36 @@ async function resolveHttpArchive(
       signal: options.signal,
     },
   );
+}
+
+/** Run `work` with hubcache's HTTP client (or the caller's fetch), closing the client afterwards. */
+async function withHttpClient<T>(
+  settings: ResolvedSettings,
+  options: ResolveOptions,
+  handle: string,
+  emit: EventListener,
+  work: (fetch: FetchFunction) => Promise<T>,
+): Promise<T> {
+  if (options.fetch) return work(options.fetch);
+  if (settings.network.insecureTls) {
+    emit({
+      type: "warning",
+      handle,
+      message:
+        "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are not checked, so anyone on the network path can substitute the model.",
+    });
+  }
+  const client: HttpClient = createHttpClient(settings.network);
+  try {
+    return await work(client.fetch);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Remove everything inside `dir`, keeping `dir` itself. */
+async function emptyDir(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    await fs.rm(path.join(dir, name), { recursive: true, force: true, maxRetries: 3 });
+  }
 }

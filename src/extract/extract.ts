@@ -31,8 +31,8 @@ export interface ExtractOptions {
   minFreeBytes?: number | undefined;
   /** What came back, to explain a body that is not an archive. */
   contentType?: string | undefined;
-  /** Called as compressed bytes arrive and as uncompressed bytes are written. */
-  onBytes?: ((compressed: number, uncompressed: number) => void) | undefined;
+  /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
+  onBytes?: ((compressed: number, uncompressed: number, entries: number) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -310,7 +310,7 @@ export async function extractArchive(
   let sawEndOfArchive = false;
   let problem: HubcacheError | undefined;
   let failed = false;
-  const report = (): void => options.onBytes?.(compressedBytes, tarBytes);
+  const report = (): void => options.onBytes?.(compressedBytes, tarBytes, entries);
 
   const network = new ByteCounter((total) => {
     compressedBytes = total;

@@ -5,6 +5,7 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import { redactUrl } from "../redact.js";
 import { USER_AGENT } from "../version.js";
 import { type NodeResponse, nodeGet } from "./node-transport.js";
+import { networkErrorCode } from "./retry.js";
 
 export type FetchFunction = typeof globalThis.fetch;
 
@@ -73,22 +74,73 @@ export function httpStatusError(status: number, handle: string, url: string): Hu
   }
 }
 
+const TLS_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+const TIMEOUT_CODES = new Set([
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "HUBCACHE_IDLE_TIMEOUT",
+  "ETIMEDOUT",
+]);
+
+/** A request that failed before any answer: a coded error that says what to check. */
 export function networkError(error: unknown, handle: string, url: string): HubcacheError {
   if (error instanceof HubcacheError) return error;
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const detail = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+  const where = redactUrl(url);
   if (error instanceof Error && error.name === "AbortError") {
-    return new HubcacheError(ErrorCode.ABORTED, `Fetching ${handle} was aborted.`, { handle, cause: error });
-  }
-  return new HubcacheError(
-    ErrorCode.NETWORK,
-    `Could not reach ${redactUrl(url)} for ${handle} (${detail}).`,
-    {
+    return new HubcacheError(ErrorCode.ABORTED, `Fetching ${handle} was aborted.`, {
       handle,
-      hint: "Check your network, proxy (HTTPS_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
+      hint: "The caller's AbortSignal fired; nothing was cached.",
       cause: error,
-    },
-  );
+    });
+  }
+  const code = networkErrorCode(error);
+  const cause = (error as { cause?: { message?: string } } | null)?.cause;
+  const detail = code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    const what = code === "UND_ERR_CONNECT_TIMEOUT" ? "connecting to" : "waiting for an answer from";
+    return new HubcacheError(ErrorCode.TIMEOUT, `Timed out ${what} ${where} for ${handle} (${code}).`, {
+      handle,
+      hint: "Check your network and proxy (HTTPS_PROXY). Slow links can raise HUBCACHE_CONNECT_TIMEOUT / HUBCACHE_IDLE_TIMEOUT (seconds).",
+      cause: error,
+    });
+  }
+  if (code !== undefined && TLS_CODES.has(code)) {
+    return new HubcacheError(
+      ErrorCode.NETWORK,
+      `The TLS certificate of ${where} was not accepted for ${handle} (${code}).`,
+      {
+        handle,
+        hint: "If a corporate proxy re-signs TLS, add its CA with NODE_EXTRA_CA_CERTS=ca.pem. TFHUB_DISABLE_CERT_VALIDATION=true turns checking off (unsafe).",
+        cause: error,
+      },
+    );
+  }
+  if (/proxy/i.test(detail) || /proxy/i.test(error instanceof Error ? error.message : "")) {
+    return new HubcacheError(
+      ErrorCode.NETWORK,
+      `The proxy refused to fetch ${where} for ${handle} (${detail}).`,
+      {
+        handle,
+        hint: "Check HTTP_PROXY / HTTPS_PROXY (and credentials in them) and NO_PROXY.",
+        cause: error,
+      },
+    );
+  }
+  return new HubcacheError(ErrorCode.NETWORK, `Could not reach ${where} for ${handle} (${detail}).`, {
+    handle,
+    hint: "Check your network, proxy (HTTPS_PROXY, NO_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
+    cause: error,
+  });
 }
 
 /** Proxy settings in the environment: the global fetch path handles those. */

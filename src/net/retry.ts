@@ -1,0 +1,118 @@
+/** When and how long to wait before trying a request again. Pure functions plus one budget object. */
+import { setTimeout as sleep } from "node:timers/promises";
+
+export interface RetryPolicy {
+  /** Retries after the first attempt (0: never retry). */
+  retries: number;
+  /** Backoff of the first retry in ms; doubles each time, with jitter. */
+  baseDelayMs: number;
+  /** Longest backoff between two attempts. */
+  maxDelayMs: number;
+  /** A Retry-After longer than this is not waited for: the error is reported instead. */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  retries: 5,
+  baseDelayMs: 1000,
+  maxDelayMs: 30_000,
+  maxRetryAfterMs: 120_000,
+};
+
+/** 408 Request Timeout, 429 Too Many Requests and every 5xx are worth another try; nothing else. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status <= 599);
+}
+
+/** Network error codes that a later attempt may not meet (resets, refusals, stalls, DNS hiccups). */
+const RETRYABLE_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "ENETDOWN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "HUBCACHE_IDLE_TIMEOUT",
+  "HUBCACHE_SHORT_BODY",
+]);
+
+/** The most specific code in an error and its `cause` chain (undici wraps socket errors). */
+export function networkErrorCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  let found: string | undefined;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === "object"; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string") found = code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  if (found === undefined && error instanceof Error && error.message === "terminated")
+    {return "UND_ERR_SOCKET";}
+  return found;
+}
+
+export function isRetryableNetworkError(error: unknown): boolean {
+  const code = networkErrorCode(error);
+  return code !== undefined && RETRYABLE_CODES.has(code);
+}
+
+/**
+ * Retry-After as milliseconds: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+ * Undefined when absent or unreadable; never negative.
+ */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/** Exponential backoff with "equal jitter": half fixed, half random, so clients spread out. */
+export function backoffDelay(
+  attempt: number,
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+): number {
+  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exponential / 2 + random() * (exponential / 2));
+}
+
+/** One download's retries, shared by every request it makes (first try, resumes, restarts). */
+export class RetryBudget {
+  /** Retries used so far. */
+  used = 0;
+  constructor(readonly policy: RetryPolicy) {}
+
+  get left(): number {
+    return this.policy.retries - this.used;
+  }
+
+  /**
+   * Take one retry: returns the delay to wait, or undefined when the budget is spent or the
+   * host asks for a longer wait than we are willing to give.
+   */
+  next(retryAfterMs: number | undefined): number | undefined {
+    if (this.used >= this.policy.retries) return undefined;
+    if (retryAfterMs !== undefined && retryAfterMs > this.policy.maxRetryAfterMs) return undefined;
+    this.used++;
+    return retryAfterMs ?? backoffDelay(this.used, this.policy);
+  }
+}
+
+/** Wait, unless the caller aborts. */
+export async function wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms <= 0) {
+    signal?.throwIfAborted();
+    return;
+  }
+  await sleep(ms, undefined, signal ? { signal } : undefined);
+}
