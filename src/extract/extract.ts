@@ -8,7 +8,7 @@
  * - `filter` runs while a header is parsed, before the entry is queued for writing; an entry it
  *   refuses is never written. (`onReadEntry` runs too late: tar still writes that entry.)
  * - `strict: true` turns every tar warning (bad checksum, truncated input...) into an error.
- * - after any failure, ending the parser makes tar finish what it has queued and emit "close";
+ * - after any failure, ending the parser makes tar finish what it has queued and emit "end";
  *   extractArchive waits for that, so no write lands in the directory after it returns.
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
@@ -378,8 +378,10 @@ export async function extractArchive(
     sawEndOfArchive = true;
   });
   let tarError: unknown;
+  // tar emits "end" once every accepted entry is on disk. Not "close": stream.pipeline emits a
+  // "close" of its own on a failed non-standard stream, long before tar is done writing.
   const settled = new Promise<void>((resolve) => {
-    unpack.on("close", () => resolve());
+    unpack.on("end", () => resolve());
     unpack.on("abort", () => resolve());
   });
   // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.

@@ -53,8 +53,9 @@ export function networkErrorCode(error: unknown): string | undefined {
     if (typeof code === "string") found = code;
     current = (current as { cause?: unknown }).cause;
   }
-  if (found === undefined && error instanceof Error && error.message === "terminated")
-    {return "UND_ERR_SOCKET";}
+  if (found === undefined && error instanceof Error && error.message === "terminated") {
+    return "UND_ERR_SOCKET";
+  }
   return found;
 }
 

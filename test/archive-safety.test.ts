@@ -1,0 +1,274 @@
+// Hostile archives: each test is named after the attack. Every one must be refused as a whole
+// (ERR_HUBCACHE_UNSAFE_ARCHIVE), leave the cache dir empty and write nothing outside it.
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import * as tar from "tar";
+import { extractArchive } from "../src/extract/extract.js";
+import { resolve } from "../src/resolve.js";
+import { type EntrySpec, benignEntries, gzip, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
+import { tempDir } from "./helpers/fixtures.js";
+import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
+import { type Sandbox, assertNoTrace, expectCode, listAll, makeSandbox } from "./helpers/sandbox.js";
+
+let host: FlakyHost;
+before(async () => {
+  host = await startFlakyHost();
+});
+after(() => host.close());
+
+let routeCount = 0;
+/** Serve `archive`, resolve it into a fresh sandbox, expect `code`, and check that no trace is left. */
+async function refuse(
+  archive: Buffer | ((sandbox: Sandbox) => Buffer),
+  code = "ERR_HUBCACHE_UNSAFE_ARCHIVE",
+): Promise<{ message: string; sandbox: Sandbox }> {
+  const sandbox = await makeSandbox();
+  try {
+    const route = `/attack/${++routeCount}`;
+    host.route(route, [{ body: typeof archive === "function" ? archive(sandbox) : archive }]);
+    const error = await expectCode(
+      resolve(host.url(route), { cacheDir: sandbox.cacheDir, retries: 0 }),
+      code,
+    );
+    await assertNoTrace(sandbox);
+    return { message: error.message, sandbox };
+  } finally {
+    await sandbox.cleanup();
+  }
+}
+
+/** From the temp dir <root>/cache/<hash>.<uid>.tmp, "../../outside" is the sandbox's outside/. */
+const UP_TO_ROOT = "../..";
+
+describe("archive safety", () => {
+  it("path traversal with '..' (../../outside/pwned) is refused", async () => {
+    const { message } = await refuse(
+      tarOf([...benignEntries(), { path: `${UP_TO_ROOT}/outside/pwned`, content: "pwned" }]),
+    );
+    assert.match(message, /\.\./);
+  });
+
+  it("'..' inside a folder path (variables/../../../outside/pwned) is refused", async () => {
+    await refuse(tarOf([{ path: `variables/../${UP_TO_ROOT}/outside/pwned`, content: "pwned" }]));
+  });
+
+  it("'..' smuggled in a pax extended header path is refused", async () => {
+    await refuse(
+      tarOf([
+        ...benignEntries(),
+        paxPath(`${UP_TO_ROOT}/outside/pwned`),
+        tarEntry({ path: "innocent.txt", content: "pwned" }),
+      ]),
+    );
+  });
+
+  it("an absolute path aimed outside the cache is refused (not re-rooted)", async () => {
+    await refuse((sandbox) =>
+      tarOf([...benignEntries(), { path: path.join(sandbox.outside, "pwned"), content: "pwned" }]),
+    );
+  });
+
+  it("a Windows drive path (C:/pwned) is refused", async () => {
+    await refuse(tarOf([{ path: "C:/pwned", content: "pwned" }]));
+  });
+
+  it("a symlink pointing outside the cache is refused", async () => {
+    const { message } = await refuse((sandbox) =>
+      tarOf([...benignEntries(), { path: "escape", type: "SymbolicLink", linkpath: sandbox.outside }]),
+    );
+    assert.match(message, /symbolic link/);
+  });
+
+  it("a file written through an earlier symlink (escape -> outside, escape/pwned) is refused", async () => {
+    await refuse((sandbox) =>
+      tarOf([
+        { path: "escape", type: "SymbolicLink", linkpath: sandbox.outside },
+        { path: "escape/pwned", content: "pwned" },
+        { path: "escape/secret.txt", content: "overwritten" },
+      ]),
+    );
+  });
+
+  it("a path through an earlier relative symlink (up -> ../.., up/outside/pwned) is refused", async () => {
+    await refuse(
+      tarOf([
+        { path: "up", type: "SymbolicLink", linkpath: UP_TO_ROOT },
+        { path: "up/outside/pwned", content: "pwned" },
+      ]),
+    );
+  });
+
+  it("a harmless-looking symlink that stays inside is refused too (links are never allowed)", async () => {
+    await refuse(
+      tarOf([...benignEntries(), { path: "alias.pb", type: "SymbolicLink", linkpath: "saved_model.pb" }]),
+    );
+  });
+
+  it("a hard link to a file outside the cache is refused", async () => {
+    const { message } = await refuse((sandbox) =>
+      tarOf([
+        { path: "secret-link", type: "Link", linkpath: path.join(sandbox.outside, "secret.txt") },
+        { path: "secret-link", content: "overwritten through the link" },
+      ]),
+    );
+    assert.match(message, /hard link/);
+  });
+
+  it("a hard link between two files of the archive is refused too", async () => {
+    await refuse(
+      tarOf([...benignEntries(), { path: "./copy.pb", type: "Link", linkpath: "./saved_model.pb" }]),
+    );
+  });
+
+  it("a character device is refused", async () => {
+    const { message } = await refuse(tarOf([{ path: "zero", type: "CharacterDevice" }]));
+    assert.match(message, /character device/);
+  });
+
+  it("a block device is refused", async () => {
+    await refuse(tarOf([...benignEntries(), { path: "disk", type: "BlockDevice" }]));
+  });
+
+  it("a FIFO is refused", async () => {
+    const { message } = await refuse(tarOf([...benignEntries(), { path: "pipe", type: "FIFO" }]));
+    assert.match(message, /FIFO/);
+  });
+
+  it("a symlink after hundreds of benign files refuses the whole archive (none of them kept)", async () => {
+    const many: EntrySpec[] = [{ path: "./", type: "Directory" }];
+    for (let i = 0; i < 400; i++) many.push({ path: `./f${i}.bin`, content: Buffer.alloc(700, i) });
+    await refuse((sandbox) =>
+      gzip(tarOf([...many, { path: "./zz", type: "SymbolicLink", linkpath: sandbox.outside }])),
+    );
+  });
+
+  it("a gzip'd archive with a '..' entry is refused", async () => {
+    await refuse(gzip(tarOf([...benignEntries(), { path: `${UP_TO_ROOT}/outside/pwned`, content: "x" }])));
+  });
+
+  it("setuid, setgid and world-writable modes are dropped from extracted files", async () => {
+    const sandbox = await makeSandbox();
+    try {
+      host.route("/modes", [
+        {
+          body: tarOf([
+            { path: "./", type: "Directory" },
+            { path: "./run.sh", content: "#!/bin/sh\n", mode: 0o6777 },
+            { path: "./data.bin", content: "x", mode: 0o666 },
+          ]),
+        },
+      ]);
+      const dir = await resolve(host.url("/modes"), { cacheDir: sandbox.cacheDir });
+      const run = (await fs.stat(path.join(dir, "run.sh"))).mode & 0o7777;
+      const data = (await fs.stat(path.join(dir, "data.bin"))).mode & 0o7777;
+      assert.equal(run & 0o7000, 0, "no setuid/setgid/sticky");
+      assert.equal(run & 0o022, 0, "not group/world-writable");
+      assert.equal(run & 0o100, 0o100, "the owner may still execute it");
+      assert.equal(data & 0o022, 0);
+    } finally {
+      await sandbox.cleanup();
+    }
+  });
+});
+
+// The extractor alone: the refused entry is never written, not even inside the temp dir, and
+// nothing lands in the directory after extractArchive has returned.
+describe("extractor: refusal writes nothing", () => {
+  const cases: [string, (outside: string) => Buffer][] = [
+    ["symlink", (outside) => tarOf([{ path: "link", type: "SymbolicLink", linkpath: outside }])],
+    [
+      "hard link",
+      () =>
+        tarOf([
+          { path: "a", content: "a" },
+          { path: "h", type: "Link", linkpath: "a" },
+        ]),
+    ],
+    ["absolute path", (outside) => tarOf([{ path: `${outside}/abs`, content: "x" }])],
+    ["FIFO", () => tarOf([{ path: "fifo", type: "FIFO" }])],
+  ];
+  for (const [name, build] of cases) {
+    it(`a ${name} entry is not materialised in the target dir`, async () => {
+      const dir = await tempDir("extract-refuse-");
+      try {
+        await assert.rejects(
+          extractArchive(Readable.from([build("/tmp/hubcache-outside")]), dir, {
+            handle: "h",
+            minFreeBytes: 0,
+          }),
+          { code: "ERR_HUBCACHE_UNSAFE_ARCHIVE" },
+        );
+        const right = await listAll(dir);
+        await new Promise((r) => setTimeout(r, 150));
+        assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
+        assert.ok(
+          !right.some((p) => /link|^h$|abs|fifo|tmp/.test(p)),
+          `refused entry written: ${right.join(",")}`,
+        );
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it("files queued before a refused entry are finished before extractArchive returns", async () => {
+    const dir = await tempDir("extract-settle-");
+    try {
+      const entries: EntrySpec[] = [];
+      for (let i = 0; i < 300; i++) entries.push({ path: `f${i}`, content: Buffer.alloc(3000, i) });
+      entries.push({ path: "bad", type: "SymbolicLink", linkpath: "/" });
+      await assert.rejects(extractArchive(Readable.from([gzip(tarOf(entries))]), dir, { handle: "h" }), {
+        code: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
+      });
+      const right = await listAll(dir);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await listAll(dir), right);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// The facts about node-tar 7 that the extractor relies on, pinned so an upgrade that changes
+// them fails here first.
+describe("node-tar behaviour hubcache relies on", () => {
+  async function extractWith(archive: Buffer, make: (dir: string) => tar.Unpack): Promise<string[]> {
+    const dir = await tempDir("tar-fact-");
+    const unpack = make(dir);
+    unpack.on("error", () => undefined);
+    await new Promise<void>((resolveDone) => {
+      unpack.on("close", () => resolveDone());
+      unpack.on("abort", () => resolveDone());
+      Readable.from([archive]).pipe(unpack as unknown as NodeJS.WritableStream);
+    });
+    // Give tar's asynchronous fs work time to land (this test is about what tar writes at all).
+    await new Promise((r) => setTimeout(r, 200));
+    const found = await listAll(dir);
+    await fs.rm(dir, { recursive: true, force: true });
+    return found;
+  }
+  const withLink = tarOf([{ path: "link", type: "SymbolicLink", linkpath: "/etc" }]);
+
+  it("an entry refused in onReadEntry, even with abort(), is still written by tar", async () => {
+    const found = await extractWith(withLink, (dir) => {
+      const unpack: tar.Unpack = new tar.Unpack({
+        cwd: dir,
+        strict: true,
+        onReadEntry: () => unpack.abort(new Error("refused")),
+      });
+      return unpack;
+    });
+    assert.deepEqual(found, ["link"], "tar runs its own entry handler after onReadEntry");
+  });
+
+  it("an entry refused in filter is never written", async () => {
+    const found = await extractWith(
+      withLink,
+      (dir) => new tar.Unpack({ cwd: dir, strict: true, filter: () => false }),
+    );
+    assert.deepEqual(found, []);
+  });
+});

@@ -1,0 +1,180 @@
+/**
+ * A model host on 127.0.0.1 (HTTP or HTTPS) whose every path is scripted by the test: it can
+ * answer statuses with Retry-After, cut the connection after some bytes, stall, announce more
+ * bytes than it sends, and serve ranges (206 + Content-Range, If-Range against its ETag) like
+ * nginx or cloud storage. It counts requests and body bytes so tests can prove what happened.
+ */
+import http from "node:http";
+import https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** What one request to a route gets. */
+export interface Answer {
+  /** A status with no archive (and an optional Retry-After, an HTML body...). */
+  status?: number;
+  headers?: Record<string, string>;
+  /** The bytes to serve (honouring Range when `ranges` is set). */
+  body?: Buffer;
+  /** Advertise ranges (Accept-Ranges, ETag) and answer Range/If-Range requests with 206. */
+  ranges?: boolean;
+  etag?: string;
+  /** Destroy the socket after writing this many body bytes. */
+  cutAfter?: number;
+  /** Stop sending after this many body bytes and keep the connection open. */
+  stallAfter?: number;
+  /** Send no headers at all, keep the connection open. */
+  stallBeforeHeaders?: boolean;
+  /** Content-Length to announce instead of the real one; the connection is closed after the body. */
+  declaredLength?: number;
+  /** Send a redirect to this path (on the same host). */
+  redirect?: string;
+}
+
+/** A route answers each request in turn with the next script item; the last one repeats. */
+export type Script = Answer[] | ((request: RequestRecord, index: number) => Answer);
+
+export interface FlakyHost {
+  origin: string;
+  url(pathname: string): string;
+  route(pathname: string, script: Script): void;
+  requests: RequestRecord[];
+  requestsTo(pathname: string): RequestRecord[];
+  /** Body bytes written to sockets, per path. */
+  bytesServed(pathname: string): number;
+  close(): Promise<void>;
+}
+
+export async function startFlakyHost(tls?: { key: string; cert: string }): Promise<FlakyHost> {
+  const routes = new Map<string, Script>();
+  const counts = new Map<string, number>();
+  const served = new Map<string, number>();
+  const requests: RequestRecord[] = [];
+  const sockets = new Set<Socket>();
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const record: RequestRecord = {
+      method: req.method ?? "GET",
+      path: url.pathname,
+      url: req.url ?? "/",
+      headers: req.headers,
+    };
+    requests.push(record);
+    const script = routes.get(url.pathname);
+    if (!script) {
+      res.writeHead(404, { "content-type": "text/html" }).end("<html><body>Not found</body></html>");
+      return;
+    }
+    const index = counts.get(url.pathname) ?? 0;
+    counts.set(url.pathname, index + 1);
+    const answer =
+      typeof script === "function"
+        ? script(record, index)
+        : (script[Math.min(index, script.length - 1)] ?? {});
+    void respond(url.pathname, req, res, answer);
+  };
+
+  async function respond(
+    pathname: string,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    answer: Answer,
+  ): Promise<void> {
+    if (answer.stallBeforeHeaders) return; // the socket stays open until the host closes
+    if (answer.redirect) {
+      res.writeHead(302, { location: answer.redirect }).end();
+      return;
+    }
+    if (answer.body === undefined) {
+      res.writeHead(answer.status ?? 200, answer.headers).end();
+      return;
+    }
+    let body = answer.body;
+    let status = answer.status ?? 200;
+    const headers: Record<string, string> = {
+      "content-type": "application/octet-stream",
+      ...answer.headers,
+    };
+    if (answer.ranges) {
+      const etag = answer.etag ?? '"v1"';
+      headers["accept-ranges"] = "bytes";
+      headers.etag = etag;
+      const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""));
+      const ifRange = req.headers["if-range"];
+      if (range && (ifRange === undefined || ifRange === etag)) {
+        const start = Number(range[1]);
+        if (start >= body.length) {
+          res.writeHead(416, { "content-range": `bytes */${body.length}` }).end();
+          return;
+        }
+        headers["content-range"] = `bytes ${start}-${body.length - 1}/${body.length}`;
+        status = 206;
+        body = body.subarray(start);
+      }
+    }
+    headers["content-length"] = String(answer.declaredLength ?? body.length);
+    if (answer.declaredLength !== undefined) headers.connection = "close";
+    res.writeHead(status, headers);
+    const limit = Math.min(body.length, answer.cutAfter ?? answer.stallAfter ?? body.length);
+    const count = (n: number): void => {
+      served.set(pathname, (served.get(pathname) ?? 0) + n);
+    };
+    for (let offset = 0; offset < limit; offset += 16384) {
+      const piece = body.subarray(offset, Math.min(limit, offset + 16384));
+      count(piece.length);
+      if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
+      if (res.destroyed) return;
+    }
+    if (answer.cutAfter !== undefined && answer.cutAfter < body.length) {
+      // Let the bytes leave, then break the connection mid-body.
+      await new Promise((r) => setTimeout(r, 20));
+      res.socket?.destroy();
+      return;
+    }
+    if (answer.stallAfter !== undefined && answer.stallAfter < body.length) return;
+    if (answer.declaredLength !== undefined) {
+      res.end();
+      res.socket?.end();
+      return;
+    }
+    res.end();
+  }
+
+  const server = tls
+    ? https.createServer({ key: tls.key, cert: tls.cert }, handler)
+    : http.createServer(handler);
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  server.on("secureConnection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  const origin = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+  return {
+    origin,
+    url: (pathname) => `${origin}${pathname}`,
+    route: (pathname, script) => {
+      routes.set(pathname, script);
+      counts.set(pathname, 0);
+    },
+    requests,
+    requestsTo: (pathname) => requests.filter((r) => r.path === pathname),
+    bytesServed: (pathname) => served.get(pathname) ?? 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

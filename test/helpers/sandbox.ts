@@ -1,0 +1,87 @@
+/**
+ * A throwaway root with the cache inside it and an "outside" folder beside it, so a test can
+ * prove both halves of "leave no trace": the cache holds nothing (no entry, no .tmp, no .lock,
+ * no descriptor) and nothing appeared anywhere else under the root.
+ */
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { tempDir } from "./fixtures.js";
+
+export interface Sandbox {
+  root: string;
+  cacheDir: string;
+  /** A folder outside the cache that attacks aim at; holds `secret.txt`. */
+  outside: string;
+  cleanup(): Promise<void>;
+}
+
+export const SECRET = "do not touch\n";
+
+export async function makeSandbox(): Promise<Sandbox> {
+  const root = await tempDir("hubcache-sandbox-");
+  const cacheDir = path.join(root, "cache");
+  const outside = path.join(root, "outside");
+  await fs.mkdir(outside);
+  await fs.writeFile(path.join(outside, "secret.txt"), SECRET);
+  return {
+    root,
+    cacheDir,
+    outside,
+    cleanup: () => fs.rm(root, { recursive: true, force: true }),
+  };
+}
+
+/** Every path below `dir`, relative, sorted (links are listed, not followed). */
+export async function listAll(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (current: string, prefix: string): Promise<void> => {
+    for (const entry of await fs.readdir(current, { withFileTypes: true })) {
+      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+      out.push(rel);
+      if (entry.isDirectory()) await walk(path.join(current, entry.name), rel);
+    }
+  };
+  await walk(dir, "");
+  return out.sort();
+}
+
+/** The cache dir is empty (or was never created) and the root holds only cache/ and outside/secret.txt. */
+export async function assertNoTrace(sandbox: Sandbox): Promise<void> {
+  let cached: string[] = [];
+  try {
+    cached = await fs.readdir(sandbox.cacheDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  assert.deepEqual(cached, [], "the cache dir must hold nothing: no entry, no .tmp, no .lock");
+  const everything = (await listAll(sandbox.root)).filter((p) => p !== "cache");
+  assert.deepEqual(everything, ["outside", "outside/secret.txt"], "nothing may appear outside the cache");
+  assert.equal(await fs.readFile(path.join(sandbox.outside, "secret.txt"), "utf8"), SECRET);
+}
+
+/** Run `work`, which must reject with a HubcacheError of `code`; returns that error. */
+export async function expectCode<T>(work: Promise<T>, code: string): Promise<HubcacheErrorLike> {
+  try {
+    await work;
+  } catch (error) {
+    const e = error as HubcacheErrorLike;
+    assert.equal(e.name, "HubcacheError", `expected a HubcacheError, got ${String(error)}`);
+    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
+    assert.ok(e.hint && e.hint.length > 10, "every error carries a hint");
+    assert.ok(e.handle, "every error names the handle");
+    return e;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
+}
+
+export interface HubcacheErrorLike {
+  name: string;
+  code: string;
+  message: string;
+  hint?: string;
+  handle?: string;
+  status?: number;
+  cause?: unknown;
+  toJSON(): Record<string, unknown>;
+}
