@@ -92,6 +92,17 @@ const TIMEOUT_CODES = new Set([
   "ETIMEDOUT",
 ]);
 
+/** The messages of an error and its causes, outermost first. */
+function causeMessages(error: unknown): string[] {
+  const out: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    out.push(current.message);
+    current = current.cause;
+  }
+  return out;
+}
+
 /** A request that failed before any answer: a coded error that says what to check. */
 export function networkError(error: unknown, handle: string, url: string): HubcacheError {
   if (error instanceof HubcacheError) return error;
@@ -125,10 +136,11 @@ export function networkError(error: unknown, handle: string, url: string): Hubca
       },
     );
   }
-  if (/proxy/i.test(detail) || /proxy/i.test(error instanceof Error ? error.message : "")) {
+  const proxyMessage = causeMessages(error).find((text) => /proxy/i.test(text));
+  if (proxyMessage !== undefined) {
     return new HubcacheError(
       ErrorCode.NETWORK,
-      `The proxy refused to fetch ${where} for ${handle} (${detail}).`,
+      `The proxy refused to fetch ${where} for ${handle} (${proxyMessage}).`,
       {
         handle,
         hint: "Check HTTP_PROXY / HTTPS_PROXY (and credentials in them) and NO_PROXY.",
