@@ -1,3 +1,5 @@
+import { redactText } from "./redact.js";
+
 /** What the library reports while it works. It never prints: callers subscribe with `onEvent`/`onProgress`. */
 
 export interface ProgressEvent {
@@ -30,12 +32,23 @@ export type HubcacheEvent =
 
 export type EventListener = (event: HubcacheEvent) => void;
 
+/** Events carry handles and URLs: never with credentials or a signed query in them. */
+function redactEvent(event: HubcacheEvent): HubcacheEvent {
+  const copy = { ...event } as Record<string, unknown>;
+  for (const key of ["handle", "url", "reason", "message"]) {
+    const value = copy[key];
+    if (typeof value === "string") copy[key] = redactText(value);
+  }
+  return copy as unknown as HubcacheEvent;
+}
+
 /** Call a user listener without letting its exceptions break a download. */
 export function emitter(
   onEvent: EventListener | undefined,
   onProgress: ((event: ProgressEvent) => void) | undefined,
 ): EventListener {
-  return (event) => {
+  return (raw) => {
+    const event = redactEvent(raw);
     try {
       onEvent?.(event);
       if (event.type === "progress") onProgress?.(event);

@@ -53,11 +53,40 @@ interface ActiveRequest {
   dispose(): void;
 }
 
+/**
+ * fetch refuses URLs with user:password@; send them as Basic auth instead (fetch drops the header
+ * on a redirect to another origin, so signed storage URLs never see it).
+ */
+function splitCredentials(url: string): { url: string; headers: Record<string, string> } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, headers: {} };
+  }
+  if (!parsed.username && !parsed.password) return { url, headers: {} };
+  const user = decodeURIComponent(parsed.username);
+  const password = decodeURIComponent(parsed.password);
+  parsed.username = "";
+  parsed.password = "";
+  return {
+    url: parsed.toString(),
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` },
+  };
+}
+
 class Requester {
+  private readonly url: string;
+  private readonly authHeaders: Record<string, string>;
+
   constructor(
-    private readonly url: string,
+    url: string,
     private readonly options: DownloadOptions,
-  ) {}
+  ) {
+    const split = splitCredentials(url);
+    this.url = split.url;
+    this.authHeaders = split.headers;
+  }
 
   get handle(): string {
     return this.options.handle;
@@ -94,7 +123,7 @@ class Requester {
     }, this.options.idleTimeoutMs);
     try {
       const response = await this.options.fetch(this.url, {
-        headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...headers },
+        headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...this.authHeaders, ...headers },
         redirect: "follow",
         signal: controller.signal,
       });

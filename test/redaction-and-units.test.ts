@@ -1,0 +1,135 @@
+// Secrets never shown (signed-URL queries, credentials in handles), and the pure pieces of the
+// network layer: Retry-After, backoff, the retry budget, NO_PROXY matching.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { main } from "../src/cli/main.js";
+import type { HubcacheEvent } from "../src/events.js";
+import { proxyForUrl, readProxyEnv } from "../src/net/proxy.js";
+import { DEFAULT_RETRY_POLICY, RetryBudget, backoffDelay, parseRetryAfter } from "../src/net/retry.js";
+import { resolve } from "../src/resolve.js";
+import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
+import { assertNoTrace, expectCode, makeSandbox } from "./helpers/sandbox.js";
+
+const SIGNED =
+  "/storage/model.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40proj&X-Goog-Signature=deadbeefcafe";
+const SECRETS = [/deadbeefcafe/, /X-Goog-Credential=svc/, /hunter2/, /tok-123456/];
+
+let host: FlakyHost;
+before(async () => {
+  host = await startFlakyHost();
+  // The handle redirects to a signed storage URL, which fails: first 503s, then 403 (expired).
+  host.route("/models/gated", [{ redirect: SIGNED }]);
+  host.route("/storage/model.tar.gz", [{ status: 503 }, { status: 403 }]);
+});
+after(() => host.close());
+
+describe("secrets never shown", () => {
+  it("signed-URL queries and credentials in the handle appear in no message, hint, event or CLI output", async () => {
+    const handle = host.url("/models/gated").replace("http://", "http://bob:hunter2@") + "?token=tok-123456";
+    const sandbox = await makeSandbox();
+    const events: HubcacheEvent[] = [];
+    try {
+      const error = await expectCode(
+        resolve(handle, { cacheDir: sandbox.cacheDir, retryDelayMs: 5, onEvent: (e) => events.push(e) }),
+        "ERR_HUBCACHE_FORBIDDEN",
+      );
+      assert.equal(error.status, 403);
+      assert.ok(
+        events.some((e) => e.type === "retry"),
+        "the 503 was retried",
+      );
+      const shown = JSON.stringify([error.message, error.hint, error.handle, error.toJSON(), events]);
+      for (const secret of SECRETS) assert.doesNotMatch(shown, secret);
+      assert.match(error.message, /\[signed query redacted\]/);
+      await assertNoTrace(sandbox);
+
+      let stderr = "";
+      let stdout = "";
+      const code = await main(["resolve", "--cache-dir", sandbox.cacheDir, handle], {
+        out: { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) },
+        env: { HUBCACHE_RETRIES: "0" },
+        stderrIsTTY: false,
+      });
+      assert.equal(code, 1);
+      assert.equal(stdout, "");
+      assert.match(stderr, /^error\[ERR_HUBCACHE_(FORBIDDEN|HTTP)\]/);
+      for (const secret of SECRETS) assert.doesNotMatch(stderr, secret);
+    } finally {
+      await sandbox.cleanup();
+    }
+  });
+});
+
+describe("retry arithmetic", () => {
+  it("Retry-After is read as seconds or as an HTTP date", () => {
+    const now = Date.parse("2025-01-01T00:00:00Z");
+    assert.equal(parseRetryAfter("7", now), 7000);
+    assert.equal(parseRetryAfter("Wed, 01 Jan 2025 00:00:30 GMT", now), 30_000);
+    assert.equal(parseRetryAfter("Tue, 31 Dec 2024 00:00:00 GMT", now), 0);
+    assert.equal(parseRetryAfter("soon", now), undefined);
+    assert.equal(parseRetryAfter(null, now), undefined);
+  });
+
+  it("backoff doubles per attempt, with jitter between half and all of it, capped", () => {
+    const policy = { ...DEFAULT_RETRY_POLICY, baseDelayMs: 1000, maxDelayMs: 8000 };
+    assert.equal(
+      backoffDelay(1, policy, () => 0),
+      500,
+    );
+    assert.equal(
+      backoffDelay(1, policy, () => 1),
+      1000,
+    );
+    assert.equal(
+      backoffDelay(3, policy, () => 1),
+      4000,
+    );
+    assert.equal(
+      backoffDelay(10, policy, () => 1),
+      8000,
+    );
+    assert.equal(
+      backoffDelay(10, policy, () => 0),
+      4000,
+    );
+  });
+
+  it("the budget is shared and refuses waits longer than the Retry-After cap", () => {
+    const budget = new RetryBudget({ ...DEFAULT_RETRY_POLICY, retries: 2, maxRetryAfterMs: 10_000 });
+    assert.equal(budget.next(20_000), undefined, "too long: give up instead of hanging");
+    assert.equal(budget.next(3000), 3000);
+    assert.notEqual(budget.next(undefined), undefined);
+    assert.equal(budget.next(0), undefined, "spent");
+  });
+});
+
+describe("proxy selection", () => {
+  const env = readProxyEnv({
+    HTTP_PROXY: "http://proxy:3128",
+    HTTPS_PROXY: "proxy-s:3129",
+    NO_PROXY: "localhost, .internal.example,10.1.2.3:8080",
+  });
+  const pick = (url: string): string | undefined => proxyForUrl(new URL(url), env);
+
+  it("picks the proxy by scheme and adds http:// when the value has none", () => {
+    assert.equal(pick("http://tfhub.dev/m"), "http://proxy:3128");
+    assert.equal(pick("https://kaggle.com/m"), "http://proxy-s:3129");
+  });
+
+  it("NO_PROXY matches exact hosts, domain suffixes and host:port", () => {
+    assert.equal(pick("http://localhost:9000/"), undefined);
+    assert.equal(pick("https://a.internal.example/"), undefined);
+    assert.equal(pick("https://internal.example/"), undefined);
+    assert.equal(pick("http://10.1.2.3:8080/"), undefined);
+    assert.equal(pick("http://10.1.2.3:8081/"), "http://proxy:3128");
+    assert.equal(pick("https://notinternal.example/"), "http://proxy-s:3129");
+  });
+
+  it("HTTPS_PROXY falls back to HTTP_PROXY; empty values mean no proxy", () => {
+    assert.equal(
+      proxyForUrl(new URL("https://x/"), readProxyEnv({ http_proxy: "http://p:1" })),
+      "http://p:1",
+    );
+    assert.equal(proxyForUrl(new URL("https://x/"), readProxyEnv({ HTTPS_PROXY: "" })), undefined);
+  });
+});
