@@ -47,9 +47,17 @@ Environment:
   HUBCACHE_OFFLINE           1/true: same as --offline
   HUBCACHE_LOCK_TIMEOUT      seconds; same as --lock-timeout (default 60)
   HUBCACHE_MAX_EXTRACT_BYTES same as --max-extract-bytes
+  HUBCACHE_MIN_FREE_BYTES    bytes to leave free on the cache's disk (default 5 %, at most
+                             1 GiB; 0 turns the free-space guard off)
+  HUBCACHE_CONNECT_TIMEOUT   seconds to connect to a host (default 30)
+  HUBCACHE_IDLE_TIMEOUT      seconds without any bytes before a request counts as stalled (default 60)
+  HUBCACHE_RETRIES           retries per download on connection errors, stalls, 408, 429, 5xx (default 5)
+  HTTP_PROXY, HTTPS_PROXY    proxy for http:// and https:// hosts (lower-case names too)
+  NO_PROXY                   hosts that skip the proxy: "host", ".domain", "host:port", "*"
+  TFHUB_DISABLE_CERT_VALIDATION  "true": do not check TLS certificates (unsafe; as in TF Hub)
   TMPDIR                     where the default cache lives
 
-Exit codes: 0 success, 1 a handle failed, 2 bad usage.
+Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
 `;
 
 function usageError(message: string, out: Output): number {
