@@ -17,7 +17,7 @@ import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } f
 import { extractArchive } from "./extract/extract.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
 import { type HttpClient, type NetworkSettings, createHttpClient } from "./net/client.js";
-import { openDownload } from "./net/download.js";
+import { type Transport, fetchTransport, nodeTransport, openDownload } from "./net/download.js";
 import type { FetchFunction } from "./net/http.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
@@ -203,7 +203,7 @@ async function resolveHttpArchive(
   return ensureEntry(
     paths,
     (tmpDir, touch) =>
-      withHttpClient(settings, options, handle, emit, async (fetch) => {
+      withHttpClient(settings, options, handle, emit, async (_fetch, transport) => {
         // One retry budget for the whole download: first tries, resumes and restarts share it.
         const budget = new RetryBudget({
           ...DEFAULT_RETRY_POLICY,
@@ -214,7 +214,7 @@ async function resolveHttpArchive(
           emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
           const download = await openDownload(parsed.downloadUrl, {
             handle,
-            fetch,
+            transport,
             idleTimeoutMs: settings.network.idleTimeoutMs,
             budget,
             emit,
@@ -273,15 +273,19 @@ async function resolveHttpArchive(
   );
 }
 
-/** Run `work` with hubcache's HTTP client (or the caller's fetch), closing the client afterwards. */
+/**
+ * Run `work` with an HTTP stack: the caller's fetch if given; else hubcache's undici client
+ * (proxies, connect timeout, TLS flag) for small requests, and for archive bodies the node:http
+ * fast path unless a proxy is configured. The client is closed afterwards.
+ */
 async function withHttpClient<T>(
   settings: ResolvedSettings,
   options: ResolveOptions,
   handle: string,
   emit: EventListener,
-  work: (fetch: FetchFunction) => Promise<T>,
+  work: (fetch: FetchFunction, transport: Transport) => Promise<T>,
 ): Promise<T> {
-  if (options.fetch) return work(options.fetch);
+  if (options.fetch) return work(options.fetch, fetchTransport(options.fetch));
   if (settings.network.insecureTls) {
     emit({
       type: "warning",
@@ -291,8 +295,16 @@ async function withHttpClient<T>(
     });
   }
   const client: HttpClient = createHttpClient(settings.network);
+  const { proxy } = settings.network;
+  const transport =
+    proxy.httpProxy || proxy.httpsProxy
+      ? fetchTransport(client.fetch)
+      : nodeTransport({
+          insecureTls: settings.network.insecureTls,
+          connectTimeoutMs: settings.network.connectTimeoutMs,
+        });
   try {
-    return await work(client.fetch);
+    return await work(client.fetch, transport);
   } finally {
     await client.close();
   }

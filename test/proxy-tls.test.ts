@@ -3,6 +3,7 @@
 // certificate is made with openssl at test time.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
@@ -118,6 +119,25 @@ describe("proxies", () => {
       proxy.seen.map((s) => `${s.method} ${s.target}`),
       [`CONNECT 127.0.0.1:${port}`],
     );
+  });
+
+  it("through a proxy (the fetch transport), a reset mid-body is resumed with Range + If-Range too", async () => {
+    const big = gzip(tarOf([...benignEntries(), { path: "./big.bin", content: randomBytes(800_000) }]));
+    plain.route("/resumable", [
+      { body: big, ranges: true, cutAfter: 300_000 },
+      { body: big, ranges: true },
+    ]);
+    await inSandbox(async (cacheDir) => {
+      const dir = await resolve(plain.url("/resumable"), {
+        cacheDir,
+        retryDelayMs: 5,
+        env: { HTTP_PROXY: proxy.url },
+      });
+      assert.equal((await fs.stat(path.join(dir, "big.bin"))).size, 800_000);
+    });
+    const [, second] = plain.requestsTo("/resumable");
+    assert.match(String(second?.headers.range), /^bytes=[1-9]\d*-$/);
+    assert.equal(second?.headers["if-range"], '"v1"');
   });
 
   it("lower-case http_proxy works too", async () => {

@@ -13,6 +13,8 @@ export interface NodeGetOptions {
   maxRedirects?: number;
   /** false only when TFHUB_DISABLE_CERT_VALIDATION=true. */
   rejectUnauthorized?: boolean;
+  /** Give up when the TCP connection is not up after this many ms. */
+  connectTimeoutMs?: number | undefined;
 }
 
 export interface NodeResponse {
@@ -33,6 +35,19 @@ function getOnce(url: URL, options: NodeGetOptions): Promise<http.IncomingMessag
       signal: options.signal,
       ...(url.protocol === "https:" ? { rejectUnauthorized: options.rejectUnauthorized ?? true } : {}),
     });
+    const limit = options.connectTimeoutMs;
+    if (limit !== undefined) {
+      request.once("socket", (socket) => {
+        if (!socket.connecting) return;
+        const timer = setTimeout(() => {
+          request.destroy(
+            Object.assign(new Error(`connect timeout (${limit} ms)`), { code: "UND_ERR_CONNECT_TIMEOUT" }),
+          );
+        }, limit);
+        socket.once("connect", () => clearTimeout(timer));
+        socket.once("close", () => clearTimeout(timer));
+      });
+    }
     request.once("response", resolve);
     request.once("error", reject);
   });
