@@ -22,8 +22,15 @@ export type HubcacheEvent =
   | { type: "cache-incomplete"; handle: string; path: string; reason: string }
   | { type: "download-start"; handle: string; url: string }
   | ProgressEvent
-  | { type: "lock-wait"; handle: string; holder: string; waitedMs: number }
-  | { type: "lock-takeover"; handle: string; holder: string; reason: "holder-dead" | "no-progress" }
+  /** Waiting for another download of the same model; `holder` is the lock's "hostname.pid.uid". */
+  | { type: "lock-wait"; handle: string; holder: string; waitedMs: number; staleAfterMs: number }
+  | {
+      type: "lock-takeover";
+      handle: string;
+      holder: string;
+      reason: "holder-dead" | "no-progress";
+      staleAfterMs: number;
+    }
   | { type: "orphan-removed"; path: string }
   | { type: "published"; handle: string; path: string; bytes: number; files: number; ms: number }
   | { type: "publish-lost"; handle: string; path: string }

@@ -61,3 +61,32 @@ export async function treeSize(root: string): Promise<number> {
     throw error;
   }
 }
+
+/**
+ * The newest modification time (ms) of `root` and everything below it, or undefined if it does not
+ * exist. A download in progress keeps this fresh; an abandoned one lets it age.
+ */
+export async function newestMtime(root: string): Promise<number | undefined> {
+  let newest: number | undefined;
+  const visit = async (target: string): Promise<void> => {
+    let stat;
+    try {
+      stat = await fs.lstat(target);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    newest = Math.max(newest ?? 0, stat.mtimeMs);
+    if (!stat.isDirectory()) return;
+    let names: string[];
+    try {
+      names = await fs.readdir(target);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    for (const name of names) await visit(path.join(target, name));
+  };
+  await visit(root);
+  return newest;
+}

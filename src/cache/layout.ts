@@ -3,7 +3,8 @@
  *   <cacheDir>/<sha1(handle)>/                 the model, exactly as in the archive
  *   <cacheDir>/<sha1(handle)>.descriptor.txt   TF Hub's descriptor
  *   <cacheDir>/<sha1(handle)>.lock             download lock, "hostname.pid.uid32hex"
- *   <cacheDir>/<sha1(handle)>.<uid32hex>.tmp/  a download in progress
+ *   <cacheDir>/<sha1(handle)>.<uid32hex>.tmp/  a download in progress (uid = the lock holder's)
+ *   <cacheDir>/<sha1(handle)>.*.tmp<uid32hex>  transient temp files (atomic writes)
  * hubcache adds one file of its own, which Python ignores:
  *   <cacheDir>/<sha1(handle)>.hubcache.json    what was extracted (files and sizes)
  */
@@ -33,7 +34,11 @@ export interface EntryPaths {
 }
 
 export function entryPaths(cacheDir: string, handle: string): EntryPaths {
-  const hash = handleHash(handle);
+  return entryPathsForHash(cacheDir, handleHash(handle));
+}
+
+/** The paths of the entry whose handle hashes to `hash`. */
+export function entryPathsForHash(cacheDir: string, hash: string): EntryPaths {
   const dir = path.join(cacheDir, hash);
   return {
     cacheDir,

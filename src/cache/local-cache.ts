@@ -1,15 +1,18 @@
 /**
  * The cache on a local filesystem: inspect an entry, and when it is missing, download it into a
  * unique temp dir and publish it with one rename. Nothing half-made is ever visible under the
- * entry's name; a crash leaves only a temp dir and a lock, which the next run cleans up.
+ * entry's name; a crash leaves only a temp dir, temp files and a lock, which the next run removes
+ * (orphans.ts). The protocol is described in docs/concurrency.md.
  */
-import { promises as fs } from "node:fs";
+import { promises as fs, statSync } from "node:fs";
 import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
 import type { EventListener } from "../events.js";
-import { atomicWriteFile, listTree, removeTree, writeTempFile } from "./fs-util.js";
-import { type EntryPaths, descriptorText, newUid } from "./layout.js";
+import { listTree, removeTree } from "./fs-util.js";
+import { type EntryPaths, descriptorText } from "./layout.js";
 import { type HeldLock, acquireLock, notWritableError } from "./lock.js";
 import { MANIFEST_VERSION, type Manifest, inspectEntry } from "./manifest.js";
+import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
+import { testPause } from "./test-pause.js";
 
 export interface DownloadReport {
   /** Compressed bytes received. */
@@ -27,8 +30,16 @@ export interface EnsureEntryOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** A holder that lost its lock (taken over as stale) does not publish; it starts over this often at most. */
+const MAX_LOCK_LOSSES = 3;
+
+interface Running {
+  work: Promise<string>;
+  signal: AbortSignal | undefined;
+}
+
 /** In-process de-duplication: concurrent calls for one entry share one download. */
-const inFlight = new Map<string, Promise<string>>();
+const inFlight = new Map<string, Running>();
 
 /** The fast path: a usable entry's directory, or undefined. Reads only. */
 export function findCached(paths: EntryPaths, handle: string, emit: EventListener): string | undefined {
@@ -46,7 +57,11 @@ export function ensureEntry(
   options: EnsureEntryOptions,
 ): Promise<string> {
   const cached = findCached(paths, options.handle, options.emit);
-  if (cached !== undefined) return Promise.resolve(cached);
+  if (cached !== undefined) {
+    // A lock beside a complete entry is left by a holder killed after publishing; one stat to know.
+    if (statSync(paths.lock, { throwIfNoEntry: false }) === undefined) return Promise.resolve(cached);
+    return cleanupAfterGoneHolder(paths, options.emit).then(() => cached);
+  }
   if (options.offline) {
     return Promise.reject(
       new HubcacheError(
@@ -60,10 +75,40 @@ export function ensureEntry(
     );
   }
   const running = inFlight.get(paths.dir);
-  if (running) return running;
+  if (running) return joinRunning(running, paths, download, options);
   const work = downloadEntry(paths, download, options).finally(() => inFlight.delete(paths.dir));
-  inFlight.set(paths.dir, work);
+  inFlight.set(paths.dir, { work, signal: options.signal });
   return work;
+}
+
+/**
+ * Share a download already running in this process. The caller's own signal still aborts its own
+ * wait, and if the download failed only because its first caller aborted, this caller starts over.
+ */
+function joinRunning(
+  running: Running,
+  paths: EntryPaths,
+  download: Downloader,
+  options: EnsureEntryOptions,
+): Promise<string> {
+  const shared = running.work.catch((error: unknown) => {
+    if (running.signal?.aborted && !options.signal?.aborted) return ensureEntry(paths, download, options);
+    throw error;
+  });
+  const { signal } = options;
+  if (!signal) return shared;
+  return new Promise<string>((resolve, reject) => {
+    const onAbort = (): void =>
+      reject(
+        new HubcacheError(ErrorCode.ABORTED, `Resolving ${options.handle} was aborted.`, {
+          handle: options.handle,
+          cause: signal.reason,
+        }),
+      );
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    shared.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 async function downloadEntry(
@@ -77,18 +122,58 @@ async function downloadEntry(
   } catch (error) {
     throw notWritableError(paths.cacheDir, handle, error);
   }
+  for (let losses = 0; ; losses++) {
+    const lock = await acquireLock(paths, {
+      handle,
+      timeoutMs: options.lockTimeoutMs,
+      emit,
+      signal: options.signal,
+      entryReady: () => inspectEntry(paths).state === "hit",
+    });
+    if (!lock) return paths.dir; // another process published it while we waited
 
-  const lock = await acquireLock(paths, {
-    handle,
-    timeoutMs: options.lockTimeoutMs,
-    emit,
-    signal: options.signal,
-    entryReady: () => inspectEntry(paths).state === "hit",
-  });
-  if (!lock) return paths.dir; // another process published it while we waited
+    // Leftovers of dead downloads, this entry's and others': removed while we download.
+    const sweep = sweepCacheDir(paths.cacheDir, { timeoutMs: options.lockTimeoutMs, emit });
+    let published: string | undefined;
+    try {
+      published = await downloadUnderLock(paths, lock, download, options);
+    } finally {
+      await sweep;
+      await lock.release().catch(() => undefined);
+    }
+    if (published !== undefined) return published;
+    if (losses + 1 >= MAX_LOCK_LOSSES) {
+      throw new HubcacheError(
+        ErrorCode.IO,
+        `The download lock of ${handle} was taken over ${MAX_LOCK_LOSSES} times while downloading.`,
+        {
+          handle,
+          hint: "Another process judged this download stalled; raise HUBCACHE_LOCK_TIMEOUT (--lock-timeout) or check the network.",
+        },
+      );
+    }
+    emit({
+      type: "warning",
+      handle,
+      message: `the download lock of ${handle} was taken over as stalled; waiting for the new holder instead of publishing`,
+    });
+  }
+}
 
+/**
+ * Download and publish while holding the lock. Returns the entry's path, or undefined if the lock
+ * was lost before publishing (the caller starts over: someone else is downloading it now).
+ */
+async function downloadUnderLock(
+  paths: EntryPaths,
+  lock: HeldLock,
+  download: Downloader,
+  options: EnsureEntryOptions,
+): Promise<string | undefined> {
+  const { handle, emit } = options;
   let tmpDir: string | undefined;
-  let manifestTmp: string | undefined;
+  const descriptorTmp = `${paths.descriptor}.tmp${lock.uid}`;
+  const manifestTmp = `${paths.manifest}.tmp${lock.uid}`;
   try {
     const state = inspectEntry(paths);
     if (state.state === "hit") return paths.dir;
@@ -101,12 +186,14 @@ async function downloadEntry(
       });
       await removeTree(paths.dir);
     }
-    await removeOrphans(paths, lock, options);
 
     const started = Date.now();
     tmpDir = paths.tmpDir(lock.uid);
     await fs.mkdir(tmpDir);
-    const report = await download(tmpDir, () => lock.touch());
+    const report = await download(tmpDir, () => {
+      if (lock.touch()) testPause("during-download");
+    });
+    testPause("after-extract");
     const files = await listTree(tmpDir);
     if (files.length === 0) {
       throw new HubcacheError(ErrorCode.CORRUPT, `The archive of ${handle} holds no files.`, {
@@ -127,13 +214,21 @@ async function downloadEntry(
       archiveBytes: report.archiveBytes,
       files,
     };
-    await atomicWriteFile(paths.descriptor, descriptorText(handle));
-    manifestTmp = await writeTempFile(paths.manifest, JSON.stringify(manifest));
+    // Temp names carry the lock's uid, so whoever finds them after a crash knows whose they are.
+    await fs.writeFile(descriptorTmp, descriptorText(handle), { flag: "wx" });
+    testPause("during-descriptor-write");
+    await fs.rename(descriptorTmp, paths.descriptor);
+    await fs.writeFile(manifestTmp, JSON.stringify(manifest), { flag: "wx" });
+    testPause("before-rename");
+
+    // A holder judged stale and taken over must not publish: the new holder may have removed part
+    // of our temp dir as an orphan. Someone else is downloading it now; wait for them instead.
+    if (!(await lock.stillHeld())) return undefined;
     try {
       await fs.rename(tmpDir, paths.dir);
     } catch (error) {
       const code = errnoCode(error);
-      if (code === "ENOTEMPTY" || code === "EEXIST" || code === "EISDIR") {
+      if (code === "ENOTEMPTY" || code === "EEXIST" || code === "EISDIR" || code === "ENOTDIR") {
         // Someone else (Python, or a process that did not see our lock) published first: keep theirs.
         emit({ type: "publish-lost", handle, path: paths.dir });
         return paths.dir;
@@ -141,8 +236,12 @@ async function downloadEntry(
       throw error;
     }
     tmpDir = undefined;
-    await fs.rename(manifestTmp, paths.manifest);
-    manifestTmp = undefined;
+    testPause("after-rename");
+    await fs.rename(manifestTmp, paths.manifest).catch((error: unknown) => {
+      // ENOENT: a process that judged us gone already installed it (orphans.ts adoptManifest).
+      if (errnoCode(error) !== "ENOENT") throw error;
+    });
+    testPause("before-release");
     emit({
       type: "published",
       handle,
@@ -160,46 +259,7 @@ async function downloadEntry(
     throw error;
   } finally {
     if (tmpDir !== undefined) await removeTree(tmpDir).catch(() => undefined);
-    if (manifestTmp !== undefined) await fs.rm(manifestTmp, { force: true }).catch(() => undefined);
-    await lock.release().catch(() => undefined);
+    await fs.rm(descriptorTmp, { force: true }).catch(() => undefined);
+    await fs.rm(manifestTmp, { force: true }).catch(() => undefined);
   }
 }
-
-/**
- * While holding the lock, remove what dead downloads of this entry left: the temp dir of a holder
- * we took over from, and temp dirs and temp files nobody has touched for the stale window.
- */
-async function removeOrphans(paths: EntryPaths, lock: HeldLock, options: EnsureEntryOptions): Promise<void> {
-  let names: string[];
-  try {
-    names = await fs.readdir(paths.cacheDir);
-  } catch {
-    return;
-  }
-  const prefix = `${paths.hash}.`;
-  const now = Date.now();
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const rest = name.slice(prefix.length);
-    const tmpMatch = /^([0-9a-f]{32})\.tmp$/.exec(rest);
-    const isTempFile = /\.tmp[0-9a-f]{32}$/.test(rest);
-    if (!tmpMatch && !isTempFile) continue;
-    if (tmpMatch && tmpMatch[1] === lock.uid) continue;
-    const full = `${paths.cacheDir}/${name}`;
-    let stale = tmpMatch !== null && tmpMatch[1] === lock.takenOverFrom;
-    if (!stale) {
-      try {
-        stale = now - (await fs.stat(full)).mtimeMs > options.lockTimeoutMs;
-      } catch {
-        continue;
-      }
-    }
-    if (stale) {
-      await removeTree(full).catch(() => undefined);
-      options.emit({ type: "orphan-removed", path: full });
-    }
-  }
-}
-
-/** Used by tests and tools: a new unique temp-dir id. */
-export { newUid };

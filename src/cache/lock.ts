@@ -1,52 +1,75 @@
 /**
  * The download lock `<hash>.lock`, compatible with Python tensorflow_hub (same name, same
- * "hostname.pid.uid" content, same temp-dir naming that its stale detector measures), and stronger:
- * - created atomically and exclusively, content included (link() of a written temp; O_EXCL fallback);
- * - the holder touches the lock's mtime as the download progresses;
- * - a holder on this host that is no longer alive is taken over at once;
- * - otherwise a lock with no progress (content, mtime, holder's temp dir size) for `timeoutMs` is taken over.
- * The lock only saves bandwidth: correctness comes from unique temp dirs and an atomic rename.
+ * "hostname.pid.uid" content, same `<hash>.<uid>.tmp` download dir that its stale detector measures),
+ * and stronger:
+ * - created atomically and exclusively, content included (link() of a fully written temp file;
+ *   an O_EXCL create where the filesystem has no hard links);
+ * - the holder keeps the lock file open and touches its mtime (through that descriptor, so never
+ *   someone else's lock) while the download makes progress;
+ * - a holder on this host that is gone (dead PID, reused PID, zombie) is taken over within seconds;
+ * - any other holder is taken over only after `timeoutMs` without progress (lock content or mtime, or
+ *   the byte size of its temp dir), so a holder that progresses, even on another host, is never robbed;
+ * - a takeover moves the lock to a private name before looking at it again, so two waiters that
+ *   judge the same lock stale never remove the lock one of them has just created;
+ * - permission and missing-directory errors fail at once (TF Hub issues #415, #261).
+ * The lock only saves bandwidth: correctness comes from unique temp dirs and an atomic rename, and a
+ * holder that lost its lock never publishes (local-cache.ts).
  */
 import { promises as fs } from "node:fs";
-import os from "node:os";
+import type { FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
 import type { EventListener } from "../events.js";
-import { treeSize } from "./fs-util.js";
-import { type EntryPaths, lockContent, newUid, parseLockContent } from "./layout.js";
+import { newestMtime, treeSize } from "./fs-util.js";
+import { holderIsGone } from "./holder.js";
+import { type EntryPaths, type LockOwner, lockContent, newUid, parseLockContent } from "./layout.js";
 
 export interface LockOptions {
   handle: string;
+  /** Take over a lock that shows no progress for this long. */
   timeoutMs: number;
   emit: EventListener;
   signal?: AbortSignal | undefined;
   /** Called on each poll while waiting; returning true stops the wait (the entry appeared). */
   entryReady: () => boolean;
-  /** How often to poll a held lock. */
+  /** How often to look at a held lock. */
   pollMs?: number;
-  /** How often to report a wait through a `lock-wait` event. */
+  /** Least time between two `lock-wait` events (the first comes after a second of waiting). */
   reportEveryMs?: number;
 }
 
 export interface HeldLock {
   content: string;
   uid: string;
-  /** uid of a holder we took the lock over from (its temp dir is an orphan). */
-  takenOverFrom: string | undefined;
-  /** Mark progress: touches the lock's mtime, at most once a second. */
-  touch(): void;
+  /** Mark progress: touches the lock's mtime, at most once a second. True when it did. */
+  touch(): boolean;
+  /** Is the lock file still ours? (False if someone judged us stale and took it over.) */
+  stillHeld(): Promise<boolean>;
   release(): Promise<void>;
 }
 
+/** The heartbeat: touch the lock at most this often. */
+export const HEARTBEAT_MS = 1000;
+/**
+ * A gone holder's lock and temp dir must also have been quiet this long: a host name shared by two
+ * machines or PID namespaces (containers) must not make a live, progressing holder look dead.
+ */
+export const GONE_QUIET_MS = 2000;
+const FIRST_REPORT_MS = 1000;
+
 /** Errors that no amount of waiting fixes (TF Hub issues #415, #261). */
 const PERMANENT = new Set(["EACCES", "EPERM", "EROFS", "ENOENT", "ENOTDIR", "ENOSPC", "EDQUOT", "EINVAL"]);
+
+export function isPermanentFsError(error: unknown): boolean {
+  return PERMANENT.has(errnoCode(error) ?? "");
+}
 
 export function notWritableError(dir: string, handle: string, cause: unknown): HubcacheError {
   const code = errnoCode(cause);
   if (code === "ENOSPC" || code === "EDQUOT") {
     return new HubcacheError(ErrorCode.DISK_FULL, `No space left in the cache directory ${dir}.`, {
       handle,
-      hint: "Free some space (hubcache prune), or point TFHUB_CACHE_DIR at a larger disk.",
+      hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk.",
       cause,
     });
   }
@@ -61,66 +84,163 @@ export function notWritableError(dir: string, handle: string, cause: unknown): H
   );
 }
 
-async function createExclusive(file: string, content: string): Promise<boolean> {
+/**
+ * uids of the locks this process holds right now, shared by every copy of hubcache loaded in this
+ * JavaScript realm (a lock naming our PID but none of these uids is a leftover, see holder.ts).
+ */
+export function ownLockUids(): Set<string> {
+  const key = Symbol.for("hubcache.ownLockUids");
+  const store = globalThis as unknown as Record<symbol, Set<string> | undefined>;
+  return (store[key] ??= new Set<string>());
+}
+
+/** Create `file` holding `content`, exclusively; undefined if it exists. Keeps it open for the heartbeat. */
+async function createExclusive(file: string, content: string): Promise<FileHandle | undefined> {
   const tmp = `${file}.tmp${newUid()}`;
-  await fs.writeFile(tmp, content, { flag: "wx" });
+  const handle = await fs.open(tmp, "wx");
+  let linked = false;
   try {
-    await fs.link(tmp, file);
-    return true;
-  } catch (error) {
-    const code = errnoCode(error);
-    if (code === "EEXIST") return false;
-    if (code === "EPERM" || code === "ENOTSUP" || code === "ENOSYS" || code === "EXDEV") {
-      // No hard links on this filesystem: O_EXCL create, then the content.
-      try {
-        await fs.writeFile(file, content, { flag: "wx" });
-        return true;
-      } catch (inner) {
-        if (errnoCode(inner) === "EEXIST") return false;
-        throw inner;
-      }
+    await handle.writeFile(content);
+    try {
+      await fs.link(tmp, file);
+      linked = true;
+      return handle;
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code === "EEXIST") return undefined;
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS" && code !== "EXDEV") throw error;
     }
-    throw error;
+    // No hard links on this filesystem: O_EXCL create, then the content.
+    let direct: FileHandle;
+    try {
+      direct = await fs.open(file, "wx");
+    } catch (error) {
+      if (errnoCode(error) === "EEXIST") return undefined;
+      throw error;
+    }
+    await direct.writeFile(content).catch(async (error: unknown) => {
+      await direct.close();
+      await fs.rm(file, { force: true });
+      throw error;
+    });
+    return direct;
   } finally {
+    if (!linked) await handle.close().catch(() => undefined);
     await fs.rm(tmp, { force: true }).catch(() => undefined);
   }
 }
 
-/** Is process `pid` alive on this host? EPERM means it exists but is someone else's. */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoCode(error) === "EPERM";
-  }
-}
-
-interface Snapshot {
+export interface LockState {
+  /** "" when the lock cannot be read (then only its mtime tells progress). */
   content: string;
+  owner: LockOwner;
   mtimeMs: number;
-  tmpBytes: number;
+  ino: number;
 }
 
-async function readSnapshot(paths: EntryPaths): Promise<Snapshot | undefined> {
+export async function readLock(file: string): Promise<LockState | undefined> {
   try {
-    const [content, stat] = await Promise.all([fs.readFile(paths.lock, "utf8"), fs.stat(paths.lock)]);
-    const owner = parseLockContent(content);
-    const tmpBytes = owner.uid ? await treeSize(paths.tmpDir(owner.uid)) : 0;
-    return { content, mtimeMs: stat.mtimeMs, tmpBytes };
+    const stat = await fs.stat(file);
+    let content = "";
+    try {
+      content = await fs.readFile(file, "utf8");
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return undefined;
+      if (errnoCode(error) !== "EACCES") throw error;
+    }
+    return { content, owner: parseLockContent(content), mtimeMs: stat.mtimeMs, ino: stat.ino };
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return undefined;
     throw error;
   }
 }
 
-/** Remove the lock only if it still holds `content` (never someone else's fresh lock). */
-async function removeIfContent(file: string, content: string): Promise<void> {
+/**
+ * Remove the lock `file` only if it is still the one we looked at (`expected` content, `ino`).
+ * It is first moved to a private name, so of several removers only one gets it; if what was moved
+ * turns out to be a newer lock, it is put back (unless an even newer one exists).
+ * True if we removed it.
+ */
+export async function removeLockIf(
+  file: string,
+  expected: { content: string; ino?: number },
+): Promise<boolean> {
+  const claim = `${file}.tmp${newUid()}`;
   try {
-    if ((await fs.readFile(file, "utf8")) === content) await fs.unlink(file);
+    await fs.rename(file, claim);
   } catch (error) {
-    if (errnoCode(error) !== "ENOENT") throw error;
+    if (errnoCode(error) === "ENOENT") return false;
+    throw error;
   }
+  let matches = false;
+  try {
+    const [content, stat] = await Promise.all([fs.readFile(claim, "utf8"), fs.stat(claim)]);
+    matches = content === expected.content && (expected.ino === undefined || stat.ino === expected.ino);
+  } catch {
+    matches = false;
+  }
+  if (!matches) {
+    // A newer lock: put it back. If that fails (an even newer lock exists, or no hard links), its
+    // holder keeps downloading without a lock file; correctness never depended on it.
+    await fs.link(claim, file).catch(() => undefined);
+  }
+  await fs.rm(claim, { force: true }).catch(() => undefined);
+  return matches;
+}
+
+/** Remove what a holder with `uid` left for this entry: its temp dir and its temp files. */
+export async function removeLeftovers(paths: EntryPaths, uid: string, emit: EventListener): Promise<void> {
+  if (!/^[0-9a-f]{32}$/.test(uid)) return;
+  const targets = [
+    paths.tmpDir(uid),
+    `${paths.lock}.tmp${uid}`,
+    `${paths.descriptor}.tmp${uid}`,
+    `${paths.manifest}.tmp${uid}`,
+  ];
+  for (const target of targets) {
+    try {
+      await fs.lstat(target);
+    } catch {
+      continue;
+    }
+    await fs.rm(target, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+    emit({ type: "orphan-removed", path: target });
+  }
+}
+
+/**
+ * Is the lock's holder gone for good (see holder.ts), and have its lock and temp dir been quiet for
+ * GONE_QUIET_MS? Such a lock can be taken over at once.
+ */
+export async function holderGoneAndQuiet(paths: EntryPaths, lock: LockState, now: number): Promise<boolean> {
+  if (!holderIsGone(lock.owner, lock.mtimeMs, ownLockUids())) return false;
+  if (now - lock.mtimeMs < GONE_QUIET_MS) return false;
+  if (!lock.owner.uid) return true;
+  const newest = await newestMtime(paths.tmpDir(lock.owner.uid)).catch(() => undefined);
+  return newest === undefined || now - newest >= GONE_QUIET_MS;
+}
+
+async function holderTmpBytes(paths: EntryPaths, owner: LockOwner): Promise<number> {
+  if (!owner.uid) return 0;
+  // An unreadable temp dir (another user's) counts as not growing; the lock's mtime still tells.
+  return treeSize(paths.tmpDir(owner.uid)).catch(() => 0);
+}
+
+function abortError(handle: string, signal: AbortSignal): HubcacheError {
+  return new HubcacheError(ErrorCode.ABORTED, `Waiting for the download lock of ${handle} was aborted.`, {
+    handle,
+    cause: signal.reason,
+  });
+}
+
+/** What a waiter knows about the lock it waits for. */
+interface Watch {
+  content: string;
+  ino: number;
+  mtimeMs: number;
+  tmpBytes: number;
+  measuredAt: number;
+  progressAt: number;
 }
 
 /**
@@ -128,102 +248,149 @@ async function removeIfContent(file: string, content: string): Promise<void> {
  * the entry became ready while waiting: the caller then uses it without downloading.
  */
 export async function acquireLock(paths: EntryPaths, options: LockOptions): Promise<HeldLock | undefined> {
+  const { handle, emit, signal } = options;
   const uid = newUid();
   const content = lockContent(uid);
   const pollMs = options.pollMs ?? 250;
   const reportEveryMs = options.reportEveryMs ?? 5000;
+  // Measuring a temp dir walks it: do it a few times per window, not on every poll.
+  const measureEveryMs = Math.min(Math.max(options.timeoutMs / 4, pollMs), 5000);
   const started = Date.now();
-  let lastReport = started;
-  let last: Snapshot | undefined;
-  let lastProgressAt = Date.now();
-  let takenOverFrom: string | undefined;
+  let nextReport = started + Math.min(FIRST_REPORT_MS, reportEveryMs);
+  let watch: Watch | undefined;
 
   for (;;) {
-    options.signal?.throwIfAborted();
-    let created: boolean;
+    if (signal?.aborted) throw abortError(handle, signal);
+    let file: FileHandle | undefined;
     try {
-      created = await createExclusive(paths.lock, content);
+      file = await createExclusive(paths.lock, content);
     } catch (error) {
-      if (PERMANENT.has(errnoCode(error) ?? "")) {
-        throw notWritableError(paths.cacheDir, options.handle, error);
-      }
+      if (isPermanentFsError(error)) throw notWritableError(paths.cacheDir, handle, error);
       throw error;
     }
-    if (created) return heldLock(paths, uid, content, takenOverFrom);
+    if (file) return heldLock(paths, uid, content, file);
 
-    if (options.entryReady()) return undefined;
-    const now = Date.now();
-    const snapshot = await readSnapshot(paths);
-    if (snapshot === undefined) continue; // released between our attempt and our look: try again
-    const owner = parseLockContent(snapshot.content);
+    // Someone holds it: watch it until it goes away, or is gone for good, or stops progressing.
+    for (;;) {
+      if (options.entryReady()) return undefined;
+      const lock = await readLock(paths.lock);
+      if (!lock) break; // released: try to create it
+      const now = Date.now();
+      if (!watch || watch.content !== lock.content || watch.ino !== lock.ino) {
+        const tmpBytes = await holderTmpBytes(paths, lock.owner);
+        watch = { ...lock, tmpBytes, measuredAt: now, progressAt: now };
+      } else if (lock.mtimeMs !== watch.mtimeMs) {
+        watch.mtimeMs = lock.mtimeMs; // the holder's heartbeat
+        watch.progressAt = now;
+      } else if (now - watch.measuredAt >= measureEveryMs || now - watch.progressAt > options.timeoutMs) {
+        const tmpBytes = await holderTmpBytes(paths, lock.owner); // the holder's temp dir grew (Python)
+        watch.measuredAt = now;
+        if (tmpBytes !== watch.tmpBytes) {
+          watch.tmpBytes = tmpBytes;
+          watch.progressAt = now;
+        }
+      }
 
-    const deadHere =
-      owner.host === os.hostname() &&
-      owner.pid !== undefined &&
-      (owner.pid === process.pid ? !ownUids.has(owner.uid) : !isProcessAlive(owner.pid));
-    const progressed =
-      last === undefined ||
-      last.content !== snapshot.content ||
-      last.mtimeMs !== snapshot.mtimeMs ||
-      last.tmpBytes !== snapshot.tmpBytes;
-    if (progressed) lastProgressAt = now;
-    last = snapshot;
-
-    if (deadHere || now - lastProgressAt > options.timeoutMs) {
-      options.emit({
-        type: "lock-takeover",
-        handle: options.handle,
-        holder: snapshot.content,
-        reason: deadHere ? "holder-dead" : "no-progress",
-      });
-      await removeIfContent(paths.lock, snapshot.content);
-      takenOverFrom = owner.uid || undefined;
-      last = undefined;
-      continue;
+      const reason = (await holderGoneAndQuiet(paths, lock, now))
+        ? "holder-dead"
+        : now - watch.progressAt > options.timeoutMs
+          ? "no-progress"
+          : undefined;
+      if (reason) {
+        await takeOver(paths, lock, reason, options);
+        watch = undefined;
+        break;
+      }
+      if (now >= nextReport) {
+        nextReport = now + reportEveryMs;
+        emit({
+          type: "lock-wait",
+          handle,
+          holder: lock.content,
+          waitedMs: now - started,
+          staleAfterMs: options.timeoutMs,
+        });
+      }
+      try {
+        await sleep(pollMs, undefined, { signal });
+      } catch {
+        throw abortError(handle, signal ?? AbortSignal.abort());
+      }
     }
-
-    if (now - lastReport >= reportEveryMs) {
-      lastReport = now;
-      options.emit({
-        type: "lock-wait",
-        handle: options.handle,
-        holder: snapshot.content,
-        waitedMs: now - started,
-      });
-    }
-    await sleep(pollMs, undefined, { signal: options.signal });
   }
 }
 
-/** uids of locks this process holds right now (a lock naming our pid but not these is a leftover). */
-const ownUids = new Set<string>();
-
-function heldLock(
+async function takeOver(
   paths: EntryPaths,
-  uid: string,
-  content: string,
-  takenOverFrom: string | undefined,
-): HeldLock {
-  ownUids.add(uid);
+  lock: LockState,
+  reason: "holder-dead" | "no-progress",
+  options: LockOptions,
+): Promise<void> {
+  let removed: boolean;
+  try {
+    removed = await removeLockIf(paths.lock, lock);
+  } catch (error) {
+    if (!isPermanentFsError(error)) throw error;
+    throw new HubcacheError(
+      ErrorCode.NOT_WRITABLE,
+      `The download lock ${paths.lock} (held by ${lock.content || "an unknown holder"}, ${reason === "holder-dead" ? "which is gone" : "which made no progress"}) cannot be removed (${errnoCode(error)}).`,
+      {
+        handle: options.handle,
+        hint: "Remove that lock file by hand (or ask its owner to), or set TFHUB_CACHE_DIR to a cache directory you own.",
+        cause: error,
+      },
+    );
+  }
+  if (!removed) return; // someone else took it over first, or it changed hands: look again
+  options.emit({
+    type: "lock-takeover",
+    handle: options.handle,
+    holder: lock.content,
+    reason,
+    staleAfterMs: options.timeoutMs,
+  });
+  // Its temp dir is an orphan now. A hubcache holder that comes back never publishes it (it lost
+  // the lock); a Python one that comes back finds its directory gone and fails.
+  await removeLeftovers(paths, lock.owner.uid, options.emit);
+}
+
+function heldLock(paths: EntryPaths, uid: string, content: string, file: FileHandle): HeldLock {
+  const own = ownLockUids();
+  own.add(uid);
   let lastTouch = Date.now();
   let touching = false;
+  let released = false;
   return {
     content,
     uid,
-    takenOverFrom,
     touch() {
       const now = Date.now();
-      if (touching || now - lastTouch < 1000) return;
+      if (released || touching || now - lastTouch < HEARTBEAT_MS) return false;
       lastTouch = now;
       touching = true;
       const time = new Date(now);
-      fs.utimes(paths.lock, time, time)
+      // Through our own descriptor: if the lock was taken over, this touches only our old inode.
+      file
+        .utimes(time, time)
         .catch(() => undefined)
         .finally(() => (touching = false));
+      return true;
+    },
+    async stillHeld() {
+      try {
+        const [mine, current] = await Promise.all([file.stat(), fs.stat(paths.lock)]);
+        return mine.ino === current.ino && mine.dev === current.dev;
+      } catch {
+        return false;
+      }
     },
     async release() {
-      ownUids.delete(uid);
-      await removeIfContent(paths.lock, content);
+      if (released) return;
+      released = true;
+      own.delete(uid);
+      const ino = (await file.stat().catch(() => undefined))?.ino;
+      await file.close().catch(() => undefined);
+      await removeLockIf(paths.lock, { content, ...(ino === undefined ? {} : { ino }) });
     },
   };
 }

@@ -52,9 +52,7 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
           total: event.totalBytes === undefined ? "?" : formatBytes(event.totalBytes),
         });
       } else if (event.type === "lock-wait") {
-        multi.log(
-          `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s)\n`,
-        );
+        multi.log(`${describeEvent(event)}\n`);
       } else if (event.type === "warning" || event.type === "lock-takeover") {
         multi.log(`${describeEvent(event)}\n`);
       }
@@ -89,9 +87,9 @@ function lineReporter(stream: NodeJS.WriteStream): ProgressReporter {
 export function describeEvent(event: HubcacheEvent): string | undefined {
   switch (event.type) {
     case "lock-wait":
-      return `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s)`;
+      return `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s; taken over after ${seconds(event.staleAfterMs)} without progress)`;
     case "lock-takeover":
-      return `took over the download of ${event.handle} from ${event.holder} (${event.reason === "holder-dead" ? "holder is gone" : "no progress"})`;
+      return `took over the download of ${event.handle} from ${event.holder} (${event.reason === "holder-dead" ? "holder is gone" : `no progress for ${seconds(event.staleAfterMs)}`})`;
     case "retry":
       return `retrying ${event.handle} in ${Math.round(event.delayMs)} ms (attempt ${event.attempt}): ${event.reason}`;
     case "warning":
@@ -101,4 +99,8 @@ export function describeEvent(event: HubcacheEvent): string | undefined {
     default:
       return undefined;
   }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
 }

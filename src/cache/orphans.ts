@@ -1,0 +1,111 @@
+/**
+ * What dead downloads leave behind, found and removed whenever hubcache looks (TF Hub never removes
+ * them). Which leftovers belong to whom is read from names: `<hash>.lock` holds "host.pid.uid", the
+ * holder's temp dir is `<hash>.<uid>.tmp`, and hubcache's own temp files end in `.tmp<uid>`.
+ * - On a miss, while holding the entry's lock, the whole cache directory is swept: locks whose holder
+ *   on this host is gone (with their temp dirs and files), and temp dirs and files that belong to no
+ *   current lock and have not changed for the stale window.
+ * - On a hit with a lock beside the entry (a holder killed between publishing and unlocking): that
+ *   lock, if its holder is gone, and its leftovers. Best effort: a read-only cache still serves hits.
+ * Everything here ignores errors: cleaning up must never fail a resolve.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { EventListener } from "../events.js";
+import { newestMtime } from "./fs-util.js";
+import { holderIsGone } from "./holder.js";
+import { type EntryPaths, entryPathsForHash } from "./layout.js";
+import {
+  type LockState,
+  holderGoneAndQuiet,
+  ownLockUids,
+  readLock,
+  removeLeftovers,
+  removeLockIf,
+} from "./lock.js";
+import type { Manifest } from "./manifest.js";
+
+const LOCK_NAME = /^([0-9a-f]{40})\.lock$/;
+const TMP_DIR_NAME = /^([0-9a-f]{40})\.([0-9a-f]{32})\.tmp$/;
+const TMP_FILE_NAME = /^([0-9a-f]{40})\.(?:lock|descriptor\.txt|hubcache\.json)\.tmp([0-9a-f]{32})$/;
+
+export interface SweepOptions {
+  /** Leftovers untouched for longer than this, and owned by no current lock, are removed. */
+  timeoutMs: number;
+  emit: EventListener;
+}
+
+/** Sweep the whole cache directory (see the module comment). */
+export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(cacheDir);
+  } catch {
+    return;
+  }
+  const now = Date.now();
+  const liveLocks = new Map<string, LockState>();
+  for (const name of names) {
+    const hash = LOCK_NAME.exec(name)?.[1];
+    if (hash === undefined) continue;
+    try {
+      const paths = entryPathsForHash(cacheDir, hash);
+      const lock = await readLock(paths.lock);
+      if (!lock) continue;
+      if ((await holderGoneAndQuiet(paths, lock, now)) && (await removeLockIf(paths.lock, lock))) {
+        options.emit({ type: "orphan-removed", path: paths.lock });
+        await removeLeftovers(paths, lock.owner.uid, options.emit);
+      } else {
+        liveLocks.set(hash, lock);
+      }
+    } catch {
+      // best effort
+    }
+  }
+  for (const name of names) {
+    const match = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name);
+    const [, hash, uid] = match ?? [];
+    if (hash === undefined || uid === undefined) continue;
+    if (liveLocks.get(hash)?.owner.uid === uid) continue; // the current holder's
+    const full = path.join(cacheDir, name);
+    try {
+      const newest = await newestMtime(full);
+      if (newest === undefined || now - newest <= options.timeoutMs) continue;
+      await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
+      options.emit({ type: "orphan-removed", path: full });
+    } catch {
+      // best effort
+    }
+  }
+}
+
+/**
+ * A hit found a lock beside the entry. If its holder is gone, it was killed after publishing the
+ * entry: remove the lock and its leftovers, and keep its record of the entry if it was about to
+ * install it. No quiet period is needed: the entry is complete, so a holder misjudged as gone has
+ * nothing left to do but unlock, and unlocking a lock that is not there is harmless.
+ */
+export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListener): Promise<void> {
+  try {
+    const lock = await readLock(paths.lock);
+    if (!lock || !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids())) return;
+    if (!(await removeLockIf(paths.lock, lock))) return;
+    emit({ type: "orphan-removed", path: paths.lock });
+    await adoptManifest(paths, lock.owner.uid);
+    await removeLeftovers(paths, lock.owner.uid, emit);
+  } catch {
+    // best effort: a read-only cache keeps serving hits
+  }
+}
+
+/** Install a dead holder's record of the entry if it describes the directory now in place. */
+async function adoptManifest(paths: EntryPaths, uid: string): Promise<void> {
+  const tmp = `${paths.manifest}.tmp${uid}`;
+  try {
+    const manifest = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<Manifest>;
+    const dir = await fs.stat(paths.dir);
+    if (manifest.ino === dir.ino && manifest.dev === dir.dev) await fs.rename(tmp, paths.manifest);
+  } catch {
+    // not there, or not about this directory: removeLeftovers deletes it
+  }
+}
