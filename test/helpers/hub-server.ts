@@ -31,19 +31,22 @@ export interface HubServer {
   downloads(): RequestRecord[];
   /** Limit the storage hop to this many bytes per second (0: unlimited). */
   throttleBytesPerSecond: number;
+  /** Hold the storage hop's answers (headers and bytes) until the returned function is called. */
+  holdDownloads(): () => void;
   close(): Promise<void>;
 }
 
 export async function startHubServer(): Promise<HubServer> {
   const models = new Map<string, HostedModel>();
   const requests: RequestRecord[] = [];
-  const state = { throttle: 0 };
+  const state: { throttle: number; gate: Promise<void> | undefined } = { throttle: 0, gate: undefined };
 
   const server = http.createServer((req, res) => {
     requests.push({ method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers });
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (url.pathname.startsWith("/storage/")) {
-      serveStorage(url, res);
+      if (state.gate) void state.gate.then(() => serveStorage(url, res));
+      else serveStorage(url, res);
       return;
     }
     const model = models.get(url.pathname.replace(/\/+$/, ""));
@@ -118,6 +121,14 @@ export async function startHubServer(): Promise<HubServer> {
     },
     set throttleBytesPerSecond(value: number) {
       state.throttle = value;
+    },
+    holdDownloads() {
+      let open = (): void => undefined;
+      state.gate = new Promise<void>((resolve) => (open = resolve));
+      return () => {
+        state.gate = undefined;
+        open();
+      };
     },
     close: () =>
       new Promise<void>((resolve) => {

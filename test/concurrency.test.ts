@@ -1,0 +1,318 @@
+/**
+ * Many resolvers, one download: real child processes racing on a local host, in-process callers,
+ * foreign and dead lock holders, and the stale window's settings from option, variable and flag.
+ */
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, test } from "node:test";
+import { entryPaths, lockContent, newUid } from "../src/cache/layout.js";
+import { acquireLock } from "../src/cache/lock.js";
+import { inspectEntry } from "../src/cache/manifest.js";
+import { ErrorCode, HubcacheError } from "../src/errors.js";
+import type { HubcacheEvent } from "../src/events.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolve.js";
+import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
+import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { deadPid, leftovers, runCli, startCli, waitUntil } from "./helpers/processes.js";
+
+let server: HubServer;
+let modelDir: string;
+let archive: Buffer;
+let counter = 0;
+
+before(async () => {
+  server = await startHubServer();
+  modelDir = await savedModelDir(256 * 1024);
+  archive = await tarGz(modelDir);
+});
+after(() => server.close());
+
+/** A fresh model path on the host (so each test counts its own downloads) and a fresh cache dir. */
+async function fresh(): Promise<{ handle: string; cacheDir: string; downloads: () => number }> {
+  const modelPath = `/google/concurrency-${++counter}/1`;
+  server.add(modelPath, { archive });
+  const storagePath = `/storage${modelPath}.tar.gz`;
+  return {
+    handle: server.handle(modelPath),
+    cacheDir: await tempDir("hubcache-concurrency-"),
+    downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
+  };
+}
+
+async function assertHealthyEntry(cacheDir: string, handle: string): Promise<void> {
+  const paths = entryPaths(cacheDir, handle);
+  assert.deepEqual(await readTree(paths.dir), await readTree(modelDir), "the entry holds the model");
+  assert.equal(inspectEntry(paths).state, "hit");
+  assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left in the cache dir");
+}
+
+/** Write a lock as another process would: "host.pid.uid", with its temp dir. */
+async function plantLock(
+  cacheDir: string,
+  handle: string,
+  host: string,
+  pid: number,
+): Promise<{ content: string; uid: string; tmpDir: string }> {
+  const paths = entryPaths(cacheDir, handle);
+  const uid = newUid();
+  const content = `${host}.${pid}.${uid}`;
+  await fs.writeFile(paths.lock, content);
+  const tmpDir = paths.tmpDir(uid);
+  await fs.mkdir(path.join(tmpDir, "variables"), { recursive: true });
+  await fs.writeFile(path.join(tmpDir, "saved_model.pb"), Buffer.alloc(1000));
+  return { content, uid, tmpDir };
+}
+
+/** Make a file or tree look untouched for a while (a holder that died some time ago). */
+async function age(target: string, seconds: number): Promise<void> {
+  const time = new Date(Date.now() - seconds * 1000);
+  if ((await fs.stat(target)).isDirectory()) {
+    for (const name of await fs.readdir(target)) await age(path.join(target, name), seconds);
+  }
+  await fs.utimes(target, time, time);
+}
+
+describe("concurrency: many resolvers, one download", () => {
+  test("8 processes racing on a cold handle make exactly one download and print the same path", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    // Hold the archive until 7 processes say they are waiting for the 8th: the race is certain.
+    const open = server.holdDownloads();
+    const runs = Array.from({ length: 8 }, () =>
+      startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
+    );
+    try {
+      await waitUntil(
+        () => runs.filter((run) => run.stderr().includes("waiting: ")).length === 7,
+        "7 of 8 processes waiting for the lock",
+      );
+    } finally {
+      open();
+    }
+    const results = await Promise.all(runs.map((run) => run.done));
+    const expected = `${entryPaths(cacheDir, handle).dir}\n`;
+    for (const result of results) {
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, expected);
+    }
+    assert.equal(downloads(), 1, "exactly one download at the host");
+    const holder = runs.find((run) => !run.stderr().includes("waiting: "));
+    assert.ok(holder, "one process held the lock");
+    for (const run of runs) {
+      if (run === holder) continue;
+      assert.match(
+        run.stderr(),
+        new RegExp(`waiting: .* is being downloaded by ${os.hostname()}\\.${holder.pid}\\.[0-9a-f]{32} `),
+      );
+    }
+    await assertHealthyEntry(cacheDir, handle);
+  });
+
+  test("20 concurrent resolves in one process make one download and return one path", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    server.throttleBytesPerSecond = archive.length; // about a second: every call starts before it ends
+    try {
+      const results = await Promise.all(Array.from({ length: 20 }, () => resolve(handle, { cacheDir })));
+      assert.equal(new Set(results).size, 1);
+      assert.equal(results[0], entryPaths(cacheDir, handle).dir);
+    } finally {
+      server.throttleBytesPerSecond = 0;
+    }
+    assert.equal(downloads(), 1);
+    await assertHealthyEntry(cacheDir, handle);
+  });
+
+  test("in one process, a caller that aborts does not fail the others sharing its download", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    server.throttleBytesPerSecond = archive.length / 4;
+    try {
+      const controller = new AbortController();
+      const first = resolve(handle, {
+        cacheDir,
+        signal: controller.signal,
+        onEvent: (event) => {
+          if (event.type === "progress" && event.downloadedBytes > 0) controller.abort();
+        },
+      });
+      const others = Array.from({ length: 5 }, () => resolve(handle, { cacheDir }));
+      await assert.rejects(first);
+      server.throttleBytesPerSecond = 0;
+      const results = await Promise.all(others);
+      assert.equal(new Set(results).size, 1);
+    } finally {
+      server.throttleBytesPerSecond = 0;
+    }
+    assert.equal(downloads(), 2, "the aborted download, then one more for the others");
+    await assertHealthyEntry(cacheDir, handle);
+  });
+
+  test("several processes finding a dead holder's lock: one takes over, one download, orphans removed", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    const dead = await plantLock(cacheDir, handle, os.hostname(), await deadPid());
+    for (const target of [entryPaths(cacheDir, handle).lock, dead.tmpDir]) await age(target, 30);
+    server.throttleBytesPerSecond = archive.length / 2;
+    try {
+      // A stale window of 10 minutes: only the dead-holder check can explain a quick takeover.
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          runCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
+        ),
+      );
+      for (const result of results) assert.equal(result.code, 0, result.stderr);
+      assert.equal(new Set(results.map((r) => r.stdout)).size, 1);
+      const takeovers = results.filter((r) => r.stderr.includes(`took over the download of ${handle}`));
+      assert.equal(takeovers.length, 1, "exactly one process took the lock over");
+      assert.match(takeovers[0]?.stderr ?? "", new RegExp(`from ${dead.content} \\(holder is gone\\)`));
+    } finally {
+      server.throttleBytesPerSecond = 0;
+    }
+    assert.equal(downloads(), 1);
+    await assertHealthyEntry(cacheDir, handle);
+  });
+
+  test("a foreign holder is waited for while its temp dir grows, then taken over after the window", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    const foreign = await plantLock(cacheDir, handle, "gpu-node-7.cluster.example", 4242);
+    const run = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
+    // The foreign holder makes progress: its temp dir grows every 200 ms for 3 s (15 x the
+    // window's tenth), then it stops, as a download on another machine that hangs.
+    const weights = path.join(foreign.tmpDir, "variables", "variables.data-00000-of-00001");
+    for (let i = 0; i < 15; i++) {
+      await fs.appendFile(weights, Buffer.alloc(4096, i));
+      await sleep(200);
+    }
+    assert.equal(downloads(), 0, "no download while the foreign holder made progress");
+    assert.equal(run.child.exitCode, null, "still waiting");
+    const result = await run.done;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
+    assert.match(result.stderr, new RegExp(`waiting: .* is being downloaded by ${foreign.content} `));
+    assert.match(
+      result.stderr,
+      new RegExp(`took over the download of .* from ${foreign.content} \\(no progress for 2 s\\)`),
+    );
+    assert.equal(downloads(), 1);
+    await assertHealthyEntry(cacheDir, handle); // the foreign temp dir is gone too
+  });
+
+  test("waiters report who they wait for at most every reportEveryMs", async () => {
+    const cacheDir = await tempDir("hubcache-concurrency-");
+    const paths = entryPaths(cacheDir, "https://example.com/model/1");
+    const holder = `other-host.77.${newUid()}`;
+    await fs.writeFile(paths.lock, holder);
+    const events: HubcacheEvent[] = [];
+    let done = false;
+    setTimeout(() => (done = true), 2000);
+    const lock = await acquireLock(paths, {
+      handle: "https://example.com/model/1",
+      timeoutMs: 60_000,
+      emit: (event) => events.push(event),
+      entryReady: () => done,
+      pollMs: 10,
+      reportEveryMs: 400,
+    });
+    assert.equal(lock, undefined, "the entry became ready while waiting");
+    const waits = events.flatMap((e) => (e.type === "lock-wait" ? [e] : []));
+    assert.ok(waits.length >= 2, `several reports in 2 s (${waits.length})`);
+    assert.ok(waits.length <= 5, `not one per poll (${waits.length})`);
+    for (const wait of waits) assert.equal(wait.holder, holder);
+    for (let i = 1; i < waits.length; i++) {
+      const gap = (waits[i]?.waitedMs ?? 0) - (waits[i - 1]?.waitedMs ?? 0);
+      assert.ok(gap >= 400, `reports ${gap} ms apart`);
+    }
+  });
+
+  test("a lock held in this process is never judged dead, even one taken by another copy of hubcache", async () => {
+    const cacheDir = await tempDir("hubcache-concurrency-");
+    const paths = entryPaths(cacheDir, "https://example.com/model/2");
+    const options = {
+      handle: "https://example.com/model/2",
+      timeoutMs: 60_000,
+      emit: () => undefined,
+      pollMs: 10,
+    };
+    const held = await acquireLock(paths, { ...options, entryReady: () => false });
+    assert.ok(held);
+    assert.equal(await fs.readFile(paths.lock, "utf8"), lockContent(held.uid));
+    let polls = 0;
+    const events: HubcacheEvent[] = [];
+    const waited = await acquireLock(paths, {
+      ...options,
+      emit: (event) => events.push(event),
+      entryReady: () => ++polls > 300, // 3 s of polling: longer than any "gone" grace
+    });
+    assert.equal(waited, undefined);
+    assert.equal(
+      events.some((e) => e.type === "lock-takeover"),
+      false,
+    );
+    await held.release();
+    await assert.rejects(fs.stat(paths.lock), { code: "ENOENT" });
+  });
+});
+
+describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, --lock-timeout)", () => {
+  test("settings: option > HUBCACHE_LOCK_TIMEOUT (seconds) > default, and a bad value is refused", () => {
+    assert.equal(resolveSettings({ env: {}, flags: {} }).lockTimeoutMs, DEFAULT_LOCK_TIMEOUT_MS);
+    assert.ok(DEFAULT_LOCK_TIMEOUT_MS < (20 * 60_000) / 10, "far below TF Hub's ~20 minutes");
+    const env = { HUBCACHE_LOCK_TIMEOUT: "2.5" };
+    assert.equal(resolveSettings({ env, flags: {} }).lockTimeoutMs, 2500);
+    assert.equal(resolveSettings({ env, flags: {}, lockTimeoutMs: 700 }).lockTimeoutMs, 700);
+    assert.throws(
+      () => resolveSettings({ env: { HUBCACHE_LOCK_TIMEOUT: "soon" }, flags: {} }),
+      (error: unknown) => error instanceof HubcacheError && error.code === ErrorCode.INVALID_CONFIG,
+    );
+  });
+
+  for (const [how, args, env] of [
+    ["--lock-timeout 1.5", ["--lock-timeout", "1.5"], {}],
+    ["HUBCACHE_LOCK_TIMEOUT=1.5", [], { HUBCACHE_LOCK_TIMEOUT: "1.5" }],
+  ] as const) {
+    test(`${how} reaches the lock: a stalled foreign lock is taken over after 1.5 s`, async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const foreign = await plantLock(cacheDir, handle, "build-agent-3", 99);
+      const result = await runCli(["resolve", "--cache-dir", cacheDir, ...args, handle], { env });
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, new RegExp(`from ${foreign.content} \\(no progress for 1\\.5 s\\)`));
+      assert.equal(downloads(), 1);
+      await assertHealthyEntry(cacheDir, handle);
+    });
+  }
+
+  test("the library option reaches the lock too, and is reported with each takeover", async () => {
+    const { handle, cacheDir } = await fresh();
+    await plantLock(cacheDir, handle, "build-agent-4", 98);
+    const events: HubcacheEvent[] = [];
+    await resolve(handle, { cacheDir, lockTimeoutMs: 1200, onEvent: (e) => events.push(e) });
+    const takeover = events.find((e) => e.type === "lock-takeover");
+    assert.deepEqual(takeover && { reason: takeover.reason, staleAfterMs: takeover.staleAfterMs }, {
+      reason: "no-progress",
+      staleAfterMs: 1200,
+    });
+    await assertHealthyEntry(cacheDir, handle);
+  });
+
+  test("--lock-timeout must be a number", async () => {
+    const result = await runCli(["resolve", "--lock-timeout", "soon", "https://example.com/m/1"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--lock-timeout needs a non-negative number/);
+  });
+});
+
+describe("concurrency: permanent errors fail at once", () => {
+  test("a cache dir that is a file fails with ERR_HUBCACHE_NOT_WRITABLE, no request made", async () => {
+    const { handle, downloads } = await fresh();
+    const base = await tempDir("hubcache-concurrency-");
+    const notADir = path.join(base, "file");
+    await fs.writeFile(notADir, "x");
+    const before = server.requests.length;
+    await assert.rejects(
+      resolve(handle, { cacheDir: path.join(notADir, "cache") }),
+      (error: unknown) => error instanceof HubcacheError && error.code === ErrorCode.NOT_WRITABLE,
+    );
+    assert.equal(server.requests.length, before);
+    assert.equal(downloads(), 0);
+  });
+});
