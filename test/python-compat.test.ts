@@ -1,0 +1,177 @@
+/**
+ * Python tensorflow_hub and hubcache sharing one cache dir, in both directions. tensorflow_hub cannot
+ * be installed here (no PyPI), so the Python side is test/helpers/tfhub_atomic_download.py: a
+ * step-by-step re-enactment of TF Hub's atomic_download / _wait_for_lock_to_disappear (same lock
+ * name and content, same temp dir name, same stale rule) running as a real python3 process.
+ */
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import { after, before, describe, test } from "node:test";
+import { entryPaths } from "../src/cache/layout.js";
+import { inspectEntry } from "../src/cache/manifest.js";
+import type { HubcacheEvent } from "../src/events.js";
+import { resolve } from "../src/resolve.js";
+import { readTree, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import {
+  PYTHON_TFHUB,
+  type Running,
+  findPython,
+  leftovers,
+  start,
+  startCli,
+  waitUntil,
+} from "./helpers/processes.js";
+
+const python = findPython();
+const skip = python === undefined ? "python3 is not installed" : false;
+
+let server: HubServer;
+let modelDir: string;
+let archive: Buffer;
+let counter = 0;
+
+before(async () => {
+  server = await startHubServer();
+  modelDir = await upscalerModelDir();
+  archive = await tarGz(modelDir);
+});
+after(() => server.close());
+
+async function fresh(): Promise<{ handle: string; cacheDir: string; downloads: () => number }> {
+  const modelPath = `/google/python-compat-${++counter}/1`;
+  server.add(modelPath, { archive });
+  const storagePath = `/storage${modelPath}.tar.gz`;
+  return {
+    handle: server.handle(modelPath),
+    cacheDir: await tempDir("hubcache-python-"),
+    downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
+  };
+}
+
+/** The TF Hub re-enactment resolving `handle`; its "download" copies the model in small slow chunks. */
+function startPython(
+  handle: string,
+  cacheDir: string,
+  options: { chunkBytes?: number; chunkDelay?: number; lockTimeout?: number; poll?: number } = {},
+): Running {
+  return start(python ?? "python3", [
+    PYTHON_TFHUB,
+    "--cache-dir",
+    cacheDir,
+    "--handle",
+    handle,
+    "--source",
+    modelDir,
+    "--chunk-bytes",
+    String(options.chunkBytes ?? 8192),
+    "--chunk-delay",
+    String(options.chunkDelay ?? 0.05),
+    "--lock-timeout",
+    String(options.lockTimeout ?? 600),
+    "--poll",
+    String(options.poll ?? 5),
+  ]);
+}
+
+async function pythonResult(run: Running): Promise<{ path: string; downloaded: boolean; stderr: string }> {
+  const result = await run.done;
+  assert.equal(result.code, 0, result.stderr);
+  return { ...(JSON.parse(result.stdout) as { path: string; downloaded: boolean }), stderr: result.stderr };
+}
+
+async function lockOf(lockFile: string): Promise<string> {
+  await waitUntil(async () => (await fs.readFile(lockFile, "utf8").catch(() => "")) !== "", lockFile);
+  return fs.readFile(lockFile, "utf8");
+}
+
+describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3 process)", { skip }, () => {
+  test("a Python-held lock with a growing temp dir is waited for, and Python's entry is reused", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    const paths = entryPaths(cacheDir, handle);
+    const py = startPython(handle, cacheDir); // about 100 chunks, 50 ms apart
+    const lock = await lockOf(paths.lock);
+    assert.match(lock, new RegExp(`^${os.hostname()}\\.${py.pid}\\.[0-9a-f]{32}$`));
+
+    // A stale window far shorter than Python's download: only its progress keeps hubcache waiting.
+    const cli = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
+    const fromPython = await pythonResult(py);
+    const fromCli = await cli.done;
+    assert.equal(fromPython.downloaded, true);
+    assert.equal(fromCli.code, 0, fromCli.stderr);
+    assert.equal(fromCli.stdout, `${fromPython.path}\n`);
+    assert.equal(fromPython.path, paths.dir);
+    assert.match(fromCli.stderr, new RegExp(`waiting: .* is being downloaded by ${lock} `));
+    assert.doesNotMatch(fromCli.stderr, /took over/);
+    assert.equal(downloads(), 0, "hubcache never downloaded: it used Python's entry");
+    assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
+    const state = inspectEntry(paths);
+    assert.equal(state.state === "hit" && state.writer, "other", "an entry without hubcache's record");
+    assert.match(
+      await fs.readFile(paths.descriptor, "utf8"),
+      new RegExp(
+        `^Module: ${handle}\nDownload Time: .*\nDownloader Hostname: ${os.hostname()} \\(PID:${py.pid}\\)$`,
+      ),
+    );
+    assert.deepEqual(await leftovers(cacheDir), []);
+  });
+
+  test("a lock hubcache holds is one Python waits for (no steal while it grows), then Python reuses the entry", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    const paths = entryPaths(cacheDir, handle);
+    server.throttleBytesPerSecond = archive.length / 5; // about 5 s
+    let cli: Running;
+    let fromPython;
+    try {
+      cli = startCli(["resolve", "--cache-dir", cacheDir, handle]);
+      const lock = await lockOf(paths.lock);
+      assert.match(lock, new RegExp(`^${os.hostname()}\\.${cli.pid}\\.[0-9a-f]{32}$`));
+      // Python with a 1 s window, polling every 0.2 s: it steals unless hubcache's temp dir grows.
+      const py = startPython(handle, cacheDir, { lockTimeout: 1, poll: 0.2 });
+      fromPython = await pythonResult(py);
+      assert.match(fromPython.stderr, new RegExp(`already being downloaded by '${lock}'\\. Waiting\\.`));
+    } finally {
+      server.throttleBytesPerSecond = 0;
+    }
+    const fromCli = await cli.done;
+    assert.equal(fromCli.code, 0, fromCli.stderr);
+    assert.doesNotMatch(fromPython.stderr, /Deleting lock file/);
+    assert.equal(fromPython.downloaded, false, "Python reused hubcache's entry");
+    assert.equal(`${fromPython.path}\n`, fromCli.stdout);
+    assert.equal(downloads(), 1);
+    const state = inspectEntry(paths);
+    assert.equal(state.state === "hit" && state.writer, "hubcache");
+
+    // And later: Python's fast path takes hubcache's finished entry without a lock.
+    const again = await pythonResult(startPython(handle, cacheDir));
+    assert.equal(again.downloaded, false);
+    assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
+    assert.deepEqual(await leftovers(cacheDir), []);
+  });
+
+  test("a Python process killed -9 mid-download: hubcache takes over at once and removes its leftovers", async () => {
+    const { handle, cacheDir, downloads } = await fresh();
+    const paths = entryPaths(cacheDir, handle);
+    const py = startPython(handle, cacheDir, { chunkDelay: 0.2 });
+    const lock = await lockOf(paths.lock);
+    const uid = lock.split(".").pop() ?? "";
+    await waitUntil(async () => (await fs.readdir(paths.tmpDir(uid)).catch(() => [])).length > 0, "data");
+    py.child.kill("SIGKILL");
+    await py.done;
+    assert.deepEqual(await leftovers(cacheDir), [`${paths.hash}.${uid}.tmp`, `${paths.hash}.lock`].sort());
+
+    const events: HubcacheEvent[] = [];
+    const dir = await resolve(handle, {
+      cacheDir,
+      lockTimeoutMs: 10 * 60_000, // TF Hub would wait 2 x 10 min here
+      onEvent: (e) => events.push(e),
+    });
+    assert.equal(dir, paths.dir);
+    const takeover = events.find((e) => e.type === "lock-takeover");
+    assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["holder-dead", lock]);
+    assert.equal(downloads(), 1);
+    assert.deepEqual(await readTree(dir), await readTree(modelDir));
+    assert.deepEqual(await leftovers(cacheDir), []);
+  });
+});
