@@ -16,7 +16,15 @@ import type { HubcacheEvent } from "../src/events.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolve.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { deadPid, leftovers, runCli, startCli, waitUntil } from "./helpers/processes.js";
+import {
+  TEST_TIMEOUT_MS,
+  deadPid,
+  leftovers,
+  runCli,
+  startCli,
+  waitForFile,
+  waitUntil,
+} from "./helpers/processes.js";
 
 let server: HubServer;
 let modelDir: string;
@@ -76,181 +84,275 @@ async function age(target: string, seconds: number): Promise<void> {
 }
 
 describe("concurrency: many resolvers, one download", () => {
-  test("8 processes racing on a cold handle make exactly one download and print the same path", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    // Hold the archive until 7 processes say they are waiting for the 8th: the race is certain.
-    const open = server.holdDownloads();
-    const runs = Array.from({ length: 8 }, () =>
-      startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
-    );
-    try {
-      await waitUntil(
-        () => runs.filter((run) => run.stderr().includes("waiting: ")).length === 7,
-        "7 of 8 processes waiting for the lock",
+  test(
+    "8 processes racing on a cold handle make exactly one download and print the same path",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      // Hold the archive until 7 processes say they are waiting for the 8th: the race is certain.
+      const open = server.holdDownloads();
+      const runs = Array.from({ length: 8 }, () =>
+        startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
       );
-    } finally {
-      open();
-    }
-    const results = await Promise.all(runs.map((run) => run.done));
-    const expected = `${entryPaths(cacheDir, handle).dir}\n`;
-    for (const result of results) {
+      try {
+        await waitUntil(
+          () => runs.filter((run) => run.stderr().includes("waiting: ")).length === 7,
+          "7 of 8 processes waiting for the lock",
+        );
+      } finally {
+        open();
+      }
+      const results = await Promise.all(runs.map((run) => run.done));
+      const expected = `${entryPaths(cacheDir, handle).dir}\n`;
+      for (const result of results) {
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, expected);
+      }
+      assert.equal(downloads(), 1, "exactly one download at the host");
+      const holder = runs.find((run) => !run.stderr().includes("waiting: "));
+      assert.ok(holder, "one process held the lock");
+      for (const run of runs) {
+        if (run === holder) continue;
+        assert.match(
+          run.stderr(),
+          new RegExp(`waiting: .* is being downloaded by ${os.hostname()}\\.${holder.pid}\\.[0-9a-f]{32} `),
+        );
+      }
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "20 concurrent resolves in one process make one download and return one path",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      server.throttleBytesPerSecond = archive.length; // about a second: every call starts before it ends
+      try {
+        const results = await Promise.all(Array.from({ length: 20 }, () => resolve(handle, { cacheDir })));
+        assert.equal(new Set(results).size, 1);
+        assert.equal(results[0], entryPaths(cacheDir, handle).dir);
+      } finally {
+        server.throttleBytesPerSecond = 0;
+      }
+      assert.equal(downloads(), 1);
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "in one process, a caller that aborts does not fail the others sharing its download",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      server.throttleBytesPerSecond = archive.length / 4;
+      try {
+        const controller = new AbortController();
+        const first = resolve(handle, {
+          cacheDir,
+          signal: controller.signal,
+          onEvent: (event) => {
+            if (event.type === "progress" && event.downloadedBytes > 0) controller.abort();
+          },
+        });
+        const others = Array.from({ length: 5 }, () => resolve(handle, { cacheDir }));
+        await assert.rejects(first);
+        server.throttleBytesPerSecond = 0;
+        const results = await Promise.all(others);
+        assert.equal(new Set(results).size, 1);
+      } finally {
+        server.throttleBytesPerSecond = 0;
+      }
+      assert.equal(downloads(), 2, "the aborted download, then one more for the others");
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "several processes finding a dead holder's lock: one takes over, one download, orphans removed",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const dead = await plantLock(cacheDir, handle, os.hostname(), await deadPid());
+      for (const target of [entryPaths(cacheDir, handle).lock, dead.tmpDir]) await age(target, 30);
+      server.throttleBytesPerSecond = archive.length / 2;
+      try {
+        // A stale window of 10 minutes: only the dead-holder check can explain a quick takeover.
+        const results = await Promise.all(
+          Array.from({ length: 4 }, () =>
+            runCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
+          ),
+        );
+        for (const result of results) assert.equal(result.code, 0, result.stderr);
+        assert.equal(new Set(results.map((r) => r.stdout)).size, 1);
+        const takeovers = results.filter((r) => r.stderr.includes(`took over the download of ${handle}`));
+        assert.equal(takeovers.length, 1, "exactly one process took the lock over");
+        assert.match(takeovers[0]?.stderr ?? "", new RegExp(`from ${dead.content} \\(holder is gone\\)`));
+      } finally {
+        server.throttleBytesPerSecond = 0;
+      }
+      assert.equal(downloads(), 1);
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "a foreign holder is waited for while its temp dir grows, then taken over after the window",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const foreign = await plantLock(cacheDir, handle, "gpu-node-7.cluster.example", 4242);
+      const run = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
+      // The foreign holder makes progress: its temp dir grows every 200 ms for 3 s (15 x the
+      // window's tenth), then it stops, as a download on another machine that hangs.
+      const weights = path.join(foreign.tmpDir, "variables", "variables.data-00000-of-00001");
+      for (let i = 0; i < 15; i++) {
+        await fs.appendFile(weights, Buffer.alloc(4096, i));
+        await sleep(200);
+      }
+      assert.equal(downloads(), 0, "no download while the foreign holder made progress");
+      assert.equal(run.child.exitCode, null, "still waiting");
+      const result = await run.done;
       assert.equal(result.code, 0, result.stderr);
-      assert.equal(result.stdout, expected);
-    }
-    assert.equal(downloads(), 1, "exactly one download at the host");
-    const holder = runs.find((run) => !run.stderr().includes("waiting: "));
-    assert.ok(holder, "one process held the lock");
-    for (const run of runs) {
-      if (run === holder) continue;
+      assert.equal(result.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
+      assert.match(result.stderr, new RegExp(`waiting: .* is being downloaded by ${foreign.content} `));
       assert.match(
-        run.stderr(),
-        new RegExp(`waiting: .* is being downloaded by ${os.hostname()}\\.${holder.pid}\\.[0-9a-f]{32} `),
+        result.stderr,
+        new RegExp(`took over the download of .* from ${foreign.content} \\(no progress for 2 s\\)`),
       );
-    }
-    await assertHealthyEntry(cacheDir, handle);
-  });
+      assert.equal(downloads(), 1);
+      await assertHealthyEntry(cacheDir, handle); // the foreign temp dir is gone too
+    },
+  );
 
-  test("20 concurrent resolves in one process make one download and return one path", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    server.throttleBytesPerSecond = archive.length; // about a second: every call starts before it ends
-    try {
-      const results = await Promise.all(Array.from({ length: 20 }, () => resolve(handle, { cacheDir })));
-      assert.equal(new Set(results).size, 1);
-      assert.equal(results[0], entryPaths(cacheDir, handle).dir);
-    } finally {
-      server.throttleBytesPerSecond = 0;
-    }
-    assert.equal(downloads(), 1);
-    await assertHealthyEntry(cacheDir, handle);
-  });
-
-  test("in one process, a caller that aborts does not fail the others sharing its download", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    server.throttleBytesPerSecond = archive.length / 4;
-    try {
-      const controller = new AbortController();
-      const first = resolve(handle, {
-        cacheDir,
-        signal: controller.signal,
-        onEvent: (event) => {
-          if (event.type === "progress" && event.downloadedBytes > 0) controller.abort();
-        },
+  test(
+    "a holder judged stale that comes back does not publish: it uses the new holder's entry",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const paths = entryPaths(cacheDir, handle);
+      const pauseFile = path.join(await tempDir("hubcache-pause-"), "paused");
+      const frozen = startCli(["resolve", "--cache-dir", cacheDir, handle], {
+        env: { HUBCACHE_TEST_PAUSE_AT: "before-rename", HUBCACHE_TEST_PAUSE_FILE: pauseFile },
       });
-      const others = Array.from({ length: 5 }, () => resolve(handle, { cacheDir }));
-      await assert.rejects(first);
-      server.throttleBytesPerSecond = 0;
-      const results = await Promise.all(others);
-      assert.equal(new Set(results).size, 1);
-    } finally {
-      server.throttleBytesPerSecond = 0;
-    }
-    assert.equal(downloads(), 2, "the aborted download, then one more for the others");
-    await assertHealthyEntry(cacheDir, handle);
-  });
+      await waitForFile(pauseFile);
+      const frozenLock = await fs.readFile(paths.lock, "utf8");
 
-  test("several processes finding a dead holder's lock: one takes over, one download, orphans removed", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    const dead = await plantLock(cacheDir, handle, os.hostname(), await deadPid());
-    for (const target of [entryPaths(cacheDir, handle).lock, dead.tmpDir]) await age(target, 30);
-    server.throttleBytesPerSecond = archive.length / 2;
-    try {
-      // A stale window of 10 minutes: only the dead-holder check can explain a quick takeover.
-      const results = await Promise.all(
-        Array.from({ length: 4 }, () =>
-          runCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
-        ),
+      // Alive but making no progress: with a 1 s window another resolver takes over and publishes.
+      const events: HubcacheEvent[] = [];
+      await resolve(handle, { cacheDir, lockTimeoutMs: 1000, onEvent: (e) => events.push(e) });
+      const takeover = events.find((e) => e.type === "lock-takeover");
+      assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["no-progress", frozenLock]);
+      const published = (await fs.stat(paths.dir)).ino;
+
+      await fs.rm(pauseFile); // the stalled holder comes back, just before its publishing rename
+      const result = await frozen.done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${paths.dir}\n`);
+      assert.match(result.stderr, /warning: the download lock of .* was taken over as stalled/);
+      assert.equal((await fs.stat(paths.dir)).ino, published, "the new holder's entry was kept");
+      assert.equal(downloads(), 2);
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "10 waiters racing to take over the same dead lock: exactly one gets it",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const cacheDir = await tempDir("hubcache-concurrency-");
+      const handle = "https://example.com/model/race";
+      const paths = entryPaths(cacheDir, handle);
+      // Our own PID, a uid we do not hold, last touched before this process started: a leftover.
+      const stale = `${os.hostname()}.${process.pid}.${newUid()}`;
+      await fs.writeFile(paths.lock, stale);
+      await age(paths.lock, 3600);
+      let done = false;
+      const events: HubcacheEvent[] = [];
+      const waiters = Array.from({ length: 10 }, () =>
+        acquireLock(paths, {
+          handle,
+          timeoutMs: 60_000,
+          emit: (event) => events.push(event),
+          entryReady: () => done,
+          pollMs: 5,
+        }),
       );
-      for (const result of results) assert.equal(result.code, 0, result.stderr);
-      assert.equal(new Set(results.map((r) => r.stdout)).size, 1);
-      const takeovers = results.filter((r) => r.stderr.includes(`took over the download of ${handle}`));
-      assert.equal(takeovers.length, 1, "exactly one process took the lock over");
-      assert.match(takeovers[0]?.stderr ?? "", new RegExp(`from ${dead.content} \\(holder is gone\\)`));
-    } finally {
-      server.throttleBytesPerSecond = 0;
-    }
-    assert.equal(downloads(), 1);
-    await assertHealthyEntry(cacheDir, handle);
-  });
+      const winner = await Promise.race(waiters.map((w) => w.then((lock) => lock && w)));
+      setTimeout(() => (done = true), 1500); // let the others look at the new lock for a while
+      const results = await Promise.all(waiters);
+      const held = results.filter((lock) => lock !== undefined);
+      assert.equal(held.length, 1, "one holder");
+      assert.ok(winner);
+      assert.equal(events.filter((e) => e.type === "lock-takeover").length, 1, "one takeover");
+      assert.equal(await fs.readFile(paths.lock, "utf8"), held[0]?.content);
+      await held[0]?.release();
+      assert.deepEqual(await leftovers(cacheDir), []);
+    },
+  );
 
-  test("a foreign holder is waited for while its temp dir grows, then taken over after the window", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    const foreign = await plantLock(cacheDir, handle, "gpu-node-7.cluster.example", 4242);
-    const run = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
-    // The foreign holder makes progress: its temp dir grows every 200 ms for 3 s (15 x the
-    // window's tenth), then it stops, as a download on another machine that hangs.
-    const weights = path.join(foreign.tmpDir, "variables", "variables.data-00000-of-00001");
-    for (let i = 0; i < 15; i++) {
-      await fs.appendFile(weights, Buffer.alloc(4096, i));
-      await sleep(200);
-    }
-    assert.equal(downloads(), 0, "no download while the foreign holder made progress");
-    assert.equal(run.child.exitCode, null, "still waiting");
-    const result = await run.done;
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
-    assert.match(result.stderr, new RegExp(`waiting: .* is being downloaded by ${foreign.content} `));
-    assert.match(
-      result.stderr,
-      new RegExp(`took over the download of .* from ${foreign.content} \\(no progress for 2 s\\)`),
-    );
-    assert.equal(downloads(), 1);
-    await assertHealthyEntry(cacheDir, handle); // the foreign temp dir is gone too
-  });
+  test(
+    "waiters report who they wait for at most every reportEveryMs",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const cacheDir = await tempDir("hubcache-concurrency-");
+      const paths = entryPaths(cacheDir, "https://example.com/model/1");
+      const holder = `other-host.77.${newUid()}`;
+      await fs.writeFile(paths.lock, holder);
+      const events: HubcacheEvent[] = [];
+      let done = false;
+      setTimeout(() => (done = true), 2000);
+      const lock = await acquireLock(paths, {
+        handle: "https://example.com/model/1",
+        timeoutMs: 60_000,
+        emit: (event) => events.push(event),
+        entryReady: () => done,
+        pollMs: 10,
+        reportEveryMs: 400,
+      });
+      assert.equal(lock, undefined, "the entry became ready while waiting");
+      const waits = events.flatMap((e) => (e.type === "lock-wait" ? [e] : []));
+      assert.ok(waits.length >= 2, `several reports in 2 s (${waits.length})`);
+      assert.ok(waits.length <= 5, `not one per poll (${waits.length})`);
+      for (const wait of waits) assert.equal(wait.holder, holder);
+      for (let i = 1; i < waits.length; i++) {
+        const gap = (waits[i]?.waitedMs ?? 0) - (waits[i - 1]?.waitedMs ?? 0);
+        assert.ok(gap >= 400, `reports ${gap} ms apart`);
+      }
+    },
+  );
 
-  test("waiters report who they wait for at most every reportEveryMs", async () => {
-    const cacheDir = await tempDir("hubcache-concurrency-");
-    const paths = entryPaths(cacheDir, "https://example.com/model/1");
-    const holder = `other-host.77.${newUid()}`;
-    await fs.writeFile(paths.lock, holder);
-    const events: HubcacheEvent[] = [];
-    let done = false;
-    setTimeout(() => (done = true), 2000);
-    const lock = await acquireLock(paths, {
-      handle: "https://example.com/model/1",
-      timeoutMs: 60_000,
-      emit: (event) => events.push(event),
-      entryReady: () => done,
-      pollMs: 10,
-      reportEveryMs: 400,
-    });
-    assert.equal(lock, undefined, "the entry became ready while waiting");
-    const waits = events.flatMap((e) => (e.type === "lock-wait" ? [e] : []));
-    assert.ok(waits.length >= 2, `several reports in 2 s (${waits.length})`);
-    assert.ok(waits.length <= 5, `not one per poll (${waits.length})`);
-    for (const wait of waits) assert.equal(wait.holder, holder);
-    for (let i = 1; i < waits.length; i++) {
-      const gap = (waits[i]?.waitedMs ?? 0) - (waits[i - 1]?.waitedMs ?? 0);
-      assert.ok(gap >= 400, `reports ${gap} ms apart`);
-    }
-  });
-
-  test("a lock held in this process is never judged dead, even one taken by another copy of hubcache", async () => {
-    const cacheDir = await tempDir("hubcache-concurrency-");
-    const paths = entryPaths(cacheDir, "https://example.com/model/2");
-    const options = {
-      handle: "https://example.com/model/2",
-      timeoutMs: 60_000,
-      emit: () => undefined,
-      pollMs: 10,
-    };
-    const held = await acquireLock(paths, { ...options, entryReady: () => false });
-    assert.ok(held);
-    assert.equal(await fs.readFile(paths.lock, "utf8"), lockContent(held.uid));
-    let polls = 0;
-    const events: HubcacheEvent[] = [];
-    const waited = await acquireLock(paths, {
-      ...options,
-      emit: (event) => events.push(event),
-      entryReady: () => ++polls > 300, // 3 s of polling: longer than any "gone" grace
-    });
-    assert.equal(waited, undefined);
-    assert.equal(
-      events.some((e) => e.type === "lock-takeover"),
-      false,
-    );
-    await held.release();
-    await assert.rejects(fs.stat(paths.lock), { code: "ENOENT" });
-  });
+  test(
+    "a lock held in this process is never judged dead, even one taken by another copy of hubcache",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const cacheDir = await tempDir("hubcache-concurrency-");
+      const paths = entryPaths(cacheDir, "https://example.com/model/2");
+      const options = {
+        handle: "https://example.com/model/2",
+        timeoutMs: 60_000,
+        emit: () => undefined,
+        pollMs: 10,
+      };
+      const held = await acquireLock(paths, { ...options, entryReady: () => false });
+      assert.ok(held);
+      assert.equal(await fs.readFile(paths.lock, "utf8"), lockContent(held.uid));
+      let polls = 0;
+      const events: HubcacheEvent[] = [];
+      const waited = await acquireLock(paths, {
+        ...options,
+        emit: (event) => events.push(event),
+        entryReady: () => ++polls > 300, // 3 s of polling: longer than any "gone" grace
+      });
+      assert.equal(waited, undefined);
+      assert.equal(
+        events.some((e) => e.type === "lock-takeover"),
+        false,
+      );
+      await held.release();
+      await assert.rejects(fs.stat(paths.lock), { code: "ENOENT" });
+    },
+  );
 });
 
 describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, --lock-timeout)", () => {
@@ -270,31 +372,39 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
     ["--lock-timeout 1.5", ["--lock-timeout", "1.5"], {}],
     ["HUBCACHE_LOCK_TIMEOUT=1.5", [], { HUBCACHE_LOCK_TIMEOUT: "1.5" }],
   ] as const) {
-    test(`${how} reaches the lock: a stalled foreign lock is taken over after 1.5 s`, async () => {
-      const { handle, cacheDir, downloads } = await fresh();
-      const foreign = await plantLock(cacheDir, handle, "build-agent-3", 99);
-      const result = await runCli(["resolve", "--cache-dir", cacheDir, ...args, handle], { env });
-      assert.equal(result.code, 0, result.stderr);
-      assert.match(result.stderr, new RegExp(`from ${foreign.content} \\(no progress for 1\\.5 s\\)`));
-      assert.equal(downloads(), 1);
-      await assertHealthyEntry(cacheDir, handle);
-    });
+    test(
+      `${how} reaches the lock: a stalled foreign lock is taken over after 1.5 s`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { handle, cacheDir, downloads } = await fresh();
+        const foreign = await plantLock(cacheDir, handle, "build-agent-3", 99);
+        const result = await runCli(["resolve", "--cache-dir", cacheDir, ...args, handle], { env });
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stderr, new RegExp(`from ${foreign.content} \\(no progress for 1\\.5 s\\)`));
+        assert.equal(downloads(), 1);
+        await assertHealthyEntry(cacheDir, handle);
+      },
+    );
   }
 
-  test("the library option reaches the lock too, and is reported with each takeover", async () => {
-    const { handle, cacheDir } = await fresh();
-    await plantLock(cacheDir, handle, "build-agent-4", 98);
-    const events: HubcacheEvent[] = [];
-    await resolve(handle, { cacheDir, lockTimeoutMs: 1200, onEvent: (e) => events.push(e) });
-    const takeover = events.find((e) => e.type === "lock-takeover");
-    assert.deepEqual(takeover && { reason: takeover.reason, staleAfterMs: takeover.staleAfterMs }, {
-      reason: "no-progress",
-      staleAfterMs: 1200,
-    });
-    await assertHealthyEntry(cacheDir, handle);
-  });
+  test(
+    "the library option reaches the lock too, and is reported with each takeover",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir } = await fresh();
+      await plantLock(cacheDir, handle, "build-agent-4", 98);
+      const events: HubcacheEvent[] = [];
+      await resolve(handle, { cacheDir, lockTimeoutMs: 1200, onEvent: (e) => events.push(e) });
+      const takeover = events.find((e) => e.type === "lock-takeover");
+      assert.deepEqual(takeover && { reason: takeover.reason, staleAfterMs: takeover.staleAfterMs }, {
+        reason: "no-progress",
+        staleAfterMs: 1200,
+      });
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
 
-  test("--lock-timeout must be a number", async () => {
+  test("--lock-timeout must be a number", { timeout: TEST_TIMEOUT_MS }, async () => {
     const result = await runCli(["resolve", "--lock-timeout", "soon", "https://example.com/m/1"]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--lock-timeout needs a non-negative number/);
@@ -302,17 +412,21 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
 });
 
 describe("concurrency: permanent errors fail at once", () => {
-  test("a cache dir that is a file fails with ERR_HUBCACHE_NOT_WRITABLE, no request made", async () => {
-    const { handle, downloads } = await fresh();
-    const base = await tempDir("hubcache-concurrency-");
-    const notADir = path.join(base, "file");
-    await fs.writeFile(notADir, "x");
-    const before = server.requests.length;
-    await assert.rejects(
-      resolve(handle, { cacheDir: path.join(notADir, "cache") }),
-      (error: unknown) => error instanceof HubcacheError && error.code === ErrorCode.NOT_WRITABLE,
-    );
-    assert.equal(server.requests.length, before);
-    assert.equal(downloads(), 0);
-  });
+  test(
+    "a cache dir that is a file fails with ERR_HUBCACHE_NOT_WRITABLE, no request made",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, downloads } = await fresh();
+      const base = await tempDir("hubcache-concurrency-");
+      const notADir = path.join(base, "file");
+      await fs.writeFile(notADir, "x");
+      const before = server.requests.length;
+      await assert.rejects(
+        resolve(handle, { cacheDir: path.join(notADir, "cache") }),
+        (error: unknown) => error instanceof HubcacheError && error.code === ErrorCode.NOT_WRITABLE,
+      );
+      assert.equal(server.requests.length, before);
+      assert.equal(downloads(), 0);
+    },
+  );
 });

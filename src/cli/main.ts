@@ -148,7 +148,9 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     if (reporter) reporter.onEvent(event);
     else if (!values.quiet) {
       const text =
-        event.type === "lock-wait" || event.type === "lock-takeover" ? describeEvent(event) : undefined;
+        event.type === "lock-wait" || event.type === "lock-takeover" || event.type === "warning"
+          ? describeEvent(event)
+          : undefined;
       if (text) out.stderr(`${text}\n`);
     }
   };

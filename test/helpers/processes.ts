@@ -13,6 +13,12 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const CLI = path.join(REPO_ROOT, "bin", "hubcache.js");
 export const PYTHON_TFHUB = path.join(REPO_ROOT, "test", "helpers", "tfhub_atomic_download.py");
 
+/**
+ * Per-test bound for the tests with child processes: generous (the machine is shared and slow),
+ * so a protocol that waits when it should not fails the test instead of hanging it.
+ */
+export const TEST_TIMEOUT_MS = 90_000;
+
 export interface Finished {
   code: number | null;
   signal: NodeJS.Signals | null;
