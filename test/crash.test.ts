@@ -17,7 +17,7 @@ import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { leftovers, startCli, waitForFile } from "./helpers/processes.js";
+import { leftovers, startCli, waitForFile, TEST_TIMEOUT_MS } from "./helpers/processes.js";
 
 const TEN_MINUTES = 10 * 60_000;
 
@@ -89,98 +89,110 @@ const PUBLISHED: readonly PausePoint[] = ["after-rename", "before-release"];
 
 describe("crash safety: kill -9 at any step", () => {
   for (const point of PAUSE_POINTS) {
-    test(`killed ${point}: the next resolve recovers at once and leaves no .lock or .tmp`, async () => {
-      const { handle, cacheDir, downloads } = await fresh();
-      const paths = entryPaths(cacheDir, handle);
-      // A slow host, so the first heartbeat ("during-download") comes before the archive ends.
-      if (point === "during-download") server.throttleBytesPerSecond = archive.length / 4;
-      let run;
-      try {
-        run = await frozenAt(point, handle, cacheDir);
-      } finally {
-        server.throttleBytesPerSecond = 0;
-      }
+    test(
+      `killed ${point}: the next resolve recovers at once and leaves no .lock or .tmp`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { handle, cacheDir, downloads } = await fresh();
+        const paths = entryPaths(cacheDir, handle);
+        // A slow host, so the first heartbeat ("during-download") comes before the archive ends.
+        if (point === "during-download") server.throttleBytesPerSecond = archive.length / 4;
+        let run;
+        try {
+          run = await frozenAt(point, handle, cacheDir);
+        } finally {
+          server.throttleBytesPerSecond = 0;
+        }
 
-      const lock = await fs.readFile(paths.lock, "utf8");
-      const uid = lock.split(".").pop() ?? "";
-      assert.equal(lock, `${os.hostname()}.${run.pid}.${uid}`, "the lock names the frozen process");
-      assert.deepEqual(await leftovers(cacheDir), expectedLeftovers(point, paths.hash, uid));
-      const published = PUBLISHED.includes(point);
-      assert.equal(inspectEntry(paths).state, published ? "hit" : "missing", "never a partial entry");
-      await kill9(run);
+        const lock = await fs.readFile(paths.lock, "utf8");
+        const uid = lock.split(".").pop() ?? "";
+        assert.equal(lock, `${os.hostname()}.${run.pid}.${uid}`, "the lock names the frozen process");
+        assert.deepEqual(await leftovers(cacheDir), expectedLeftovers(point, paths.hash, uid));
+        const published = PUBLISHED.includes(point);
+        assert.equal(inspectEntry(paths).state, published ? "hit" : "missing", "never a partial entry");
+        await kill9(run);
 
-      const events: HubcacheEvent[] = [];
-      const dir = await resolve(handle, {
-        cacheDir,
-        lockTimeoutMs: TEN_MINUTES,
-        onEvent: (event) => events.push(event),
-      });
-      assert.equal(dir, paths.dir);
-      assert.deepEqual(await readTree(dir), await readTree(modelDir));
-      const state = inspectEntry(paths);
-      assert.equal(state.state === "hit" && state.writer, "hubcache", "hubcache's record is in place");
-      assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left");
-      assert.equal(downloads(), published ? 1 : 2);
-      if (published) {
-        assert.ok(
-          events.some((e) => e.type === "orphan-removed" && e.path === paths.lock),
-          "the hit removed the dead holder's lock",
-        );
-      } else {
-        const takeover = events.find((e) => e.type === "lock-takeover");
-        assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["holder-dead", lock]);
-      }
-    });
+        const events: HubcacheEvent[] = [];
+        const dir = await resolve(handle, {
+          cacheDir,
+          lockTimeoutMs: TEN_MINUTES,
+          onEvent: (event) => events.push(event),
+        });
+        assert.equal(dir, paths.dir);
+        assert.deepEqual(await readTree(dir), await readTree(modelDir));
+        const state = inspectEntry(paths);
+        assert.equal(state.state === "hit" && state.writer, "hubcache", "hubcache's record is in place");
+        assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left");
+        assert.equal(downloads(), published ? 1 : 2);
+        if (published) {
+          assert.ok(
+            events.some((e) => e.type === "orphan-removed" && e.path === paths.lock),
+            "the hit removed the dead holder's lock",
+          );
+        } else {
+          const takeover = events.find((e) => e.type === "lock-takeover");
+          assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["holder-dead", lock]);
+        }
+      },
+    );
   }
 });
 
 describe("crash safety: orphans are removed whenever hubcache sees them", () => {
-  test("a miss on another model sweeps a killed download's lock and temp dir", async () => {
-    const first = await fresh();
-    server.throttleBytesPerSecond = archive.length / 4;
-    let run;
-    try {
-      run = await frozenAt("during-download", first.handle, first.cacheDir);
-    } finally {
-      server.throttleBytesPerSecond = 0;
-    }
-    await kill9(run);
-    const left = await leftovers(first.cacheDir);
-    assert.equal(left.length, 2, "its lock and temp dir");
-    // It died a while ago (a gone holder's files must be quiet for 2 s before anyone removes them).
-    for (const name of left) await ageTree(path.join(first.cacheDir, name), 10);
+  test(
+    "a miss on another model sweeps a killed download's lock and temp dir",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const first = await fresh();
+      server.throttleBytesPerSecond = archive.length / 4;
+      let run;
+      try {
+        run = await frozenAt("during-download", first.handle, first.cacheDir);
+      } finally {
+        server.throttleBytesPerSecond = 0;
+      }
+      await kill9(run);
+      const left = await leftovers(first.cacheDir);
+      assert.equal(left.length, 2, "its lock and temp dir");
+      // It died a while ago (a gone holder's files must be quiet for 2 s before anyone removes them).
+      for (const name of left) await ageTree(path.join(first.cacheDir, name), 10);
 
-    // Another model, same cache dir, a 10-minute window: the dead holder's leftovers still go.
-    const other = `${first.handle.replace(/\/1$/, "")}-other/1`;
-    server.add(new URL(other).pathname, { archive });
-    const events: HubcacheEvent[] = [];
-    await resolve(other, {
-      cacheDir: first.cacheDir,
-      lockTimeoutMs: TEN_MINUTES,
-      onEvent: (e) => events.push(e),
-    });
-    assert.deepEqual(await leftovers(first.cacheDir), []);
-    assert.ok(events.some((e) => e.type === "orphan-removed"));
-    assert.equal(inspectEntry(entryPaths(first.cacheDir, first.handle)).state, "missing");
-  });
+      // Another model, same cache dir, a 10-minute window: the dead holder's leftovers still go.
+      const other = `${first.handle.replace(/\/1$/, "")}-other/1`;
+      server.add(new URL(other).pathname, { archive });
+      const events: HubcacheEvent[] = [];
+      await resolve(other, {
+        cacheDir: first.cacheDir,
+        lockTimeoutMs: TEN_MINUTES,
+        onEvent: (e) => events.push(e),
+      });
+      assert.deepEqual(await leftovers(first.cacheDir), []);
+      assert.ok(events.some((e) => e.type === "orphan-removed"));
+      assert.equal(inspectEntry(entryPaths(first.cacheDir, first.handle)).state, "missing");
+    },
+  );
 
-  test("unowned temp dirs are removed once quiet for the stale window, not before", async () => {
-    const { handle, cacheDir } = await fresh();
-    const stale = entryPaths(cacheDir, "https://example.com/stale/1").tmpDir(newUid());
-    const recent = entryPaths(cacheDir, "https://example.com/recent/1").tmpDir(newUid());
-    for (const dir of [stale, recent]) {
-      await fs.mkdir(path.join(dir, "variables"), { recursive: true });
-      await fs.writeFile(path.join(dir, "variables", "variables.index"), "x");
-    }
-    const old = new Date(Date.now() - 120_000);
-    for (const target of [
-      path.join(stale, "variables", "variables.index"),
-      path.join(stale, "variables"),
-      stale,
-    ]) {
-      await fs.utimes(target, old, old);
-    }
-    await resolve(handle, { cacheDir, lockTimeoutMs: 60_000 });
-    assert.deepEqual(await leftovers(cacheDir), [path.basename(recent)], "only the recent one stays");
-  });
+  test(
+    "unowned temp dirs are removed once quiet for the stale window, not before",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir } = await fresh();
+      const stale = entryPaths(cacheDir, "https://example.com/stale/1").tmpDir(newUid());
+      const recent = entryPaths(cacheDir, "https://example.com/recent/1").tmpDir(newUid());
+      for (const dir of [stale, recent]) {
+        await fs.mkdir(path.join(dir, "variables"), { recursive: true });
+        await fs.writeFile(path.join(dir, "variables", "variables.index"), "x");
+      }
+      const old = new Date(Date.now() - 120_000);
+      for (const target of [
+        path.join(stale, "variables", "variables.index"),
+        path.join(stale, "variables"),
+        stale,
+      ]) {
+        await fs.utimes(target, old, old);
+      }
+      await resolve(handle, { cacheDir, lockTimeoutMs: 60_000 });
+      assert.deepEqual(await leftovers(cacheDir), [path.basename(recent)], "only the recent one stays");
+    },
+  );
 });

@@ -22,6 +22,7 @@ import {
   start,
   startCli,
   waitUntil,
+  TEST_TIMEOUT_MS,
 } from "./helpers/processes.js";
 
 const python = findPython();
@@ -87,91 +88,103 @@ async function lockOf(lockFile: string): Promise<string> {
 }
 
 describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3 process)", { skip }, () => {
-  test("a Python-held lock with a growing temp dir is waited for, and Python's entry is reused", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    const paths = entryPaths(cacheDir, handle);
-    const py = startPython(handle, cacheDir); // about 100 chunks, 50 ms apart
-    const lock = await lockOf(paths.lock);
-    assert.match(lock, new RegExp(`^${os.hostname()}\\.${py.pid}\\.[0-9a-f]{32}$`));
-
-    // A stale window far shorter than Python's download: only its progress keeps hubcache waiting.
-    const cli = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
-    const fromPython = await pythonResult(py);
-    const fromCli = await cli.done;
-    assert.equal(fromPython.downloaded, true);
-    assert.equal(fromCli.code, 0, fromCli.stderr);
-    assert.equal(fromCli.stdout, `${fromPython.path}\n`);
-    assert.equal(fromPython.path, paths.dir);
-    assert.match(fromCli.stderr, new RegExp(`waiting: .* is being downloaded by ${lock} `));
-    assert.doesNotMatch(fromCli.stderr, /took over/);
-    assert.equal(downloads(), 0, "hubcache never downloaded: it used Python's entry");
-    assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
-    const state = inspectEntry(paths);
-    assert.equal(state.state === "hit" && state.writer, "other", "an entry without hubcache's record");
-    assert.match(
-      await fs.readFile(paths.descriptor, "utf8"),
-      new RegExp(
-        `^Module: ${handle}\nDownload Time: .*\nDownloader Hostname: ${os.hostname()} \\(PID:${py.pid}\\)$`,
-      ),
-    );
-    assert.deepEqual(await leftovers(cacheDir), []);
-  });
-
-  test("a lock hubcache holds is one Python waits for (no steal while it grows), then Python reuses the entry", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    const paths = entryPaths(cacheDir, handle);
-    server.throttleBytesPerSecond = archive.length / 5; // about 5 s
-    let cli: Running;
-    let fromPython;
-    try {
-      cli = startCli(["resolve", "--cache-dir", cacheDir, handle]);
+  test(
+    "a Python-held lock with a growing temp dir is waited for, and Python's entry is reused",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const paths = entryPaths(cacheDir, handle);
+      const py = startPython(handle, cacheDir); // about 100 chunks, 50 ms apart
       const lock = await lockOf(paths.lock);
-      assert.match(lock, new RegExp(`^${os.hostname()}\\.${cli.pid}\\.[0-9a-f]{32}$`));
-      // Python with a 1 s window, polling every 0.2 s: it steals unless hubcache's temp dir grows.
-      const py = startPython(handle, cacheDir, { lockTimeout: 1, poll: 0.2 });
-      fromPython = await pythonResult(py);
-      assert.match(fromPython.stderr, new RegExp(`already being downloaded by '${lock}'\\. Waiting\\.`));
-    } finally {
-      server.throttleBytesPerSecond = 0;
-    }
-    const fromCli = await cli.done;
-    assert.equal(fromCli.code, 0, fromCli.stderr);
-    assert.doesNotMatch(fromPython.stderr, /Deleting lock file/);
-    assert.equal(fromPython.downloaded, false, "Python reused hubcache's entry");
-    assert.equal(`${fromPython.path}\n`, fromCli.stdout);
-    assert.equal(downloads(), 1);
-    const state = inspectEntry(paths);
-    assert.equal(state.state === "hit" && state.writer, "hubcache");
+      assert.match(lock, new RegExp(`^${os.hostname()}\\.${py.pid}\\.[0-9a-f]{32}$`));
 
-    // And later: Python's fast path takes hubcache's finished entry without a lock.
-    const again = await pythonResult(startPython(handle, cacheDir));
-    assert.equal(again.downloaded, false);
-    assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
-    assert.deepEqual(await leftovers(cacheDir), []);
-  });
+      // A stale window far shorter than Python's download: only its progress keeps hubcache waiting.
+      const cli = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
+      const fromPython = await pythonResult(py);
+      const fromCli = await cli.done;
+      assert.equal(fromPython.downloaded, true);
+      assert.equal(fromCli.code, 0, fromCli.stderr);
+      assert.equal(fromCli.stdout, `${fromPython.path}\n`);
+      assert.equal(fromPython.path, paths.dir);
+      assert.match(fromCli.stderr, new RegExp(`waiting: .* is being downloaded by ${lock} `));
+      assert.doesNotMatch(fromCli.stderr, /took over/);
+      assert.equal(downloads(), 0, "hubcache never downloaded: it used Python's entry");
+      assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
+      const state = inspectEntry(paths);
+      assert.equal(state.state === "hit" && state.writer, "other", "an entry without hubcache's record");
+      assert.match(
+        await fs.readFile(paths.descriptor, "utf8"),
+        new RegExp(
+          `^Module: ${handle}\nDownload Time: .*\nDownloader Hostname: ${os.hostname()} \\(PID:${py.pid}\\)$`,
+        ),
+      );
+      assert.deepEqual(await leftovers(cacheDir), []);
+    },
+  );
 
-  test("a Python process killed -9 mid-download: hubcache takes over at once and removes its leftovers", async () => {
-    const { handle, cacheDir, downloads } = await fresh();
-    const paths = entryPaths(cacheDir, handle);
-    const py = startPython(handle, cacheDir, { chunkDelay: 0.2 });
-    const lock = await lockOf(paths.lock);
-    const uid = lock.split(".").pop() ?? "";
-    await waitUntil(async () => (await fs.readdir(paths.tmpDir(uid)).catch(() => [])).length > 0, "data");
-    py.child.kill("SIGKILL");
-    await py.done;
-    assert.deepEqual(await leftovers(cacheDir), [`${paths.hash}.${uid}.tmp`, `${paths.hash}.lock`].sort());
+  test(
+    "a lock hubcache holds is one Python waits for (no steal while it grows), then Python reuses the entry",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const paths = entryPaths(cacheDir, handle);
+      server.throttleBytesPerSecond = archive.length / 5; // about 5 s
+      let cli: Running;
+      let fromPython;
+      try {
+        cli = startCli(["resolve", "--cache-dir", cacheDir, handle]);
+        const lock = await lockOf(paths.lock);
+        assert.match(lock, new RegExp(`^${os.hostname()}\\.${cli.pid}\\.[0-9a-f]{32}$`));
+        // Python with a 1 s window, polling every 0.2 s: it steals unless hubcache's temp dir grows.
+        const py = startPython(handle, cacheDir, { lockTimeout: 1, poll: 0.2 });
+        fromPython = await pythonResult(py);
+        assert.match(fromPython.stderr, new RegExp(`already being downloaded by '${lock}'\\. Waiting\\.`));
+      } finally {
+        server.throttleBytesPerSecond = 0;
+      }
+      const fromCli = await cli.done;
+      assert.equal(fromCli.code, 0, fromCli.stderr);
+      assert.doesNotMatch(fromPython.stderr, /Deleting lock file/);
+      assert.equal(fromPython.downloaded, false, "Python reused hubcache's entry");
+      assert.equal(`${fromPython.path}\n`, fromCli.stdout);
+      assert.equal(downloads(), 1);
+      const state = inspectEntry(paths);
+      assert.equal(state.state === "hit" && state.writer, "hubcache");
 
-    const events: HubcacheEvent[] = [];
-    const dir = await resolve(handle, {
-      cacheDir,
-      lockTimeoutMs: 10 * 60_000, // TF Hub would wait 2 x 10 min here
-      onEvent: (e) => events.push(e),
-    });
-    assert.equal(dir, paths.dir);
-    const takeover = events.find((e) => e.type === "lock-takeover");
-    assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["holder-dead", lock]);
-    assert.equal(downloads(), 1);
-    assert.deepEqual(await readTree(dir), await readTree(modelDir));
-    assert.deepEqual(await leftovers(cacheDir), []);
-  });
+      // And later: Python's fast path takes hubcache's finished entry without a lock.
+      const again = await pythonResult(startPython(handle, cacheDir));
+      assert.equal(again.downloaded, false);
+      assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
+      assert.deepEqual(await leftovers(cacheDir), []);
+    },
+  );
+
+  test(
+    "a Python process killed -9 mid-download: hubcache takes over at once and removes its leftovers",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const paths = entryPaths(cacheDir, handle);
+      const py = startPython(handle, cacheDir, { chunkDelay: 0.2 });
+      const lock = await lockOf(paths.lock);
+      const uid = lock.split(".").pop() ?? "";
+      await waitUntil(async () => (await fs.readdir(paths.tmpDir(uid)).catch(() => [])).length > 0, "data");
+      py.child.kill("SIGKILL");
+      await py.done;
+      assert.deepEqual(await leftovers(cacheDir), [`${paths.hash}.${uid}.tmp`, `${paths.hash}.lock`].sort());
+
+      const events: HubcacheEvent[] = [];
+      const dir = await resolve(handle, {
+        cacheDir,
+        lockTimeoutMs: 10 * 60_000, // TF Hub would wait 2 x 10 min here
+        onEvent: (e) => events.push(e),
+      });
+      assert.equal(dir, paths.dir);
+      const takeover = events.find((e) => e.type === "lock-takeover");
+      assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["holder-dead", lock]);
+      assert.equal(downloads(), 1);
+      assert.deepEqual(await readTree(dir), await readTree(modelDir));
+      assert.deepEqual(await leftovers(cacheDir), []);
+    },
+  );
 });

@@ -12,7 +12,7 @@ import { entryPaths, newUid } from "../src/cache/layout.js";
 import { resolve } from "../src/resolve.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { deadPid, runCli, start, unprivilegedRunner } from "./helpers/processes.js";
+import { deadPid, runCli, start, unprivilegedRunner, TEST_TIMEOUT_MS } from "./helpers/processes.js";
 
 const runner = unprivilegedRunner();
 const skip = "skip" in runner ? runner.skip : false;
@@ -58,82 +58,102 @@ function resolveAsNobody(handle: string, dir = cacheDir): ReturnType<typeof runC
 }
 
 describe("read-only cache dir owned by another user", { skip }, () => {
-  test("the child really runs unprivileged", async () => {
+  test("the child really runs unprivileged", { timeout: TEST_TIMEOUT_MS }, async () => {
     const result = await start(process.execPath, ["-e", "process.stdout.write(String(process.getuid()))"], {
       asUid,
     }).done;
     assert.equal(result.stdout, String(asUid));
   });
 
-  test("a hit is served without a lock or any write, and without a request", async () => {
-    const before = await snapshot(cacheDir);
-    const requests = server.requests.length;
-    const result = await resolveAsNobody(cached);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, `${entryPaths(cacheDir, cached).dir}\n`);
-    assert.equal(result.stderr, "");
-    assert.deepEqual(await snapshot(cacheDir), before, "nothing written");
-    assert.equal(server.requests.length, requests, "no request");
-  });
-
-  test("a miss fails at once with ERR_HUBCACHE_NOT_WRITABLE saying what to set, before any request", async () => {
-    const before = await snapshot(cacheDir);
-    const requests = server.requests.length;
-    const result = await resolveAsNobody(uncached);
-    assert.equal(result.code, 1);
-    assert.equal(result.stdout, "");
-    assert.match(
-      result.stderr,
-      /^error\[ERR_HUBCACHE_NOT_WRITABLE\]: The cache directory .* is not writable \(EACCES\)/,
-    );
-    assert.match(result.stderr, /hint: Set TFHUB_CACHE_DIR/);
-    assert.deepEqual(await snapshot(cacheDir), before);
-    assert.equal(server.requests.length, requests);
-  });
-
-  test("a miss fails at once even while another user's live download holds the lock", async () => {
-    const lock = entryPaths(cacheDir, uncached).lock;
-    await fs.writeFile(lock, `${os.hostname()}.${process.pid}.${newUid()}`); // this (root) process: alive
-    try {
-      const result = await resolveAsNobody(uncached); // a 10-minute window: waiting would time out
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
-    } finally {
-      await fs.rm(lock);
-    }
-  });
-
-  test("a hit beside a dead holder's lock it cannot remove is still served", async () => {
-    const lock = entryPaths(cacheDir, cached).lock;
-    await fs.writeFile(lock, `${os.hostname()}.${await deadPid()}.${newUid()}`);
-    try {
+  test(
+    "a hit is served without a lock or any write, and without a request",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const before = await snapshot(cacheDir);
+      const requests = server.requests.length;
       const result = await resolveAsNobody(cached);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, `${entryPaths(cacheDir, cached).dir}\n`);
-      await fs.stat(lock); // still there: only a user who may write the cache dir removes it
-    } finally {
-      await fs.rm(lock);
-    }
-  });
+      assert.equal(result.stderr, "");
+      assert.deepEqual(await snapshot(cacheDir), before, "nothing written");
+      assert.equal(server.requests.length, requests, "no request");
+    },
+  );
 
-  test("a shared sticky cache dir: another user's dead lock that cannot be removed fails at once", async () => {
-    const shared = path.join(base, "shared");
-    await fs.mkdir(shared);
-    await fs.chmod(shared, 0o1777); // like /tmp: anyone may create, only owners may remove
-    const lock = entryPaths(shared, uncached).lock;
-    const holder = `${os.hostname()}.${await deadPid()}.${newUid()}`;
-    await fs.writeFile(lock, holder);
-    const old = new Date(Date.now() - 60_000);
-    await fs.utimes(lock, old, old);
-    const requests = server.requests.length;
-    const result = await resolveAsNobody(uncached, shared);
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
-    assert.match(
-      result.stderr,
-      new RegExp(`lock .*\\.lock \\(held by ${holder}, which is gone\\) cannot be removed`),
-    );
-    assert.equal(server.requests.length, requests);
-    assert.deepEqual(await fs.readdir(shared), [path.basename(lock)], "nothing else left behind");
-  });
+  test(
+    "a miss fails at once with ERR_HUBCACHE_NOT_WRITABLE saying what to set, before any request",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const before = await snapshot(cacheDir);
+      const requests = server.requests.length;
+      const result = await resolveAsNobody(uncached);
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "");
+      assert.match(
+        result.stderr,
+        /^error\[ERR_HUBCACHE_NOT_WRITABLE\]: The cache directory .* is not writable \(EACCES\)/,
+      );
+      assert.match(result.stderr, /hint: Set TFHUB_CACHE_DIR/);
+      assert.deepEqual(await snapshot(cacheDir), before);
+      assert.equal(server.requests.length, requests);
+    },
+  );
+
+  test(
+    "a miss fails at once even while another user's live download holds the lock",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const lock = entryPaths(cacheDir, uncached).lock;
+      await fs.writeFile(lock, `${os.hostname()}.${process.pid}.${newUid()}`); // this (root) process: alive
+      try {
+        const result = await resolveAsNobody(uncached); // a 10-minute window: waiting would time out
+        assert.equal(result.code, 1);
+        assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
+      } finally {
+        await fs.rm(lock);
+      }
+    },
+  );
+
+  test(
+    "a hit beside a dead holder's lock it cannot remove is still served",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const lock = entryPaths(cacheDir, cached).lock;
+      await fs.writeFile(lock, `${os.hostname()}.${await deadPid()}.${newUid()}`);
+      try {
+        const result = await resolveAsNobody(cached);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, `${entryPaths(cacheDir, cached).dir}\n`);
+        await fs.stat(lock); // still there: only a user who may write the cache dir removes it
+      } finally {
+        await fs.rm(lock);
+      }
+    },
+  );
+
+  test(
+    "a shared sticky cache dir: another user's dead lock that cannot be removed fails at once",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const shared = path.join(base, "shared");
+      await fs.mkdir(shared);
+      await fs.chmod(shared, 0o1777); // like /tmp: anyone may create, only owners may remove
+      const lock = entryPaths(shared, uncached).lock;
+      const holder = `${os.hostname()}.${await deadPid()}.${newUid()}`;
+      await fs.writeFile(lock, holder);
+      const old = new Date(Date.now() - 60_000);
+      await fs.utimes(lock, old, old);
+      const requests = server.requests.length;
+      const result = await resolveAsNobody(uncached, shared);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
+      assert.match(
+        result.stderr,
+        new RegExp(`lock .*\\.lock \\(held by ${holder}, which is gone\\) cannot be removed`),
+      );
+      assert.equal(server.requests.length, requests);
+      assert.deepEqual(await fs.readdir(shared), [path.basename(lock)], "nothing else left behind");
+    },
+  );
 });

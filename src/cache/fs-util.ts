@@ -19,13 +19,6 @@ export async function atomicWriteFile(file: string, content: string | Uint8Array
   }
 }
 
-/** Write a file under a unique temp name and return that name (for a later rename). */
-export async function writeTempFile(file: string, content: string | Uint8Array): Promise<string> {
-  const tmp = `${file}.tmp${newUid()}`;
-  await fs.writeFile(tmp, content, { flag: "wx" });
-  return tmp;
-}
-
 export async function removeTree(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true, maxRetries: 3 });
 }
