@@ -59,7 +59,7 @@ export function ensureEntry(
   const cached = findCached(paths, options.handle, options.emit);
   if (cached !== undefined) {
     // A lock beside a complete entry is left by a holder killed after publishing; one stat to know.
-    if (statSync(paths.lock, { throwIfNoEntry: false }) === undefined) return Promise.resolve(cached);
+    if (!lockPresent(paths)) return Promise.resolve(cached);
     return cleanupAfterGoneHolder(paths, options.emit).then(() => cached);
   }
   if (options.offline) {
@@ -79,6 +79,14 @@ export function ensureEntry(
   const work = downloadEntry(paths, download, options).finally(() => inFlight.delete(paths.dir));
   inFlight.set(paths.dir, { work, signal: options.signal });
   return work;
+}
+
+function lockPresent(paths: EntryPaths): boolean {
+  try {
+    return statSync(paths.lock, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false; // cannot even look: nothing we could clean up
+  }
 }
 
 /**
