@@ -104,7 +104,9 @@ async function adoptManifest(paths: EntryPaths, uid: string): Promise<void> {
   try {
     const manifest = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<Manifest>;
     const dir = await fs.stat(paths.dir);
-    if (manifest.ino === dir.ino && manifest.dev === dir.dev) await fs.rename(tmp, paths.manifest);
+    const same =
+      manifest.ino === dir.ino && manifest.dev === dir.dev && manifest.birthtimeMs === dir.birthtimeMs;
+    if (same) await fs.rename(tmp, paths.manifest);
   } catch {
     // not there, or not about this directory: removeLeftovers deletes it
   }
