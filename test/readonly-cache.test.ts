@@ -12,6 +12,7 @@ import { entryPaths, newUid } from "../src/cache/layout.js";
 import { resolve } from "../src/resolve.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { worldReadableCli } from "./helpers/runtime-copy.js";
 import { deadPid, runCli, start, unprivilegedRunner, TEST_TIMEOUT_MS } from "./helpers/processes.js";
 
 const runner = unprivilegedRunner();
@@ -53,8 +54,10 @@ async function snapshot(dir: string): Promise<string[]> {
   return out;
 }
 
-function resolveAsNobody(handle: string, dir = cacheDir): ReturnType<typeof runCli> {
-  return runCli(["resolve", "--cache-dir", dir, "--lock-timeout", "600", handle], { asUid });
+async function resolveAsNobody(handle: string, dir = cacheDir): ReturnType<typeof runCli> {
+  // A world-readable copy of the CLI: the repository itself may sit where that user cannot enter.
+  const cli = await worldReadableCli();
+  return runCli(["resolve", "--cache-dir", dir, "--lock-timeout", "600", handle], { asUid, cli });
 }
 
 describe("read-only cache dir owned by another user", { skip }, () => {

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -36,6 +37,8 @@ export interface Running {
 
 export interface SpawnOptions {
   env?: Record<string, string | undefined>;
+  /** bin/hubcache.js to run (default: this repository's; see runtime-copy.ts for other users). */
+  cli?: string;
   /** Run as this unprivileged user id (and group id), through setpriv. */
   asUid?: number;
 }
@@ -55,7 +58,9 @@ export function start(command: string, args: string[], options: SpawnOptions = {
           "setpriv",
           [`--reuid=${options.asUid}`, `--regid=${options.asUid}`, "--clear-groups", command, ...args],
         ];
-  const child = spawn(file, argv, { cwd: REPO_ROOT, env: childEnv(options.env), stdio: "pipe" });
+  // Another user may not be able to enter the repository: run it from the temp dir.
+  const cwd = options.asUid === undefined ? REPO_ROOT : os.tmpdir();
+  const child = spawn(file, argv, { cwd, env: childEnv(options.env), stdio: "pipe" });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -70,7 +75,7 @@ export function start(command: string, args: string[], options: SpawnOptions = {
 
 /** `hubcache ...args` as a child process. */
 export function startCli(args: string[], options: SpawnOptions = {}): Running {
-  return start(process.execPath, [CLI, ...args], options);
+  return start(process.execPath, [options.cli ?? CLI, ...args], options);
 }
 
 export function runCli(args: string[], options: SpawnOptions = {}): Promise<Finished> {
