@@ -225,36 +225,46 @@ describe("concurrency: many resolvers, one download", () => {
     },
   );
 
-  test(
-    "a holder judged stale that comes back does not publish: it uses the new holder's entry",
-    { timeout: TEST_TIMEOUT_MS },
-    async () => {
-      const { handle, cacheDir, downloads } = await fresh();
-      const paths = entryPaths(cacheDir, handle);
-      const pauseFile = path.join(await tempDir("hubcache-pause-"), "paused");
-      const frozen = startCli(["resolve", "--cache-dir", cacheDir, handle], {
-        env: { HUBCACHE_TEST_PAUSE_AT: "before-rename", HUBCACHE_TEST_PAUSE_FILE: pauseFile },
-      });
-      await waitForFile(pauseFile);
-      const frozenLock = await fs.readFile(paths.lock, "utf8");
+  for (const point of ["during-download", "before-rename"] as const) {
+    test(
+      `a holder judged stale that comes back (frozen ${point}) does not publish: it uses the new holder's entry`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { handle, cacheDir, downloads } = await fresh();
+        const paths = entryPaths(cacheDir, handle);
+        const pauseFile = path.join(await tempDir("hubcache-pause-"), "paused");
+        // Slow, so that the first heartbeat ("during-download") comes before the archive ends.
+        server.throttleBytesPerSecond = archive.length / 4;
+        let frozen;
+        try {
+          frozen = startCli(["resolve", "--cache-dir", cacheDir, handle], {
+            env: { HUBCACHE_TEST_PAUSE_AT: point, HUBCACHE_TEST_PAUSE_FILE: pauseFile },
+          });
+          await waitForFile(pauseFile);
+        } finally {
+          server.throttleBytesPerSecond = 0;
+        }
+        const frozenLock = await fs.readFile(paths.lock, "utf8");
 
-      // Alive but making no progress: with a 1 s window another resolver takes over and publishes.
-      const events: HubcacheEvent[] = [];
-      await resolve(handle, { cacheDir, lockTimeoutMs: 1000, onEvent: (e) => events.push(e) });
-      const takeover = events.find((e) => e.type === "lock-takeover");
-      assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["no-progress", frozenLock]);
-      const published = (await fs.stat(paths.dir)).ino;
+        // Alive but making no progress: with a 1 s window another resolver takes over (removing
+        // the frozen one's temp dir as an orphan) and publishes.
+        const events: HubcacheEvent[] = [];
+        await resolve(handle, { cacheDir, lockTimeoutMs: 1000, onEvent: (e) => events.push(e) });
+        const takeover = events.find((e) => e.type === "lock-takeover");
+        assert.deepEqual(takeover && [takeover.reason, takeover.holder], ["no-progress", frozenLock]);
+        const published = (await fs.stat(paths.dir)).ino;
 
-      await fs.rm(pauseFile); // the stalled holder comes back, just before its publishing rename
-      const result = await frozen.done;
-      assert.equal(result.code, 0, result.stderr);
-      assert.equal(result.stdout, `${paths.dir}\n`);
-      assert.match(result.stderr, /warning: the download lock of .* was taken over as stalled/);
-      assert.equal((await fs.stat(paths.dir)).ino, published, "the new holder's entry was kept");
-      assert.equal(downloads(), 2);
-      await assertHealthyEntry(cacheDir, handle);
-    },
-  );
+        await fs.rm(pauseFile); // the stalled holder comes back
+        const result = await frozen.done;
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, `${paths.dir}\n`);
+        assert.match(result.stderr, /warning: the download lock of .* was taken over as stalled/);
+        assert.equal((await fs.stat(paths.dir)).ino, published, "the new holder's entry was kept");
+        assert.equal(downloads(), 2);
+        await assertHealthyEntry(cacheDir, handle);
+      },
+    );
+  }
 
   test(
     "10 waiters racing to take over the same dead lock: exactly one gets it",

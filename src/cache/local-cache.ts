@@ -260,6 +260,9 @@ async function downloadUnderLock(
     });
     return paths.dir;
   } catch (error) {
+    // Failed after losing the lock (e.g. the new holder removed our temp dir as an orphan): the
+    // new holder is downloading it; wait for it rather than fail.
+    if (!options.signal?.aborted && !(await lock.stillHeld())) return undefined;
     const code = errnoCode(error);
     if (code === "ENOSPC" || code === "EDQUOT" || code === "EACCES" || code === "EROFS") {
       throw notWritableError(paths.cacheDir, handle, error);
