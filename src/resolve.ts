@@ -44,7 +44,7 @@ export interface ResolveOptions {
   minFreeBytes?: number;
   /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
   connectTimeoutMs?: number;
-  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 60 s. */
+  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
   idleTimeoutMs?: number;
   /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
   retries?: number;
@@ -69,7 +69,8 @@ export interface ResolveOptions {
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+// Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 const PROGRESS_INTERVAL_MS = 100;
 
 /** Settings after precedence is applied. */

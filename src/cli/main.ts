@@ -50,7 +50,7 @@ Environment:
   HUBCACHE_MIN_FREE_BYTES    bytes to leave free on the cache's disk (default 5 %, at most
                              1 GiB; 0 turns the free-space guard off)
   HUBCACHE_CONNECT_TIMEOUT   seconds to connect to a host (default 30)
-  HUBCACHE_IDLE_TIMEOUT      seconds without any bytes before a request counts as stalled (default 60)
+  HUBCACHE_IDLE_TIMEOUT      seconds without any bytes before a request counts as stalled (default 30)
   HUBCACHE_RETRIES           retries per download on connection errors, stalls, 408, 429, 5xx (default 5)
   HTTP_PROXY, HTTPS_PROXY    proxy for http:// and https:// hosts (lower-case names too)
   NO_PROXY                   hosts that skip the proxy: "host", ".domain", "host:port", "*"
