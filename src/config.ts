@@ -102,3 +102,18 @@ export function envNumber(env: Env, name: string): number | undefined {
   }
   return value;
 }
+
+/** A numeric option passed in code: undefined, or a finite non-negative number (else a coded error). */
+export function optionNumber(name: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new HubcacheError(
+      ErrorCode.INVALID_CONFIG,
+      `The ${name} option must be a non-negative number, not ${String(value)}.`,
+      {
+        hint: `Pass a number (or leave ${name} out for the default).`,
+      },
+    );
+  }
+  return value;
+}

@@ -10,6 +10,7 @@ import {
   chooseLoadFormat,
   envFlag,
   envNumber,
+  optionNumber,
   readTfhubFlags,
 } from "./config.js";
 import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.js";
@@ -89,28 +90,27 @@ export interface ResolvedSettings {
 export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings {
   const env = options.env ?? process.env;
   const flags = options.flags ?? readTfhubFlags(process.argv.slice(2));
-  const lockTimeoutSeconds = envNumber(env, "HUBCACHE_LOCK_TIMEOUT");
   const seconds = (name: string): number | undefined => {
     const value = envNumber(env, name);
     return value === undefined ? undefined : value * 1000;
   };
+  const option = (name: keyof ResolveOptions): number | undefined =>
+    optionNumber(name, options[name] as number | undefined);
   return {
     cacheDir: chooseCacheDir({ cacheDir: options.cacheDir, env, flags }),
     loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
     offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),
-    lockTimeoutMs:
-      options.lockTimeoutMs ??
-      (lockTimeoutSeconds === undefined ? DEFAULT_LOCK_TIMEOUT_MS : lockTimeoutSeconds * 1000),
-    maxExtractBytes: options.maxExtractBytes ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
-    minFreeBytes: options.minFreeBytes ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
+    lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
+    maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
+    minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
     retries: Math.floor(
-      options.retries ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
+      option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
     ),
-    retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_POLICY.baseDelayMs,
+    retryDelayMs: option("retryDelayMs") ?? DEFAULT_RETRY_POLICY.baseDelayMs,
     network: {
       connectTimeoutMs:
-        options.connectTimeoutMs ?? seconds("HUBCACHE_CONNECT_TIMEOUT") ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      idleTimeoutMs: options.idleTimeoutMs ?? seconds("HUBCACHE_IDLE_TIMEOUT") ?? DEFAULT_IDLE_TIMEOUT_MS,
+        option("connectTimeoutMs") ?? seconds("HUBCACHE_CONNECT_TIMEOUT") ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: option("idleTimeoutMs") ?? seconds("HUBCACHE_IDLE_TIMEOUT") ?? DEFAULT_IDLE_TIMEOUT_MS,
       // Exactly as TF Hub: only the string "true" turns certificate checks off.
       insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
       proxy: readProxyEnv(env),

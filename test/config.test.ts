@@ -132,3 +132,27 @@ describe("layout, byte-compatible with tensorflow_hub", () => {
     });
   });
 });
+
+describe("numeric options passed in code are validated", () => {
+  test("a negative or non-finite value is ERR_HUBCACHE_INVALID_CONFIG naming the option", async () => {
+    const { resolveSettings } = await import("../src/resolve.js");
+    for (const [name, value] of [
+      ["lockTimeoutMs", -1],
+      ["idleTimeoutMs", Number.NaN],
+      ["maxExtractBytes", Number.POSITIVE_INFINITY],
+    ] as const) {
+      assert.throws(
+        () => resolveSettings({ [name]: value, env: {}, flags: {} }),
+        (error: unknown) =>
+          error instanceof HubcacheError &&
+          error.code === "ERR_HUBCACHE_INVALID_CONFIG" &&
+          error.message.includes(name),
+      );
+    }
+    assert.equal(
+      resolveSettings({ lockTimeoutMs: 1500, env: { HUBCACHE_LOCK_TIMEOUT: "9" }, flags: {} }).lockTimeoutMs,
+      1500,
+    );
+    assert.equal(resolveSettings({ env: { HUBCACHE_LOCK_TIMEOUT: "9" }, flags: {} }).lockTimeoutMs, 9000);
+  });
+});
