@@ -11,3 +11,4 @@ export { chooseCacheDir, readTfhubFlags } from "./config.js";
 export type { TfhubFlags, Env } from "./config.js";
 export { redactUrl, redactText } from "./redact.js";
 export { VERSION } from "./version.js";
+export * from "./load/index.js";

@@ -1,0 +1,284 @@
+/**
+ * A model source: where the files of one model are read from, by their path relative to the model's
+ * folder. Everything that loads or describes a model (load, the IOHandler, hubFetch, info) reads
+ * through this one interface, whether the files sit in a local folder (the cache, a local path), on
+ * a TF Hub host read file by file (UNCOMPRESSED mode), or in an object store (gs://, s3://).
+ */
+import { createReadStream, promises as fs } from "node:fs";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
+import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
+import { type FetchFunction, httpGet } from "../net/http.js";
+import { redactUrl } from "../redact.js";
+import { modelFilePath } from "./model-json.js";
+
+export interface ModelSource {
+  /** The model's folder: a local directory or a URL. Shown in messages (URLs redacted). */
+  readonly location: string;
+  /** True when the files are on this machine (reading them makes no request). */
+  readonly local: boolean;
+  /** One file's bytes. A missing file throws a HubcacheError with code ERR_HUBCACHE_NOT_FOUND. */
+  read(file: string, signal?: AbortSignal): Promise<Uint8Array>;
+  /** One file as a stream of chunks (for big weight files). Missing: ERR_HUBCACHE_NOT_FOUND. */
+  stream(file: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  /** A file's size when it is known without fetching it (local files), else undefined. */
+  size(file: string): Promise<number | undefined>;
+  /** Every file with its size, when the source can list them (local folders). */
+  list?(): Promise<{ path: string; size: number }[]>;
+}
+
+export interface SourceContext {
+  /** The handle the model was asked for, for messages. */
+  handle?: string | undefined;
+}
+
+function fileNotFound(
+  file: string,
+  location: string,
+  context: SourceContext,
+  cause?: unknown,
+): HubcacheError {
+  return new HubcacheError(ErrorCode.NOT_FOUND, `${file} was not found in ${location}.`, {
+    handle: context.handle,
+    hint: "Check the handle; a TF.js model folder holds model.json and the weight files it lists.",
+    cause,
+  });
+}
+
+function webStream(readable: Readable): ReadableStream<Uint8Array> {
+  return Readable.toWeb(readable) as unknown as ReadableStream<Uint8Array>;
+}
+
+/** The model in a local folder. Paths are checked, and symlinks may not lead outside the folder. */
+export function dirSource(dir: string, context: SourceContext = {}): ModelSource {
+  const root = path.resolve(dir);
+  let realRoot: Promise<string> | undefined;
+
+  async function locate(file: string): Promise<string> {
+    const segments = modelFilePath(file, { handle: context.handle, location: root });
+    const full = path.join(root, ...segments);
+    let real: string;
+    try {
+      real = await fs.realpath(full);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") {
+        throw fileNotFound(file, root, context, error);
+      }
+      throw error;
+    }
+    realRoot ??= fs.realpath(root);
+    const base = await realRoot;
+    if (!real.startsWith(base + path.sep)) {
+      throw new HubcacheError(
+        ErrorCode.INVALID_MODEL,
+        `${file} in ${root} is a link to a place outside the model's folder.`,
+        { handle: context.handle, hint: "Refused so that nothing outside the model is read." },
+      );
+    }
+    return real;
+  }
+
+  return {
+    location: root,
+    local: true,
+    async read(file) {
+      const full = await locate(file);
+      try {
+        return await fs.readFile(full);
+      } catch (error) {
+        if (errnoCode(error) === "ENOENT") throw fileNotFound(file, root, context, error);
+        throw error;
+      }
+    },
+    async stream(file) {
+      const full = await locate(file);
+      const handle = await fs.open(full, "r").catch((error: unknown) => {
+        throw errnoCode(error) === "ENOENT" ? fileNotFound(file, root, context, error) : error;
+      });
+      return webStream(createReadStream(full, { fd: handle, autoClose: true, highWaterMark: 1 << 20 }));
+    },
+    async size(file) {
+      return (await fs.stat(await locate(file))).size;
+    },
+    async list() {
+      const out: { path: string; size: number }[] = [];
+      const walk = async (folder: string, prefix: string): Promise<void> => {
+        const entries = await fs.readdir(folder, { withFileTypes: true });
+        entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        for (const entry of entries) {
+          const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+          const full = path.join(folder, entry.name);
+          if (entry.isDirectory()) await walk(full, rel);
+          else if (entry.isFile()) out.push({ path: rel, size: (await fs.stat(full)).size });
+        }
+      };
+      await walk(root, "");
+      return out;
+    },
+  };
+}
+
+export interface HttpSourceOptions extends SourceContext {
+  fetch?: FetchFunction | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * The model on an http(s) host, read file by file: `base + file + query`. This is how TF.js reads
+ * weights: the query of the model.json URL (e.g. `?tfjs-format=file`) is carried to every file.
+ * Redirects are followed (Kaggle answers each file with a signed storage URL); a missing file, an
+ * error status or a body shorter than its Content-Length is an error, never silently short data.
+ */
+export function httpSource(base: string, query: string, options: HttpSourceOptions = {}): ModelSource {
+  const folder = base.endsWith("/") ? base : `${base}/`;
+  const location = `${folder}${query}`;
+  const handle = options.handle ?? location;
+
+  async function get(file: string, signal: AbortSignal | undefined) {
+    const segments = modelFilePath(file, { handle: options.handle, location: redactUrl(location) });
+    const url = `${folder}${segments.map(encodeURIComponent).join("/")}${query}`;
+    try {
+      const response = await httpGet(url, { handle, fetch: options.fetch, signal: signal ?? options.signal });
+      return { response, url };
+    } catch (error) {
+      if (error instanceof HubcacheError && (error.status === 404 || error.status === 410)) {
+        throw fileNotFound(file, redactUrl(url), options, error);
+      }
+      throw error;
+    }
+  }
+
+  function truncated(file: string, url: string, got: number, expected: number): HubcacheError {
+    return new HubcacheError(
+      ErrorCode.TRUNCATED,
+      `${file} from ${redactUrl(url)} ended after ${got} of ${expected} bytes.`,
+      { handle: options.handle, hint: "The connection was cut; try again." },
+    );
+  }
+
+  return {
+    location,
+    local: false,
+    async read(file, signal) {
+      const { response, url } = await get(file, signal);
+      const bytes = await buffer(response.body);
+      if (response.contentLength !== undefined && bytes.length !== response.contentLength) {
+        throw truncated(file, url, bytes.length, response.contentLength);
+      }
+      return bytes;
+    },
+    async stream(file, signal) {
+      const { response, url } = await get(file, signal);
+      const expected = response.contentLength;
+      let got = 0;
+      const counted = webStream(response.body).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            got += chunk.byteLength;
+            controller.enqueue(chunk);
+          },
+          flush(controller) {
+            if (expected !== undefined && got !== expected) {
+              controller.error(truncated(file, url, got, expected));
+            }
+          },
+        }),
+      );
+      return counted;
+    },
+    size: () => Promise.resolve(undefined),
+  };
+}
+
+/**
+ * What an object store (gs://, s3://) must offer to serve a model. The remote-storage backends
+ * fit this with a one-line adapter; `openModelStore` is where they are plugged in.
+ */
+export interface ObjectReader {
+  /** The object's bytes, or undefined when it does not exist. */
+  read(key: string, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array | undefined>;
+}
+
+/** The model in an object store, under `prefix` (no trailing slash). */
+export function storageSource(
+  reader: ObjectReader,
+  location: string,
+  prefix: string,
+  context: SourceContext = {},
+): ModelSource {
+  const folder = prefix.replace(/\/+$/, "");
+  const read = async (file: string, signal?: AbortSignal): Promise<Uint8Array> => {
+    const segments = modelFilePath(file, { handle: context.handle, location });
+    const key = folder ? `${folder}/${segments.join("/")}` : segments.join("/");
+    const bytes = await reader.read(key, { signal });
+    if (bytes === undefined) throw fileNotFound(file, location, context);
+    return bytes;
+  };
+  return {
+    location,
+    local: false,
+    read,
+    async stream(file, signal) {
+      const bytes = await read(file, signal);
+      return new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(bytes);
+          controller.close();
+        },
+      });
+    },
+    size: () => Promise.resolve(undefined),
+  };
+}
+
+/** Opens an object store for a gs:// or s3:// location. */
+export type OpenModelStore = (location: string) => Promise<ObjectReader> | ObjectReader;
+
+export interface LocationOptions extends HttpSourceOptions {
+  /** How to reach gs:// and s3:// locations. Without it such locations are unsupported. */
+  openStore?: OpenModelStore | undefined;
+}
+
+/** A model's folder (and the name of its model.json) at a location: a path, a URL, gs:// or s3://. */
+export async function sourceForLocation(
+  location: string,
+  options: LocationOptions = {},
+): Promise<{ source: ModelSource; modelFile: string }> {
+  const objectMatch = /^(gs|s3):\/\/([^/]+)\/?(.*)$/.exec(location);
+  if (objectMatch) {
+    const prefix = objectMatch[3] ?? "";
+    const [folder, modelFile] = prefix.endsWith(".json")
+      ? [prefix.slice(0, prefix.lastIndexOf("/") + 1), prefix.slice(prefix.lastIndexOf("/") + 1)]
+      : [prefix, "model.json"];
+    return {
+      source: storageSource(await openModelStore(location, options), location, folder, options),
+      modelFile,
+    };
+  }
+  if (/^https?:\/\//i.test(location)) {
+    const url = new URL(location);
+    const query = url.search;
+    url.search = "";
+    url.hash = "";
+    const href = url.href;
+    const cut = href.lastIndexOf("/") + 1;
+    const last = href.slice(cut);
+    const modelFile = last.endsWith(".json") ? decodeURIComponent(last) : "model.json";
+    const base = last.endsWith(".json") ? href.slice(0, cut) : href;
+    return { source: httpSource(base, query, options), modelFile };
+  }
+  return { source: dirSource(location, options), modelFile: "model.json" };
+}
+
+async function openModelStore(location: string, options: LocationOptions): Promise<ObjectReader> {
+  if (options.openStore) return options.openStore(location);
+  throw new HubcacheError(
+    ErrorCode.UNSUPPORTED,
+    `Reading a model directly from ${redactUrl(location)} is not supported yet.`,
+    {
+      handle: options.handle,
+      hint: "Copy the model folder to local disk (gsutil cp -r / aws s3 cp --recursive) and load the local path, or pass openStore.",
+    },
+  );
+}
