@@ -159,8 +159,9 @@ export class WeightReader {
     try {
       return await this.source.read(file, this.options.signal);
     } catch (error) {
-      if (error instanceof HubcacheError && error.code === ErrorCode.NOT_FOUND)
+      if (error instanceof HubcacheError && error.code === ErrorCode.NOT_FOUND) {
         throw this.missing(file, error);
+      }
       throw error;
     }
   }
@@ -193,8 +194,9 @@ export class WeightReader {
     try {
       return await this.source.stream(file, this.options.signal);
     } catch (error) {
-      if (error instanceof HubcacheError && error.code === ErrorCode.NOT_FOUND)
+      if (error instanceof HubcacheError && error.code === ErrorCode.NOT_FOUND) {
         throw this.missing(file, error);
+      }
       throw error;
     }
   }

@@ -3,16 +3,25 @@
  * kaggle.com do: `?tf-hub-format=compressed` (or `?tfjs-format=compressed`) answers 302 to a
  * signed "storage" URL that serves the archive; a plain GET answers an HTML page;
  * `?tf-hub-format=uncompressed` answers 303 with the model's location in the body.
+ * Models registered with a `dir` are also served file by file, as TF.js reads them:
+ * `<model>/model.json?tfjs-format=file` (and each weight file with the same query) answers 302 to a
+ * signed storage URL for that one file; `/static<model>/<file>` serves the files plainly (a location
+ * for UNCOMPRESSED mode).
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, promises as fs } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 
 export interface HostedModel {
   /** The archive's bytes, or a file to stream them from. */
   archive: Buffer | { file: string; size: number };
   /** For UNCOMPRESSED mode: the body of the 303 answer (without it, the host ignores the query, like a static server). */
   uncompressedLocation?: string;
+  /** The model's folder, served file by file (`?tfjs-format=file`, `/static/...`). */
+  dir?: string;
+  /** A different archive for `?tfjs-format=compressed` (a host serving both formats). */
+  tfjsArchive?: Buffer;
 }
 
 export interface RequestRecord {
@@ -49,6 +58,26 @@ export async function startHubServer(): Promise<HubServer> {
       else serveStorage(url, res);
       return;
     }
+    if (url.pathname.startsWith("/file-storage/") || url.pathname.startsWith("/static/")) {
+      const signed = url.pathname.startsWith("/file-storage/");
+      if (signed && !url.searchParams.get("X-Goog-Signature")) {
+        res
+          .writeHead(403, { "content-type": "application/xml" })
+          .end("<Error><Code>AccessDenied</Code></Error>");
+        return;
+      }
+      void serveFile(url.pathname.slice(url.pathname.indexOf("/", 1)), res);
+      return;
+    }
+    if (url.searchParams.get("tfjs-format") === "file") {
+      const cut = url.pathname.lastIndexOf("/");
+      const owner = models.get(url.pathname.slice(0, cut));
+      if (owner?.dir) {
+        const signed = `/file-storage${url.pathname}?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40test&X-Goog-Signature=cafef00d`;
+        res.writeHead(302, { location: signed }).end();
+        return;
+      }
+    }
     const model = models.get(url.pathname.replace(/\/+$/, ""));
     if (!model) {
       res.writeHead(404, { "content-type": "text/html" }).end("<html><body>Not found</body></html>");
@@ -56,7 +85,8 @@ export async function startHubServer(): Promise<HubServer> {
     }
     const formats = [...url.searchParams.getAll("tf-hub-format"), ...url.searchParams.getAll("tfjs-format")];
     if (formats.includes("compressed")) {
-      const signed = `/storage${url.pathname}.tar.gz?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40test&X-Goog-Expires=259200&X-Goog-Signature=deadbeef`;
+      const tfjs = url.searchParams.getAll("tfjs-format").includes("compressed") && model.tfjsArchive;
+      const signed = `/storage${url.pathname}.tar.gz?${tfjs ? "format=tfjs&" : ""}X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=svc%40test&X-Goog-Expires=259200&X-Goog-Signature=deadbeef`;
       res.writeHead(302, { location: signed }).end();
       return;
     }
@@ -69,6 +99,28 @@ export async function startHubServer(): Promise<HubServer> {
       .end("<!DOCTYPE html><html><head><title>Model</title></head></html>");
   });
 
+  /** One file of a model registered with a `dir`; `filePath` is `<model path>/<file>`. */
+  async function serveFile(filePath: string, res: http.ServerResponse): Promise<void> {
+    const decoded = decodeURIComponent(filePath);
+    const cut = decoded.lastIndexOf("/");
+    const model = models.get(decoded.slice(0, cut));
+    const name = decoded.slice(cut + 1);
+    const notFound = (): void => {
+      res.writeHead(404, { "content-type": "application/xml" }).end("<Error><Code>NoSuchKey</Code></Error>");
+    };
+    if (!model?.dir || name === "" || name === "..") return notFound();
+    try {
+      const bytes = await fs.readFile(path.join(model.dir, name));
+      res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        "content-length": String(bytes.length),
+      });
+      res.end(bytes);
+    } catch {
+      notFound();
+    }
+  }
+
   function serveStorage(url: URL, res: http.ServerResponse): void {
     const modelPath = url.pathname.slice("/storage".length).replace(/\.tar\.gz$/, "");
     const model = models.get(modelPath);
@@ -78,11 +130,13 @@ export async function startHubServer(): Promise<HubServer> {
         .end("<Error><Code>SignatureDoesNotMatch</Code></Error>");
       return;
     }
-    const size = Buffer.isBuffer(model.archive) ? model.archive.length : model.archive.size;
+    const archive =
+      url.searchParams.get("format") === "tfjs" && model.tfjsArchive ? model.tfjsArchive : model.archive;
+    const size = Buffer.isBuffer(archive) ? archive.length : archive.size;
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(size) });
-    const source = Buffer.isBuffer(model.archive)
-      ? [model.archive]
-      : createReadStream(model.archive.file, { highWaterMark: 1 << 20 });
+    const source = Buffer.isBuffer(archive)
+      ? [archive]
+      : createReadStream(archive.file, { highWaterMark: 1 << 20 });
     void pump(source, res);
   }
 
