@@ -56,7 +56,7 @@ function peerMissingError(format: TfjsModelFormat, missing: string[], cause: unk
     `Loading a TF.js ${kind} needs ${missing.join(" and ")}, which ${missing.length === 1 ? "is" : "are"} not installed (TensorFlow.js is an optional peer dependency of hubcache).`,
     {
       hint:
-        `Install it: npm install ${install.join(" ")}` +
+        `Run: npm install ${install.join(" ")}` +
         (needsBackend
           ? ` (then import "${DEFAULT_BACKEND}" once in your program, or use the faster @tensorflow/tfjs-backend-wasm).`
           : "."),
