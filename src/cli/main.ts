@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import type { HubcacheEvent } from "../events.js";
 import type { ModelFormat } from "../handle.js";
 import { type ResolveOptions, resolve } from "../resolve.js";
+import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
 import { VERSION } from "../version.js";
 import { type Output, errorJson, formatError, processOutput } from "./output.js";
 import { createProgressReporter, describeEvent } from "./progress-bar.js";
@@ -15,6 +16,8 @@ const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
 Usage:
   hubcache resolve HANDLE...    download (once) and print each model's local directory
+  hubcache info HANDLE...       a model's kind, inputs, outputs, files and size
+  hubcache load HANDLE          load a TF.js model with TensorFlow.js and run it once (smoke test)
   hubcache help [COMMAND]       show help
   hubcache --version
 
@@ -82,7 +85,15 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       out.stdout(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     case "help":
-      out.stdout(rest[0] === "resolve" ? RESOLVE_HELP : MAIN_HELP);
+      out.stdout(
+        rest[0] === "resolve"
+          ? RESOLVE_HELP
+          : rest[0] === "info"
+            ? INFO_HELP
+            : rest[0] === "load"
+              ? LOAD_HELP
+              : MAIN_HELP,
+      );
       return EXIT_OK;
     case "-v":
     case "--version":
@@ -90,6 +101,16 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       return EXIT_OK;
     case "resolve":
       return resolveCommand(rest, out, context);
+    case "info":
+    case "load": {
+      const commandContext = {
+        env: context.env ?? process.env,
+        stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+      };
+      return command === "info"
+        ? infoCommand(rest, out, commandContext)
+        : loadCommand(rest, out, commandContext);
+    }
     default:
       return usageError(`unknown command "${command}".`, out);
   }

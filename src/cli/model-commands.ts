@@ -1,0 +1,322 @@
+/**
+ * `hubcache info` and `hubcache load`: thin wrappers over `modelInfo` and `load`. They parse
+ * flags, call the library, and print.
+ */
+import { parseArgs } from "node:util";
+import type * as TfCore from "@tensorflow/tfjs-core";
+import { ErrorCode, HubcacheError } from "../errors.js";
+import type { HubcacheEvent } from "../events.js";
+import type { LoadFormat, ModelFormat } from "../handle.js";
+import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
+import { type LoadOptions, load } from "../load/load.js";
+import { type Output, errorJson, formatBytes, formatError } from "./output.js";
+import { createProgressReporter } from "./progress-bar.js";
+
+const COMMON_FLAGS = `  --cache-dir DIR            cache directory (else TFHUB_CACHE_DIR, --tfhub_cache_dir, <tmpdir>/tfhub_modules)
+  --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
+  --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format);
+                             UNCOMPRESSED reads TF.js handles file by file from the host, writing nothing
+  --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
+                             (default auto: TF.js handles are recognised from the URL)
+  --offline                  use the cache only; never touch the network
+  -q, --quiet                no progress on stderr
+  -h, --help                 this help`;
+
+export const INFO_HELP = `Usage: hubcache info [flags] HANDLE...
+
+Describes each model: its kind (TF.js graph or layers model, SavedModel), inputs and outputs with
+dtypes and shapes (from model.json), weights, files and size. The model is downloaded into the
+cache first if needed (as "hubcache resolve" does). TensorFlow.js is not needed.
+
+Flags:
+${COMMON_FLAGS}
+  --json                     print a JSON array of model descriptions (or {handle, error})
+
+Exit codes: 0 success, 1 a handle failed, 2 bad usage.
+`;
+
+export const LOAD_HELP = `Usage: hubcache load [flags] HANDLE
+
+Smoke test: loads the TF.js model with load() (as a program would), runs it once on zeros, and
+prints the model class, output shapes and timings. Needs the TensorFlow.js packages
+(@tensorflow/tfjs-core, -converter or -layers, and the chosen backend).
+
+Flags:
+${COMMON_FLAGS}
+  --backend NAME             cpu | wasm (default: wasm when installed, else cpu)
+  --input-shape DIMS         e.g. 1,192,192,3: the input's shape (default: from model.json,
+                             unknown dimensions taken as 1); repeat for several inputs
+  --no-run                   load only, do not run the model
+`;
+
+interface CommandContext {
+  env: NodeJS.ProcessEnv;
+  stderrIsTTY: boolean;
+}
+
+const FLAG_OPTIONS = {
+  "cache-dir": { type: "string" },
+  tfhub_cache_dir: { type: "string" },
+  "load-format": { type: "string" },
+  tfhub_model_load_format: { type: "string" },
+  format: { type: "string" },
+  offline: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+  json: { type: "boolean" },
+  backend: { type: "string" },
+  "input-shape": { type: "string", multiple: true },
+  "no-run": { type: "boolean" },
+} as const;
+
+type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAG_OPTIONS; allowPositionals: true }>>["values"];
+
+function usage(message: string, out: Output): number {
+  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
+  return 2;
+}
+
+function parse(args: readonly string[], out: Output): { values: Flags; positionals: string[] } | number {
+  try {
+    return parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error), out);
+  }
+}
+
+function options(
+  values: Flags,
+  out: Output,
+  context: CommandContext,
+): { options: LoadOptions; stop: () => void } | string {
+  const format = values.format ?? "auto";
+  if (!["auto", "saved-model", "tfjs"].includes(format)) {
+    return `--format must be auto, saved-model or tfjs, not "${format}".`;
+  }
+  const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
+  const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
+  const onEvent = (event: HubcacheEvent): void => {
+    reporter?.onEvent(event);
+    if (event.type === "warning" && !values.quiet) out.stderr(`warning: ${event.message}\n`);
+  };
+  const options: LoadOptions = {
+    env: context.env,
+    flags: {
+      tfhub_cache_dir: values.tfhub_cache_dir,
+      tfhub_model_load_format: values.tfhub_model_load_format,
+    },
+    modelFormat: format as ModelFormat,
+    onEvent,
+    ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
+    ...(values["load-format"] === undefined ? {} : { loadFormat: values["load-format"] as LoadFormat }),
+    ...(values.offline ? { offline: true } : {}),
+  };
+  return { options, stop: () => reporter?.stop() };
+}
+
+const KIND_NAMES: Record<ModelInfo["kind"], string> = {
+  "graph-model": "TF.js graph model (tfjs-converter)",
+  "layers-model": "TF.js layers model (tfjs-layers)",
+  "saved-model": "TensorFlow SavedModel (not loadable by TF.js)",
+  "tf1-hub-module": "TF1 Hub module (not loadable by TF.js)",
+  unknown: "unknown (no model.json)",
+};
+
+const shapeText = (shape: TensorInfo["shape"]): string =>
+  shape === undefined ? "?" : `[${shape.map((d) => (d === null ? "?" : String(d))).join(",")}]`;
+
+export function formatInfo(info: ModelInfo): string {
+  const lines: string[] = [];
+  const row = (key: string, value: string): void => {
+    lines.push(`${key.padEnd(10)} ${value}`);
+  };
+  row("handle", info.handle);
+  row("kind", KIND_NAMES[info.kind]);
+  row("location", info.location);
+  if (info.generatedBy || info.convertedBy) {
+    row("made by", [info.generatedBy, info.convertedBy].filter(Boolean).join(", converted by "));
+  }
+  const tensors = (list: TensorInfo[]): string[] => {
+    const width = Math.max(...list.map((t) => t.name.length));
+    return list.map((t) => `${t.name.padEnd(width)}  ${(t.dtype ?? "?").padEnd(7)}  ${shapeText(t.shape)}`);
+  };
+  if (info.kind === "graph-model" || info.kind === "layers-model") {
+    for (const [key, list] of [
+      ["inputs", info.inputs],
+      ["outputs", info.outputs],
+    ] as const) {
+      const rows = tensors(list);
+      if (rows.length === 0) row(key, "(not described in model.json)");
+      rows.forEach((text, i) => row(i === 0 ? key : "", text));
+    }
+    const { weights } = info;
+    row(
+      "weights",
+      `${weights.tensors} tensors${weights.bytes === undefined ? "" : `, ${formatBytes(weights.bytes)}`} in ${weights.files} file${weights.files === 1 ? "" : "s"}`,
+    );
+  }
+  row(
+    "size",
+    info.totalBytes === undefined
+      ? `unknown (read remotely), ${info.files.length} files`
+      : `${formatBytes(info.totalBytes)} in ${info.files.length} file${info.files.length === 1 ? "" : "s"}`,
+  );
+  const shown = info.files.slice(0, 20);
+  const width = Math.max(0, ...shown.map((f) => f.path.length));
+  lines.push("files");
+  for (const file of shown) {
+    lines.push(
+      `  ${file.path.padEnd(width)}  ${file.size === undefined ? "" : formatBytes(file.size)}`.trimEnd(),
+    );
+  }
+  if (info.files.length > shown.length) lines.push(`  ... and ${info.files.length - shown.length} more`);
+  if (info.note) lines.push("", `note: ${info.note}`);
+  return `${lines.join("\n")}\n`;
+}
+
+export async function infoCommand(
+  args: readonly string[],
+  out: Output,
+  context: CommandContext,
+): Promise<number> {
+  const parsed = parse(args, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out.stdout(INFO_HELP);
+    return 0;
+  }
+  if (positionals.length === 0) return usage("info needs at least one HANDLE.", out);
+  const setup = options(values, out, context);
+  if (typeof setup === "string") return usage(setup, out);
+  const results = await Promise.allSettled(positionals.map((handle) => modelInfo(handle, setup.options)));
+  setup.stop();
+  const failed = results.some((r) => r.status === "rejected");
+  if (values.json) {
+    const rows = results.map((r, i) =>
+      r.status === "fulfilled" ? r.value : { handle: positionals[i], error: errorJson(r.reason) },
+    );
+    out.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+    return failed ? 1 : 0;
+  }
+  const blocks: string[] = [];
+  for (const r of results) {
+    if (r.status === "fulfilled") blocks.push(formatInfo(r.value));
+    else out.stderr(formatError(r.reason));
+  }
+  out.stdout(blocks.join("\n"));
+  return failed ? 1 : 0;
+}
+
+function parseShape(text: string): number[] | undefined {
+  const dims = text
+    .split(/[,x ]+/)
+    .filter(Boolean)
+    .map(Number);
+  return dims.length > 0 && dims.every((d) => Number.isInteger(d) && d > 0) ? dims : undefined;
+}
+
+export async function loadCommand(
+  args: readonly string[],
+  out: Output,
+  context: CommandContext,
+): Promise<number> {
+  const parsed = parse(args, out);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out.stdout(LOAD_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) return usage("load needs exactly one HANDLE.", out);
+  const backend = values.backend;
+  if (backend !== undefined && backend !== "cpu" && backend !== "wasm") {
+    return usage(`--backend must be cpu or wasm, not "${backend}".`, out);
+  }
+  const shapes = (values["input-shape"] ?? []).map(parseShape);
+  if (shapes.some((s) => s === undefined)) {
+    return usage("--input-shape takes positive integers: 1,192,192,3.", out);
+  }
+  const setup = options(values, out, context);
+  if (typeof setup === "string") return usage(setup, out);
+  const opts = setup.options;
+  const handle = positionals[0] ?? "";
+  try {
+    const tf = await startBackend(backend);
+    const started = performance.now();
+    const model = await load(handle, opts);
+    setup.stop();
+    const loadMs = performance.now() - started;
+    out.stdout(`loaded    ${model.constructor.name} on ${tf.getBackend()} in ${loadMs.toFixed(0)} ms\n`);
+    if (!values["no-run"]) {
+      const info = await modelInfo(handle, { ...opts, onEvent: undefined });
+      const inputs = info.inputs.map((t, i) => ({
+        shape: shapes[i] ?? t.shape?.map((d) => d ?? 1),
+        dtype: t.dtype === "int32" ? ("int32" as const) : ("float32" as const),
+      }));
+      if (inputs.length === 0 || inputs.some((t) => t.shape === undefined)) {
+        throw new HubcacheError(ErrorCode.INVALID_MODEL, "model.json does not give every input's shape.", {
+          handle,
+          hint: "Pass --input-shape (e.g. --input-shape 1,224,224,3), or --no-run.",
+        });
+      }
+      const xs = inputs.map((t) => tf.zeros(t.shape ?? [], t.dtype));
+      const runStart = performance.now();
+      const [first] = xs;
+      const result = model.predict(xs.length === 1 && first ? first : xs);
+      const ys: TfCore.Tensor[] = Array.isArray(result)
+        ? result
+        : result instanceof tf.Tensor
+          ? [result]
+          : Object.values(result);
+      for (const y of ys) await y.data();
+      const runMs = performance.now() - runStart;
+      out.stdout(
+        `ran once  in ${runMs.toFixed(0)} ms, outputs ${ys.map((y) => `[${y.shape.join(",")}]`).join(" ")}\n`,
+      );
+      tf.dispose([...xs, ...ys]);
+    }
+    model.dispose();
+    return 0;
+  } catch (error) {
+    setup.stop();
+    out.stderr(formatError(error));
+    return 1;
+  }
+}
+
+/** Import and start a backend: the CLI is a program, so it picks one (the library never does). */
+async function startBackend(name: "cpu" | "wasm" | undefined): Promise<typeof TfCore> {
+  let tf: typeof TfCore;
+  try {
+    tf = await import("@tensorflow/tfjs-core");
+  } catch (cause) {
+    throw new HubcacheError(
+      ErrorCode.PEER_MISSING,
+      "hubcache load needs TensorFlow.js, which is not installed.",
+      {
+        hint: "Run: npm install @tensorflow/tfjs-core @tensorflow/tfjs-converter @tensorflow/tfjs-layers @tensorflow/tfjs-backend-wasm",
+        cause,
+      },
+    );
+  }
+  const candidates = name === undefined ? (["wasm", "cpu"] as const) : [name];
+  for (const candidate of candidates) {
+    try {
+      if (candidate === "wasm") await import("@tensorflow/tfjs-backend-wasm");
+      else await import("@tensorflow/tfjs-backend-cpu");
+    } catch (cause) {
+      if (name !== undefined || candidate === "cpu") {
+        throw new HubcacheError(ErrorCode.PEER_MISSING, `The ${candidate} backend is not installed.`, {
+          hint: `Run: npm install @tensorflow/tfjs-backend-${candidate}`,
+          cause,
+        });
+      }
+      continue;
+    }
+    if (await tf.setBackend(candidate)) return tf;
+  }
+  throw new HubcacheError(ErrorCode.NO_BACKEND, "No TensorFlow.js backend could start.", {
+    hint: "Try --backend cpu.",
+  });
+}
