@@ -22,8 +22,8 @@ import { type ModelSource, dirSource } from "./source.js";
 export interface ModelReadOptions {
   /**
    * Hand the weights to TF.js as one stream, file by file, instead of reading every file into
-   * memory first (TF.js's `streamWeights`). Halves peak memory for big models. Graph models only:
-   * tfjs-layers 4.22 cannot take a weight stream.
+   * memory first (TF.js's `streamWeights`), so the raw weight bytes and the decoded tensors are
+   * never all in memory together. Graph models only: tfjs-layers 4.22 cannot take a weight stream.
    */
   streamWeights?: boolean;
   /** Called with the fraction (0 to 1) of weight files read, like TF.js's `onProgress`. */

@@ -69,7 +69,7 @@ export function dirSource(dir: string, context: SourceContext = {}): ModelSource
     }
     realRoot ??= fs.realpath(root);
     const base = await realRoot;
-    if (!real.startsWith(base + path.sep)) {
+    if (!real.startsWith(base.endsWith(path.sep) ? base : base + path.sep)) {
       throw new HubcacheError(
         ErrorCode.INVALID_MODEL,
         `${file} in ${root} is a link to a place outside the model's folder.`,
