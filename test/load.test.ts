@@ -20,6 +20,7 @@ import {
   resolve,
 } from "hubcache";
 import { tempDir } from "./helpers/fixtures.js";
+import { startFlakyHost } from "./helpers/flaky-host.js";
 import { type LoadHub, PATHS, startLoadHub } from "./helpers/load-hub.js";
 import type { tf } from "./helpers/tfjs.js";
 import { input, maxAbsDiff, run, useBackend } from "./helpers/tfjs.js";
@@ -234,6 +235,43 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     assert.match(missing.message, /group1-shard1of1\.bin/);
     const short = await expectCode(load(hub.handle("shortShard"), options), "ERR_HUBCACHE_INVALID_MODEL");
     assert.match(short.message, /887300 bytes, but model\.json describes 888300/);
+  });
+
+  test("file reads get archive downloads' retries and resume: a 503 and a cut shard still load", async () => {
+    const host = await startFlakyHost();
+    try {
+      const base = "/acme/tfjs-model/flaky/1";
+      const json = await fs.readFile(path.join(hub.upscalerDir, "model.json"));
+      const shard = await fs.readFile(path.join(hub.upscalerDir, "group1-shard1of1.bin"));
+      host.route(`${base}/model.json`, [{ status: 503, headers: { "retry-after": "0" } }, { body: json }]);
+      host.route(`${base}/group1-shard1of1.bin`, [
+        { body: shard, ranges: true, cutAfter: 300_000 },
+        { body: shard, ranges: true },
+      ]);
+      const events: HubcacheEvent[] = [];
+      const cacheDir = path.join(await tempDir(), "never-created");
+      const model = await load(host.url(base), {
+        cacheDir,
+        loadFormat: "UNCOMPRESSED",
+        retryDelayMs: 10,
+        onEvent: (e) => events.push(e),
+      });
+      assert.equal(host.requestsTo(`${base}/model.json`).length, 2);
+      const shardRequests = host.requestsTo(`${base}/group1-shard1of1.bin`);
+      assert.equal(shardRequests.length, 2);
+      assert.equal(shardRequests[1]?.headers.range, "bytes=300000-");
+      assert.ok(shardRequests.every((r) => r.url.endsWith("?tfjs-format=file")));
+      assert.equal(events.filter((e) => e.type === "retry").length, 2);
+      const direct = await directUpscaler();
+      const x = UPSCALER_INPUT();
+      assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
+      assert.equal(existsSync(cacheDir), false);
+      model.dispose();
+      direct.dispose();
+      x.dispose();
+    } finally {
+      await host.close();
+    }
   });
 
   test("offline: fails at once, no request", async () => {

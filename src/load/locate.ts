@@ -76,7 +76,14 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
   const settings = resolveSettings(options);
   const requested = options.modelFormat ?? "auto";
   const parsed = parseHandle(handle, { loadFormat: settings.loadFormat, modelFormat: requested });
-  const context = { handle, fetch: options.fetch, signal: options.signal, openStore: options.openStore };
+  const context = {
+    handle,
+    fetch: options.fetch,
+    signal: options.signal,
+    openStore: options.openStore,
+    settings,
+    onEvent: options.onEvent,
+  };
   const httpFormat = parsed.kind === "http-archive" || parsed.kind === "http-uncompressed";
   const base = {
     handle,

@@ -8,10 +8,13 @@ import { createReadStream, promises as fs } from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
-import { type FetchFunction, httpGet } from "../net/http.js";
+import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
+import { type HubcacheEvent, emitter } from "../events.js";
+import type { FetchFunction } from "../net/http.js";
 import { redactUrl } from "../redact.js";
+import { type ResolvedSettings, resolveSettings } from "../resolve.js";
 import { modelFilePath } from "./model-json.js";
+import { type RemoteFile, openRemoteFile } from "./remote.js";
 
 export interface ModelSource {
   /** The model's folder: a local directory or a URL. Shown in messages (URLs redacted). */
@@ -120,27 +123,54 @@ export function dirSource(dir: string, context: SourceContext = {}): ModelSource
 }
 
 export interface HttpSourceOptions extends SourceContext {
+  /** A fetch to use instead of hubcache's HTTP client (as in resolve's `fetch` option). */
   fetch?: FetchFunction | undefined;
   signal?: AbortSignal | undefined;
+  /** Network settings (timeouts, retries, proxy). Default: from the environment, as resolve does. */
+  settings?: ResolvedSettings | undefined;
+  /** Retry events and warnings. */
+  onEvent?: ((event: HubcacheEvent) => void) | undefined;
 }
+
+const RESTARTS = 3;
 
 /**
  * The model on an http(s) host, read file by file: `base + file + query`. This is how TF.js reads
  * weights: the query of the model.json URL (e.g. `?tfjs-format=file`) is carried to every file.
- * Redirects are followed (Kaggle answers each file with a signed storage URL); a missing file, an
- * error status or a body shorter than its Content-Length is an error, never silently short data.
+ * Redirects are followed (Kaggle answers each file with a signed storage URL), failures retried
+ * and resumed like archive downloads; a missing file, an error status or a body shorter than its
+ * Content-Length is an error, never silently short data.
  */
 export function httpSource(base: string, query: string, options: HttpSourceOptions = {}): ModelSource {
   const folder = base.endsWith("/") ? base : `${base}/`;
   const location = `${folder}${query}`;
   const handle = options.handle ?? location;
+  const emit = emitter(options.onEvent, undefined);
+  let settings = options.settings;
+  let warned = false;
 
-  async function get(file: string, signal: AbortSignal | undefined) {
+  async function open(file: string, signal: AbortSignal | undefined): Promise<RemoteFile & { url: string }> {
     const segments = modelFilePath(file, { handle: options.handle, location: redactUrl(location) });
     const url = `${folder}${segments.map(encodeURIComponent).join("/")}${query}`;
+    settings ??= resolveSettings({ fetch: options.fetch });
+    if (settings.network.insecureTls && !options.fetch && !warned) {
+      warned = true;
+      emit({
+        type: "warning",
+        handle,
+        message:
+          "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are not checked, so anyone on the network path can substitute the model.",
+      });
+    }
     try {
-      const response = await httpGet(url, { handle, fetch: options.fetch, signal: signal ?? options.signal });
-      return { response, url };
+      const remote = await openRemoteFile(url, {
+        handle,
+        settings,
+        emit,
+        fetch: options.fetch,
+        signal: signal ?? options.signal,
+      });
+      return { ...remote, url };
     } catch (error) {
       if (error instanceof HubcacheError && (error.status === 404 || error.status === 410)) {
         throw fileNotFound(file, redactUrl(url), options, error);
@@ -149,11 +179,14 @@ export function httpSource(base: string, query: string, options: HttpSourceOptio
     }
   }
 
-  function truncated(file: string, url: string, got: number, expected: number): HubcacheError {
+  function broken(file: string, url: string, cause: unknown, got?: number, expected?: number): HubcacheError {
+    if (cause instanceof HubcacheError) return cause;
     return new HubcacheError(
       ErrorCode.TRUNCATED,
-      `${file} from ${redactUrl(url)} ended after ${got} of ${expected} bytes.`,
-      { handle: options.handle, hint: "The connection was cut; try again." },
+      got !== undefined && expected !== undefined
+        ? `${file} from ${redactUrl(url)} ended after ${got} of ${expected} bytes.`
+        : `${file} from ${redactUrl(url)} broke off and the host cannot resume it.`,
+      { handle: options.handle, hint: "The connection was cut; try again.", cause },
     );
   }
 
@@ -161,31 +194,39 @@ export function httpSource(base: string, query: string, options: HttpSourceOptio
     location,
     local: false,
     async read(file, signal) {
-      const { response, url } = await get(file, signal);
-      const bytes = await buffer(response.body);
-      if (response.contentLength !== undefined && bytes.length !== response.contentLength) {
-        throw truncated(file, url, bytes.length, response.contentLength);
+      for (let attempt = 0; ; attempt++) {
+        const remote = await open(file, signal);
+        let bytes: Buffer;
+        try {
+          bytes = await buffer(remote.stream);
+        } catch (error) {
+          // The host could not resume a broken body: start this file again, a few times.
+          if (error instanceof RestartRequired && attempt < RESTARTS) continue;
+          throw broken(file, remote.url, error);
+        }
+        if (remote.contentLength !== undefined && bytes.length !== remote.contentLength) {
+          throw broken(file, remote.url, undefined, bytes.length, remote.contentLength);
+        }
+        return bytes;
       }
-      return bytes;
     },
     async stream(file, signal) {
-      const { response, url } = await get(file, signal);
-      const expected = response.contentLength;
-      let got = 0;
-      const counted = webStream(response.body).pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            got += chunk.byteLength;
-            controller.enqueue(chunk);
-          },
-          flush(controller) {
-            if (expected !== undefined && got !== expected) {
-              controller.error(truncated(file, url, got, expected));
-            }
-          },
-        }),
-      );
-      return counted;
+      const remote = await open(file, signal);
+      const chunks = remote.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      return new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const { done, value } = await chunks.next();
+            if (done) controller.close();
+            else controller.enqueue(value);
+          } catch (error) {
+            controller.error(broken(file, remote.url, error));
+          }
+        },
+        async cancel() {
+          await chunks.return?.();
+        },
+      });
     },
     size: () => Promise.resolve(undefined),
   };
