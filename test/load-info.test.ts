@@ -9,6 +9,9 @@ import { type ModelInfo, entryPaths, modelInfo } from "hubcache";
 import { tempDir } from "./helpers/fixtures.js";
 import { type LoadHub, startLoadHub } from "./helpers/load-hub.js";
 
+/** Per-test limit: a hang fails the test instead of the run (generous: the machine is shared). */
+const LIMIT = { timeout: 180_000 };
+
 const BIN = path.resolve("bin/hubcache.js");
 const run = promisify(execFile);
 let hub: LoadHub;
@@ -32,29 +35,33 @@ async function cli(args: string[], env: Record<string, string> = {}) {
 }
 
 describe("modelInfo", () => {
-  test("graph model through the cache: signature inputs and outputs, weights, files and size", async () => {
-    const cacheDir = await tempDir();
-    const handle = hub.handle("movenet");
-    const info = await modelInfo(handle, { cacheDir });
-    const files = await fs.readdir(hub.movenetDir);
-    const sizes = await Promise.all(
-      files.map(async (f) => (await fs.stat(path.join(hub.movenetDir, f))).size),
-    );
-    assert.equal(info.kind, "graph-model");
-    assert.equal(info.location, entryPaths(cacheDir, handle).dir);
-    assert.equal(info.cacheEntry, entryPaths(cacheDir, handle).dir);
-    assert.deepEqual(info.inputs, [{ name: "input:0", dtype: "int32", shape: [1, 192, 192, 3] }]);
-    assert.deepEqual(info.outputs, [{ name: "Identity:0", dtype: "float32", shape: [1, 1, 17, 3] }]);
-    assert.deepEqual(info.weights, { tensors: 180, files: 1, bytes: 4_650_216 });
-    assert.equal(info.generatedBy, "https://tfhub.dev/google/movenet/singlepose/lightning/4");
-    assert.deepEqual(info.files.map((f) => f.path).sort(), files.sort());
-    assert.equal(
-      info.totalBytes,
-      sizes.reduce((a, b) => a + b, 0),
-    );
-  });
+  test(
+    "graph model through the cache: signature inputs and outputs, weights, files and size",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const handle = hub.handle("movenet");
+      const info = await modelInfo(handle, { cacheDir });
+      const files = await fs.readdir(hub.movenetDir);
+      const sizes = await Promise.all(
+        files.map(async (f) => (await fs.stat(path.join(hub.movenetDir, f))).size),
+      );
+      assert.equal(info.kind, "graph-model");
+      assert.equal(info.location, entryPaths(cacheDir, handle).dir);
+      assert.equal(info.cacheEntry, entryPaths(cacheDir, handle).dir);
+      assert.deepEqual(info.inputs, [{ name: "input:0", dtype: "int32", shape: [1, 192, 192, 3] }]);
+      assert.deepEqual(info.outputs, [{ name: "Identity:0", dtype: "float32", shape: [1, 1, 17, 3] }]);
+      assert.deepEqual(info.weights, { tensors: 180, files: 1, bytes: 4_650_216 });
+      assert.equal(info.generatedBy, "https://tfhub.dev/google/movenet/singlepose/lightning/4");
+      assert.deepEqual(info.files.map((f) => f.path).sort(), files.sort());
+      assert.equal(
+        info.totalBytes,
+        sizes.reduce((a, b) => a + b, 0),
+      );
+    },
+  );
 
-  test("layers model: input layer shape and dtype, output layer", async () => {
+  test("layers model: input layer shape and dtype, output layer", LIMIT, async () => {
     const info = await modelInfo(hub.handle("upscaler"), { cacheDir: await tempDir() });
     assert.equal(info.kind, "layers-model");
     assert.deepEqual(info.inputs, [{ name: "LR", dtype: "float32", shape: [null, null, null, 3] }]);
@@ -62,7 +69,7 @@ describe("modelInfo", () => {
     assert.deepEqual(info.weights, { tensors: 24, files: 1, bytes: 888_300 });
   });
 
-  test("a graph model without a signature: Placeholders in, unread nodes out", async () => {
+  test("a graph model without a signature: Placeholders in, unread nodes out", LIMIT, async () => {
     const dir = await tempDir();
     for (const name of await fs.readdir(hub.movenetDir)) {
       await fs.copyFile(path.join(hub.movenetDir, name), path.join(dir, name));
@@ -79,7 +86,7 @@ describe("modelInfo", () => {
     );
   });
 
-  test("a SavedModel is described as one, with what to do", async () => {
+  test("a SavedModel is described as one, with what to do", LIMIT, async () => {
     const info = await modelInfo(hub.handle("savedModel"), { cacheDir: await tempDir() });
     assert.equal(info.kind, "saved-model");
     assert.ok(info.files.some((f) => f.path === "saved_model.pb"));
@@ -87,7 +94,7 @@ describe("modelInfo", () => {
     assert.match(info.note ?? "", /tensorflowjs_converter/);
   });
 
-  test("UNCOMPRESSED: described from the host, nothing written", async () => {
+  test("UNCOMPRESSED: described from the host, nothing written", LIMIT, async () => {
     const cacheDir = path.join(await tempDir(), "never-created");
     const info = await modelInfo(hub.handle("movenet"), { cacheDir, loadFormat: "UNCOMPRESSED" });
     assert.equal(info.kind, "graph-model");
@@ -102,7 +109,7 @@ describe("modelInfo", () => {
 });
 
 describe("hubcache info / load", () => {
-  test("info --json", async () => {
+  test("info --json", LIMIT, async () => {
     const cacheDir = await tempDir();
     const { code, stdout } = await cli(["info", "--json", "--cache-dir", cacheDir, hub.handle("movenet")]);
     assert.equal(code, 0);
@@ -112,7 +119,7 @@ describe("hubcache info / load", () => {
     assert.equal(info?.location, entryPaths(cacheDir, hub.handle("movenet")).dir);
   });
 
-  test("info as text, and a failing handle exits 1 with a coded error", async () => {
+  test("info as text, and a failing handle exits 1 with a coded error", LIMIT, async () => {
     const cacheDir = await tempDir();
     const ok = await cli(["info", "--cache-dir", cacheDir, hub.handle("upscaler")]);
     assert.equal(ok.code, 0, ok.stderr);
@@ -125,7 +132,7 @@ describe("hubcache info / load", () => {
     assert.match(bad.stderr, /^error\[ERR_HUBCACHE_NOT_FOUND\]/);
   });
 
-  test("load --backend wasm runs the model once; a SavedModel gives the coded error", async () => {
+  test("load --backend wasm runs the model once; a SavedModel gives the coded error", LIMIT, async () => {
     const cacheDir = await tempDir();
     const ok = await cli([
       "load",

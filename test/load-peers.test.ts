@@ -10,6 +10,9 @@ import path from "node:path";
 import { before, test } from "node:test";
 import { movenetModelDir, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 
+/** Per-test limit: a hang fails the test instead of the run (generous: the machine is shared). */
+const LIMIT = { timeout: 180_000 };
+
 const ROOT = path.resolve(".");
 const MODULES = path.join(ROOT, "node_modules");
 let graphDir: string;
@@ -80,7 +83,7 @@ catch (e) { console.log(JSON.stringify({ ok: false, code: e.code, message: e.mes
   return JSON.parse(child.stdout.trim().split("\n").at(-1) ?? "{}") as Outcome;
 }
 
-test("no TF.js at all: ERR_HUBCACHE_PEER_MISSING with the exact install command", async () => {
+test("no TF.js at all: ERR_HUBCACHE_PEER_MISSING with the exact install command", LIMIT, async () => {
   const dir = await project({});
   const graph = loadIn(dir, graphDir);
   assert.equal(graph.code, "ERR_HUBCACHE_PEER_MISSING", graph.message);
@@ -97,7 +100,7 @@ test("no TF.js at all: ERR_HUBCACHE_PEER_MISSING with the exact install command"
   );
 });
 
-test("tfjs-core but no converter: only the converter is named", async () => {
+test("tfjs-core but no converter: only the converter is named", LIMIT, async () => {
   const dir = await project({ link: ["@tensorflow/tfjs-core", "@tensorflow/tfjs-backend-cpu"] });
   const outcome = loadIn(dir, graphDir);
   assert.equal(outcome.code, "ERR_HUBCACHE_PEER_MISSING");
@@ -106,22 +109,30 @@ test("tfjs-core but no converter: only the converter is named", async () => {
   assert.match(loadIn(dir, layersDir).hint ?? "", /npm install @tensorflow\/tfjs-layers\.$/);
 });
 
-test("tfjs-converter installed without its tfjs-core (a CommonJS require fails inside it)", async () => {
-  const dir = await project({ copyConverterAlone: true });
-  const outcome = loadIn(dir, graphDir);
-  assert.equal(outcome.code, "ERR_HUBCACHE_PEER_MISSING", outcome.message);
-  assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-core @tensorflow\/tfjs-backend-cpu/);
-  assert.doesNotMatch(outcome.hint ?? "", /tfjs-converter/);
-});
+test(
+  "tfjs-converter installed without its tfjs-core (a CommonJS require fails inside it)",
+  LIMIT,
+  async () => {
+    const dir = await project({ copyConverterAlone: true });
+    const outcome = loadIn(dir, graphDir);
+    assert.equal(outcome.code, "ERR_HUBCACHE_PEER_MISSING", outcome.message);
+    assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-core @tensorflow\/tfjs-backend-cpu/);
+    assert.doesNotMatch(outcome.hint ?? "", /tfjs-converter/);
+  },
+);
 
-test("TF.js without any backend: ERR_HUBCACHE_NO_BACKEND says which to install and import", async () => {
-  const dir = await project({ link: ["@tensorflow/tfjs-core", "@tensorflow/tfjs-converter"] });
-  const outcome = loadIn(dir, graphDir);
-  assert.equal(outcome.code, "ERR_HUBCACHE_NO_BACKEND", outcome.message);
-  assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-backend-cpu/);
-});
+test(
+  "TF.js without any backend: ERR_HUBCACHE_NO_BACKEND says which to install and import",
+  LIMIT,
+  async () => {
+    const dir = await project({ link: ["@tensorflow/tfjs-core", "@tensorflow/tfjs-converter"] });
+    const outcome = loadIn(dir, graphDir);
+    assert.equal(outcome.code, "ERR_HUBCACHE_NO_BACKEND", outcome.message);
+    assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-backend-cpu/);
+  },
+);
 
-test("with a backend installed but not imported, the hint names it", async () => {
+test("with a backend installed but not imported, the hint names it", LIMIT, async () => {
   const dir = await project({
     link: ["@tensorflow/tfjs-core", "@tensorflow/tfjs-converter", "@tensorflow/tfjs-backend-wasm"],
   });

@@ -25,6 +25,9 @@ import { type LoadHub, PATHS, startLoadHub } from "./helpers/load-hub.js";
 import type { tf } from "./helpers/tfjs.js";
 import { input, maxAbsDiff, run, useBackend } from "./helpers/tfjs.js";
 
+/** Per-test limit: a hang fails the test instead of the run (generous: the machine is shared). */
+const LIMIT = { timeout: 180_000 };
+
 let hub: LoadHub;
 const MOVENET_INPUT = (): tf.Tensor => input([1, 192, 192, 3], "int32", 255);
 const UPSCALER_INPUT = (): tf.Tensor => input([1, 16, 16, 3], "float32", 1);
@@ -61,32 +64,36 @@ const requestsDuring = async <T>(work: () => Promise<T>): Promise<{ value: T; ur
 };
 
 describe("load, compressed mode (through the cache)", () => {
-  test("graph model: same outputs as TF.js's own loader; the second load makes no request", async () => {
-    const cacheDir = await tempDir();
-    const handle = hub.handle("movenet");
-    const first = await requestsDuring(() => load(handle, { cacheDir }));
-    assert.ok(first.value instanceof converter.GraphModel);
-    assert.deepEqual(first.urls, [
-      `${PATHS.movenet}?tfjs-format=compressed`,
-      first.urls[1], // the signed storage hop
-    ]);
-    assert.match(first.urls[1] ?? "", /^\/storage\/.*X-Goog-Signature=/);
+  test(
+    "graph model: same outputs as TF.js's own loader; the second load makes no request",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const handle = hub.handle("movenet");
+      const first = await requestsDuring(() => load(handle, { cacheDir }));
+      assert.ok(first.value instanceof converter.GraphModel);
+      assert.deepEqual(first.urls, [
+        `${PATHS.movenet}?tfjs-format=compressed`,
+        first.urls[1], // the signed storage hop
+      ]);
+      assert.match(first.urls[1] ?? "", /^\/storage\/.*X-Goog-Signature=/);
 
-    const x = MOVENET_INPUT();
-    const direct = await directMovenet();
-    const expected = await run(direct, x);
-    const got = await run(first.value, x);
-    assert.equal(got.length, 1 * 1 * 17 * 3);
-    assert.ok(maxAbsDiff(got, expected) <= 1e-5, `max diff ${maxAbsDiff(got, expected)}`);
+      const x = MOVENET_INPUT();
+      const direct = await directMovenet();
+      const expected = await run(direct, x);
+      const got = await run(first.value, x);
+      assert.equal(got.length, 1 * 1 * 17 * 3);
+      assert.ok(maxAbsDiff(got, expected) <= 1e-5, `max diff ${maxAbsDiff(got, expected)}`);
 
-    const second = await requestsDuring(() => load(handle, { cacheDir }));
-    assert.deepEqual(second.urls, []);
-    assert.ok(maxAbsDiff(await run(second.value, x), expected) <= 1e-5);
-    for (const m of [first.value, second.value, direct]) m.dispose();
-    x.dispose();
-  });
+      const second = await requestsDuring(() => load(handle, { cacheDir }));
+      assert.deepEqual(second.urls, []);
+      assert.ok(maxAbsDiff(await run(second.value, x), expected) <= 1e-5);
+      for (const m of [first.value, second.value, direct]) m.dispose();
+      x.dispose();
+    },
+  );
 
-  test("layers model (Kaggle-style handle): same outputs; cached as a TF.js archive", async () => {
+  test("layers model (Kaggle-style handle): same outputs; cached as a TF.js archive", LIMIT, async () => {
     const cacheDir = await tempDir();
     const handle = hub.handle("upscaler");
     const { value: model, urls } = await requestsDuring(() => load(handle, { cacheDir }));
@@ -103,7 +110,7 @@ describe("load, compressed mode (through the cache)", () => {
     x.dispose();
   });
 
-  test("streamWeights gives the same graph model, and onLoadProgress ends at 1", async () => {
+  test("streamWeights gives the same graph model, and onLoadProgress ends at 1", LIMIT, async () => {
     const cacheDir = await tempDir();
     const progress: number[] = [];
     const model = await load(hub.handle("movenet"), {
@@ -121,7 +128,7 @@ describe("load, compressed mode (through the cache)", () => {
     x.dispose();
   });
 
-  test("streamWeights on a layers model loads it whole and says so", async () => {
+  test("streamWeights on a layers model loads it whole and says so", LIMIT, async () => {
     const events: HubcacheEvent[] = [];
     const model = await load(hub.handle("upscaler"), {
       cacheDir: await tempDir(),
@@ -133,7 +140,7 @@ describe("load, compressed mode (through the cache)", () => {
     model.dispose();
   });
 
-  test("model.json without `format`: the loader is chosen from the topology", async () => {
+  test("model.json without `format`: the loader is chosen from the topology", LIMIT, async () => {
     const cacheDir = await tempDir();
     const graph = await load(hub.handle("noFormatGraph"), { cacheDir });
     const keras = await load(hub.handle("noFormatLayers"), { cacheDir });
@@ -143,7 +150,7 @@ describe("load, compressed mode (through the cache)", () => {
     keras.dispose();
   });
 
-  test("an archive with one wrapping folder loads", async () => {
+  test("an archive with one wrapping folder loads", LIMIT, async () => {
     const cacheDir = await tempDir();
     const model = await load(hub.handle("wrapped"), { cacheDir });
     const direct = await directMovenet();
@@ -154,7 +161,7 @@ describe("load, compressed mode (through the cache)", () => {
     x.dispose();
   });
 
-  test("a local folder, and a path to the model's .json file, load in place", async () => {
+  test("a local folder, and a path to the model's .json file, load in place", LIMIT, async () => {
     const fromDir = await load(hub.upscalerDir);
     const fromFile = await load(path.join(hub.upscalerDir, "model.json"));
     const x = UPSCALER_INPUT();
@@ -167,34 +174,38 @@ describe("load, compressed mode (through the cache)", () => {
 
 describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => {
   for (const how of ["env", "option"] as const) {
-    test(`TF.js handle via ${how === "env" ? "TFHUB_MODEL_LOAD_FORMAT" : "loadFormat"}: files read one by one`, async () => {
-      const cacheDir = path.join(await tempDir(), "never-created");
-      const options =
-        how === "env"
-          ? { cacheDir, env: { TFHUB_MODEL_LOAD_FORMAT: "UNCOMPRESSED" } }
-          : { cacheDir, loadFormat: "UNCOMPRESSED" as const };
-      const { value: model, urls } = await requestsDuring(() => load(hub.handle("movenet"), options));
-      const fileReads = urls.filter((u) => !u.startsWith("/file-storage/"));
-      assert.deepEqual(fileReads, [
-        `${PATHS.movenet}/model.json?tfjs-format=file`,
-        `${PATHS.movenet}/group1-shard1of1.bin?tfjs-format=file`,
-      ]);
-      assert.equal(urls.filter((u) => u.startsWith("/file-storage/")).length, 2, "each file redirected");
-      assert.ok(!urls.some((u) => u.includes("compressed")));
-      assert.equal(existsSync(cacheDir), false, "the cache dir must not be created");
-      assert.equal(existsSync(path.dirname(cacheDir)), true);
-      assert.deepEqual(await fs.readdir(path.dirname(cacheDir)), []);
+    test(
+      `TF.js handle via ${how === "env" ? "TFHUB_MODEL_LOAD_FORMAT" : "loadFormat"}: files read one by one`,
+      LIMIT,
+      async () => {
+        const cacheDir = path.join(await tempDir(), "never-created");
+        const options =
+          how === "env"
+            ? { cacheDir, env: { TFHUB_MODEL_LOAD_FORMAT: "UNCOMPRESSED" } }
+            : { cacheDir, loadFormat: "UNCOMPRESSED" as const };
+        const { value: model, urls } = await requestsDuring(() => load(hub.handle("movenet"), options));
+        const fileReads = urls.filter((u) => !u.startsWith("/file-storage/"));
+        assert.deepEqual(fileReads, [
+          `${PATHS.movenet}/model.json?tfjs-format=file`,
+          `${PATHS.movenet}/group1-shard1of1.bin?tfjs-format=file`,
+        ]);
+        assert.equal(urls.filter((u) => u.startsWith("/file-storage/")).length, 2, "each file redirected");
+        assert.ok(!urls.some((u) => u.includes("compressed")));
+        assert.equal(existsSync(cacheDir), false, "the cache dir must not be created");
+        assert.equal(existsSync(path.dirname(cacheDir)), true);
+        assert.deepEqual(await fs.readdir(path.dirname(cacheDir)), []);
 
-      const direct = await directMovenet();
-      const x = MOVENET_INPUT();
-      assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
-      model.dispose();
-      direct.dispose();
-      x.dispose();
-    });
+        const direct = await directMovenet();
+        const x = MOVENET_INPUT();
+        assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
+        model.dispose();
+        direct.dispose();
+        x.dispose();
+      },
+    );
   }
 
-  test("layers model, streamed graph model: same results remotely", async () => {
+  test("layers model, streamed graph model: same results remotely", LIMIT, async () => {
     const cacheDir = path.join(await tempDir(), "never-created");
     const keras = await load(hub.handle("upscaler"), { cacheDir, loadFormat: "UNCOMPRESSED" });
     const graph = await load(hub.handle("movenet"), {
@@ -214,7 +225,7 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     y.dispose();
   });
 
-  test("a non-TF.js handle whose 303 location is an http folder is read from there", async () => {
+  test("a non-TF.js handle whose 303 location is an http folder is read from there", LIMIT, async () => {
     const cacheDir = path.join(await tempDir(), "never-created");
     const { value: model, urls } = await requestsDuring(() =>
       load(hub.handle("located"), { cacheDir, loadFormat: "UNCOMPRESSED" }),
@@ -229,7 +240,7 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     model.dispose();
   });
 
-  test("a missing or short weight file on the host is a clear error", async () => {
+  test("a missing or short weight file on the host is a clear error", LIMIT, async () => {
     const options = { cacheDir: await tempDir(), loadFormat: "UNCOMPRESSED" as const };
     const missing = await expectCode(load(hub.handle("missingShard"), options), "ERR_HUBCACHE_INVALID_MODEL");
     assert.match(missing.message, /group1-shard1of1\.bin/);
@@ -237,44 +248,48 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     assert.match(short.message, /887300 bytes, but model\.json describes 888300/);
   });
 
-  test("file reads get archive downloads' retries and resume: a 503 and a cut shard still load", async () => {
-    const host = await startFlakyHost();
-    try {
-      const base = "/acme/tfjs-model/flaky/1";
-      const json = await fs.readFile(path.join(hub.upscalerDir, "model.json"));
-      const shard = await fs.readFile(path.join(hub.upscalerDir, "group1-shard1of1.bin"));
-      host.route(`${base}/model.json`, [{ status: 503, headers: { "retry-after": "0" } }, { body: json }]);
-      host.route(`${base}/group1-shard1of1.bin`, [
-        { body: shard, ranges: true, cutAfter: 300_000 },
-        { body: shard, ranges: true },
-      ]);
-      const events: HubcacheEvent[] = [];
-      const cacheDir = path.join(await tempDir(), "never-created");
-      const model = await load(host.url(base), {
-        cacheDir,
-        loadFormat: "UNCOMPRESSED",
-        retryDelayMs: 10,
-        onEvent: (e) => events.push(e),
-      });
-      assert.equal(host.requestsTo(`${base}/model.json`).length, 2);
-      const shardRequests = host.requestsTo(`${base}/group1-shard1of1.bin`);
-      assert.equal(shardRequests.length, 2);
-      assert.equal(shardRequests[1]?.headers.range, "bytes=300000-");
-      assert.ok(shardRequests.every((r) => r.url.endsWith("?tfjs-format=file")));
-      assert.equal(events.filter((e) => e.type === "retry").length, 2);
-      const direct = await directUpscaler();
-      const x = UPSCALER_INPUT();
-      assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
-      assert.equal(existsSync(cacheDir), false);
-      model.dispose();
-      direct.dispose();
-      x.dispose();
-    } finally {
-      await host.close();
-    }
-  });
+  test(
+    "file reads get archive downloads' retries and resume: a 503 and a cut shard still load",
+    LIMIT,
+    async () => {
+      const host = await startFlakyHost();
+      try {
+        const base = "/acme/tfjs-model/flaky/1";
+        const json = await fs.readFile(path.join(hub.upscalerDir, "model.json"));
+        const shard = await fs.readFile(path.join(hub.upscalerDir, "group1-shard1of1.bin"));
+        host.route(`${base}/model.json`, [{ status: 503, headers: { "retry-after": "0" } }, { body: json }]);
+        host.route(`${base}/group1-shard1of1.bin`, [
+          { body: shard, ranges: true, cutAfter: 300_000 },
+          { body: shard, ranges: true },
+        ]);
+        const events: HubcacheEvent[] = [];
+        const cacheDir = path.join(await tempDir(), "never-created");
+        const model = await load(host.url(base), {
+          cacheDir,
+          loadFormat: "UNCOMPRESSED",
+          retryDelayMs: 10,
+          onEvent: (e) => events.push(e),
+        });
+        assert.equal(host.requestsTo(`${base}/model.json`).length, 2);
+        const shardRequests = host.requestsTo(`${base}/group1-shard1of1.bin`);
+        assert.equal(shardRequests.length, 2);
+        assert.equal(shardRequests[1]?.headers.range, "bytes=300000-");
+        assert.ok(shardRequests.every((r) => r.url.endsWith("?tfjs-format=file")));
+        assert.equal(events.filter((e) => e.type === "retry").length, 2);
+        const direct = await directUpscaler();
+        const x = UPSCALER_INPUT();
+        assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
+        assert.equal(existsSync(cacheDir), false);
+        model.dispose();
+        direct.dispose();
+        x.dispose();
+      } finally {
+        await host.close();
+      }
+    },
+  );
 
-  test("offline: fails at once, no request", async () => {
+  test("offline: fails at once, no request", LIMIT, async () => {
     const { urls } = await requestsDuring(() =>
       expectCode(
         load(hub.handle("movenet"), { loadFormat: "UNCOMPRESSED", offline: true }),
@@ -286,52 +301,64 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
 });
 
 describe("load: SavedModels and broken models", () => {
-  test("a SavedModel fails with a coded error naming it, its cache folder and the converter; resolve still works", async () => {
-    const cacheDir = await tempDir();
-    const handle = hub.handle("savedModel");
-    const error = await expectCode(load(handle, { cacheDir }), "ERR_HUBCACHE_SAVED_MODEL");
-    const dir = entryPaths(cacheDir, handle).dir;
-    assert.match(error.message, /TensorFlow SavedModel \(saved_model\.pb\)/);
-    assert.ok(error.message.includes(dir), error.message);
-    assert.match(error.hint ?? "", /tensorflowjs_converter --input_format=tf_saved_model/);
-    assert.match(error.hint ?? "", /tfJs/);
-    assert.equal(await resolve(handle, { cacheDir }), dir);
-    assert.ok(existsSync(path.join(dir, "saved_model.pb")));
-  });
+  test(
+    "a SavedModel fails with a coded error naming it, its cache folder and the converter; resolve still works",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const handle = hub.handle("savedModel");
+      const error = await expectCode(load(handle, { cacheDir }), "ERR_HUBCACHE_SAVED_MODEL");
+      const dir = entryPaths(cacheDir, handle).dir;
+      assert.match(error.message, /TensorFlow SavedModel \(saved_model\.pb\)/);
+      assert.ok(error.message.includes(dir), error.message);
+      assert.match(error.hint ?? "", /tensorflowjs_converter --input_format=tf_saved_model/);
+      assert.match(error.hint ?? "", /tfJs/);
+      assert.equal(await resolve(handle, { cacheDir }), dir);
+      assert.ok(existsSync(path.join(dir, "saved_model.pb")));
+    },
+  );
 
-  test("a handle not recognised as TF.js loads with modelFormat 'tfjs'; by default it is what resolve() fetches", async () => {
-    const handle = hub.handle("bothFormats");
-    const autoCache = await tempDir();
-    const auto = await requestsDuring(() =>
-      expectCode(load(handle, { cacheDir: autoCache }), "ERR_HUBCACHE_SAVED_MODEL"),
-    );
-    assert.equal(auto.urls[0], `${PATHS.bothFormats}?tf-hub-format=compressed`);
-    assert.match(auto.value.hint ?? "", /modelFormat: "tfjs"/);
+  test(
+    "a handle not recognised as TF.js loads with modelFormat 'tfjs'; by default it is what resolve() fetches",
+    LIMIT,
+    async () => {
+      const handle = hub.handle("bothFormats");
+      const autoCache = await tempDir();
+      const auto = await requestsDuring(() =>
+        expectCode(load(handle, { cacheDir: autoCache }), "ERR_HUBCACHE_SAVED_MODEL"),
+      );
+      assert.equal(auto.urls[0], `${PATHS.bothFormats}?tf-hub-format=compressed`);
+      assert.match(auto.value.hint ?? "", /modelFormat: "tfjs"/);
 
-    const { value: model, urls } = await requestsDuring(async () =>
-      load(handle, { cacheDir: await tempDir(), modelFormat: "tfjs" }),
-    );
-    assert.equal(urls[0], `${PATHS.bothFormats}?tfjs-format=compressed`);
-    assert.ok(model instanceof converter.GraphModel);
-    model.dispose();
-  });
+      const { value: model, urls } = await requestsDuring(async () =>
+        load(handle, { cacheDir: await tempDir(), modelFormat: "tfjs" }),
+      );
+      assert.equal(urls[0], `${PATHS.bothFormats}?tfjs-format=compressed`);
+      assert.ok(model instanceof converter.GraphModel);
+      model.dispose();
+    },
+  );
 
-  test("a weight file missing from the archive, or short, is a clear error naming the cache entry", async () => {
-    const cacheDir = await tempDir();
-    const missing = await expectCode(
-      load(hub.handle("missingShard"), { cacheDir }),
-      "ERR_HUBCACHE_INVALID_MODEL",
-    );
-    assert.match(missing.message, /lists the weight file group1-shard1of1\.bin/);
-    assert.ok((missing.hint ?? "").includes(entryPaths(cacheDir, hub.handle("missingShard")).dir));
-    const short = await expectCode(
-      load(hub.handle("shortShard"), { cacheDir }),
-      "ERR_HUBCACHE_INVALID_MODEL",
-    );
-    assert.match(short.message, /887300 bytes, but model\.json describes 888300/);
-  });
+  test(
+    "a weight file missing from the archive, or short, is a clear error naming the cache entry",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const missing = await expectCode(
+        load(hub.handle("missingShard"), { cacheDir }),
+        "ERR_HUBCACHE_INVALID_MODEL",
+      );
+      assert.match(missing.message, /lists the weight file group1-shard1of1\.bin/);
+      assert.ok((missing.hint ?? "").includes(entryPaths(cacheDir, hub.handle("missingShard")).dir));
+      const short = await expectCode(
+        load(hub.handle("shortShard"), { cacheDir }),
+        "ERR_HUBCACHE_INVALID_MODEL",
+      );
+      assert.match(short.message, /887300 bytes, but model\.json describes 888300/);
+    },
+  );
 
-  test("weight paths that leave the model's folder are refused, on disk and on the host", async () => {
+  test("weight paths that leave the model's folder are refused, on disk and on the host", LIMIT, async () => {
     const cacheDir = await tempDir();
     const onDisk = await expectCode(load(hub.handle("escape"), { cacheDir }), "ERR_HUBCACHE_INVALID_MODEL");
     assert.match(onDisk.message, /not a plain path inside the model's folder/);
@@ -345,7 +372,7 @@ describe("load: SavedModels and broken models", () => {
     assert.ok(!urls.some((u) => u.includes("etc")), urls.join(" "));
   });
 
-  test("a symlinked weight file pointing outside the folder is refused", async () => {
+  test("a symlinked weight file pointing outside the folder is refused", LIMIT, async () => {
     const dir = await tempDir();
     await fs.copyFile(path.join(hub.upscalerDir, "model.json"), path.join(dir, "model.json"));
     const outside = await tempDir();
@@ -357,7 +384,7 @@ describe("load: SavedModels and broken models", () => {
 });
 
 describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cache", () => {
-  test("cacheIOHandler(resolve(handle)) with loadGraphModel", async () => {
+  test("cacheIOHandler(resolve(handle)) with loadGraphModel", LIMIT, async () => {
     const cacheDir = await tempDir();
     const dir = await resolve(hub.handle("wrapped"), { cacheDir });
     const model = await converter.loadGraphModel(cacheIOHandler(dir));
@@ -371,28 +398,35 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
     await expectCode(converter.loadGraphModel(cacheIOHandler(saved)), "ERR_HUBCACHE_SAVED_MODEL");
   });
 
-  test("loadGraphModel(handle, {fromTFHub, fetchFunc: hubFetch()}): downloads once, then no request", async () => {
-    const cacheDir = await tempDir();
-    const fetchFunc = hubFetch({ cacheDir });
-    const first = await requestsDuring(() =>
-      converter.loadGraphModel(hub.handle("movenet"), { fromTFHub: true, fetchFunc }),
-    );
-    assert.deepEqual(first.urls.length, 2);
-    assert.equal(first.urls[0], `${PATHS.movenet}?tfjs-format=compressed`);
-    const second = await requestsDuring(() =>
-      converter.loadGraphModel(hub.handle("movenet"), { fromTFHub: true, fetchFunc: hubFetch({ cacheDir }) }),
-    );
-    assert.deepEqual(second.urls, []);
-    const direct = await directMovenet();
-    const x = MOVENET_INPUT();
-    const expected = await run(direct, x);
-    assert.ok(maxAbsDiff(await run(first.value, x), expected) <= 1e-5);
-    assert.ok(maxAbsDiff(await run(second.value, x), expected) <= 1e-5);
-    for (const m of [first.value, second.value, direct]) m.dispose();
-    x.dispose();
-  });
+  test(
+    "loadGraphModel(handle, {fromTFHub, fetchFunc: hubFetch()}): downloads once, then no request",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const fetchFunc = hubFetch({ cacheDir });
+      const first = await requestsDuring(() =>
+        converter.loadGraphModel(hub.handle("movenet"), { fromTFHub: true, fetchFunc }),
+      );
+      assert.deepEqual(first.urls.length, 2);
+      assert.equal(first.urls[0], `${PATHS.movenet}?tfjs-format=compressed`);
+      const second = await requestsDuring(() =>
+        converter.loadGraphModel(hub.handle("movenet"), {
+          fromTFHub: true,
+          fetchFunc: hubFetch({ cacheDir }),
+        }),
+      );
+      assert.deepEqual(second.urls, []);
+      const direct = await directMovenet();
+      const x = MOVENET_INPUT();
+      const expected = await run(direct, x);
+      assert.ok(maxAbsDiff(await run(first.value, x), expected) <= 1e-5);
+      assert.ok(maxAbsDiff(await run(second.value, x), expected) <= 1e-5);
+      for (const m of [first.value, second.value, direct]) m.dispose();
+      x.dispose();
+    },
+  );
 
-  test("hubFetch with loadLayersModel and streamWeights", async () => {
+  test("hubFetch with loadLayersModel and streamWeights", LIMIT, async () => {
     const cacheDir = await tempDir();
     const keras = await layers.loadLayersModel(`${hub.handle("upscaler")}/model.json?tfjs-format=file`, {
       fetchFunc: hubFetch({ cacheDir }),
@@ -412,7 +446,7 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
     x.dispose();
   });
 
-  test("hubFetch checks weight files that TF.js would take short or missing", async () => {
+  test("hubFetch checks weight files that TF.js would take short or missing", LIMIT, async () => {
     const fetchFunc = hubFetch({ cacheDir: await tempDir() });
     await expectCode(
       converter.loadGraphModel(hub.handle("missingShard"), { fromTFHub: true, fetchFunc }),
@@ -425,7 +459,7 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
     assert.match(short.message, /887300 bytes/);
   });
 
-  test("hubFetch passes other requests to the fallback fetch", async () => {
+  test("hubFetch passes other requests to the fallback fetch", LIMIT, async () => {
     const seen: string[] = [];
     const fetchFunc = hubFetch({
       cacheDir: await tempDir(),
@@ -441,7 +475,7 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
 });
 
 describe("load from an object store (the storage seam)", () => {
-  test("gs:// folder read through an ObjectReader", async () => {
+  test("gs:// folder read through an ObjectReader", LIMIT, async () => {
     const files = new Map<string, Uint8Array>();
     for (const name of await fs.readdir(hub.upscalerDir)) {
       files.set(`models/upscaler/${name}`, await fs.readFile(path.join(hub.upscalerDir, name)));
