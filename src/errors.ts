@@ -30,6 +30,7 @@ export const ErrorCode = {
   SAVED_MODEL: "ERR_HUBCACHE_SAVED_MODEL",
   /** The files are not a usable TF.js model (no model.json, bad manifest, missing or short weight files). */
   INVALID_MODEL: "ERR_HUBCACHE_INVALID_MODEL",
+  MISSING_DEPENDENCY: "ERR_HUBCACHE_MISSING_DEPENDENCY",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -12,3 +12,23 @@ export type { TfhubFlags, Env } from "./config.js";
 export { redactUrl, redactText } from "./redact.js";
 export { VERSION } from "./version.js";
 export * from "./load/index.js";
+export {
+  openStorage,
+  folderExists,
+  probeCreateOnly,
+  isRemoteLocation,
+  parseStorageLocation,
+} from "./storage/index.js";
+export type {
+  Storage,
+  StorageScheme,
+  StoredObject,
+  ByteRange,
+  ObjectBody,
+  WriteBody,
+  WriteOptions,
+  StorageOptions,
+  S3Options,
+  GcsOptions,
+  StorageLocation,
+} from "./storage/index.js";

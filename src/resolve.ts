@@ -1,8 +1,8 @@
 /** `resolve(handle)`: a model handle becomes a location (a local directory in compressed mode). */
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { entryPaths } from "./cache/layout.js";
-import { ensureEntry } from "./cache/local-cache.js";
+import { type CacheContext, checkCacheSettings, ensureCachedModel } from "./cache/cache-modes.js";
+import type { Downloader } from "./cache/local-cache.js";
 import {
   type Env,
   type TfhubFlags,
@@ -24,10 +24,21 @@ import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
 import { resolveUncompressed } from "./net/uncompressed.js";
 import { redactUrl } from "./redact.js";
+import { extractFromStorage } from "./storage/archive.js";
+import { objectNotFound } from "./storage/errors.js";
+import { type StorageOptions, openStorage } from "./storage/open.js";
+import { folderExists } from "./storage/transfer.js";
 
 export interface ResolveOptions {
-  /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. */
+  /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
   cacheDir?: string;
+  /**
+   * A shared cache on object storage (s3://… or gs://…) behind the local one: a local miss looks
+   * there before asking the hub, and downloads are published to it. Default: HUBCACHE_SHARED_CACHE.
+   */
+  sharedCache?: string;
+  /** Settings for s3:// and gs:// locations (endpoint, region, credentials, project). Default: the SDKs' own. */
+  storage?: Pick<StorageOptions, "s3" | "gcs">;
   /** COMPRESSED (download and cache), UNCOMPRESSED (return the host's remote location) or AUTO (= COMPRESSED). */
   loadFormat?: LoadFormat;
   /** Force the hosting protocol family; by default TF.js handles are detected from the URL. */
@@ -77,6 +88,7 @@ const PROGRESS_INTERVAL_MS = 100;
 /** Settings after precedence is applied. */
 export interface ResolvedSettings {
   cacheDir: string;
+  sharedCache: string | undefined;
   loadFormat: LoadFormat;
   offline: boolean;
   lockTimeoutMs: number;
@@ -96,8 +108,12 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
   };
   const option = (name: keyof ResolveOptions): number | undefined =>
     optionNumber(name, options[name] as number | undefined);
+  const cacheDir = chooseCacheDir({ cacheDir: options.cacheDir, env, flags });
+  const sharedCache = options.sharedCache || env.HUBCACHE_SHARED_CACHE || undefined;
+  checkCacheSettings(cacheDir, sharedCache);
   return {
-    cacheDir: chooseCacheDir({ cacheDir: options.cacheDir, env, flags }),
+    cacheDir,
+    sharedCache,
     loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
     offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),
     lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
@@ -150,15 +166,22 @@ async function resolveParsed(
           { handle: parsed.handle, hint: "Use COMPRESSED mode with a cached model, or go online." },
         );
       }
-      return withHttpClient(settings, options, parsed.handle, emit, (fetch) =>
-        resolveUncompressed(parsed, { fetch, signal: options.signal }),
-      );
-    case "object-archive":
-    case "object-folder":
-      throw new HubcacheError(ErrorCode.UNSUPPORTED, `${parsed.scheme}:// handles are not supported yet.`, {
-        handle: parsed.handle,
-        hint: "Download the model with your cloud CLI and pass the local path.",
+      return withHttpClient(settings, options, parsed.handle, emit, async (fetch) => {
+        const location = await resolveUncompressed(parsed, { fetch, signal: options.signal });
+        // As TF Hub's PathResolver: the location must exist (read through the same HTTP stack).
+        return checkRemoteFolder(parsed.handle, location, { ...options, fetch });
       });
+    case "object-archive":
+      return resolveObjectArchive(parsed, settings, options, emit);
+    case "object-folder":
+      if (settings.offline) {
+        throw new HubcacheError(
+          ErrorCode.OFFLINE,
+          `Offline mode is on, and ${parsed.handle} can only be checked on object storage.`,
+          { handle: parsed.handle, hint: "Go online, or copy the model to a local path." },
+        );
+      }
+      return checkRemoteFolder(parsed.handle, parsed.handle, options);
     case "http-archive":
       return resolveHttpArchive(parsed, settings, options, emit);
   }
@@ -179,17 +202,67 @@ async function resolveLocalPath(handle: string, localPath: string): Promise<stri
   }
 }
 
-function requireLocalCacheDir(cacheDir: string, handle: string): void {
-  if (cacheDir.includes("://")) {
-    throw new HubcacheError(
-      ErrorCode.UNSUPPORTED,
-      `A cache directory on object storage (${cacheDir}) is not supported yet.`,
-      {
-        handle,
-        hint: "Set TFHUB_CACHE_DIR to a local directory.",
-      },
-    );
+function storageOptions(options: ResolveOptions): StorageOptions {
+  return { ...options.storage, env: options.env, fetch: options.fetch, signal: options.signal };
+}
+
+/**
+ * A model folder used in place (gs://, s3:// folders, and UNCOMPRESSED locations): it must exist,
+ * as TF Hub's PathResolver checks; then the location is returned as it is.
+ */
+async function checkRemoteFolder(handle: string, location: string, options: ResolveOptions): Promise<string> {
+  const storage = await openStorage(location, storageOptions(options));
+  if (!(await folderExists(storage, ""))) {
+    const error = objectNotFound(location);
+    throw new HubcacheError(ErrorCode.NOT_FOUND, error.message, {
+      handle,
+      hint:
+        location === handle
+          ? "Check the bucket and path; a model folder holds saved_model.pb (or model.json) and its files."
+          : `The host sent ${location} as the model's location, but nothing is there. Unset TFHUB_MODEL_LOAD_FORMAT to download the model instead.`,
+    });
   }
+  return location;
+}
+
+/** Cache settings and the callbacks every cached download shares. */
+function cacheContext(
+  handle: string,
+  settings: ResolvedSettings,
+  options: ResolveOptions,
+  emit: EventListener,
+): CacheContext {
+  return {
+    handle,
+    cacheDir: settings.cacheDir,
+    sharedCache: settings.sharedCache,
+    offline: settings.offline,
+    lockTimeoutMs: settings.lockTimeoutMs,
+    emit,
+    signal: options.signal,
+    storage: storageOptions(options),
+  };
+}
+
+/** gs:// and s3:// archives: streamed from the bucket into the cache, like http archives. */
+async function resolveObjectArchive(
+  parsed: Extract<ParsedHandle, { kind: "object-archive" }>,
+  settings: ResolvedSettings,
+  options: ResolveOptions,
+  emit: EventListener,
+): Promise<string> {
+  const download: Downloader = async (tmpDir, touch) => {
+    const storage = await openStorage(`${parsed.scheme}://${parsed.bucket}`, storageOptions(options));
+    return extractFromStorage(storage, parsed.key, tmpDir, {
+      handle: parsed.handle,
+      emit,
+      maxExtractBytes: settings.maxExtractBytes,
+      minFreeBytes: settings.minFreeBytes,
+      signal: options.signal,
+      touch,
+    });
+  };
+  return ensureCachedModel(cacheContext(parsed.handle, settings, options, emit), download);
 }
 
 async function resolveHttpArchive(
@@ -199,78 +272,67 @@ async function resolveHttpArchive(
   emit: EventListener,
 ): Promise<string> {
   const { handle } = parsed;
-  requireLocalCacheDir(settings.cacheDir, handle);
-  const paths = entryPaths(settings.cacheDir, handle);
-  return ensureEntry(
-    paths,
-    (tmpDir, touch) =>
-      withHttpClient(settings, options, handle, emit, async (_fetch, transport) => {
-        // One retry budget for the whole download: first tries, resumes and restarts share it.
-        const budget = new RetryBudget({
-          ...DEFAULT_RETRY_POLICY,
-          retries: settings.retries,
-          baseDelayMs: settings.retryDelayMs,
+  return ensureCachedModel(cacheContext(handle, settings, options, emit), (tmpDir, touch) =>
+    withHttpClient(settings, options, handle, emit, async (_fetch, transport) => {
+      // One retry budget for the whole download: first tries, resumes and restarts share it.
+      const budget = new RetryBudget({
+        ...DEFAULT_RETRY_POLICY,
+        retries: settings.retries,
+        baseDelayMs: settings.retryDelayMs,
+      });
+      for (;;) {
+        emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
+        const download = await openDownload(parsed.downloadUrl, {
+          handle,
+          transport,
+          idleTimeoutMs: settings.network.idleTimeoutMs,
+          budget,
+          emit,
+          signal: options.signal,
         });
-        for (;;) {
-          emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
-          const download = await openDownload(parsed.downloadUrl, {
+        let lastEmit = 0;
+        let downloaded = 0;
+        let extracted = 0;
+        let files = 0;
+        const progress = (done: boolean): void => {
+          emit({
+            type: "progress",
             handle,
-            transport,
-            idleTimeoutMs: settings.network.idleTimeoutMs,
-            budget,
-            emit,
-            signal: options.signal,
+            downloadedBytes: downloaded,
+            totalBytes: download.contentLength,
+            extractedBytes: extracted,
+            files,
+            done,
           });
-          let lastEmit = 0;
-          let downloaded = 0;
-          let extracted = 0;
-          let files = 0;
-          const progress = (done: boolean): void => {
-            emit({
-              type: "progress",
-              handle,
-              downloadedBytes: downloaded,
-              totalBytes: download.contentLength,
-              extractedBytes: extracted,
-              files,
-              done,
-            });
-          };
-          try {
-            const result = await extractArchive(download.stream, tmpDir, {
-              handle,
-              contentType: download.contentType,
-              maxExtractBytes: settings.maxExtractBytes,
-              minFreeBytes: settings.minFreeBytes,
-              signal: options.signal,
-              onBytes: (compressed, uncompressed, entries) => {
-                downloaded = compressed;
-                extracted = uncompressed;
-                files = entries;
-                const now = Date.now();
-                if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
-                  lastEmit = now;
-                  touch();
-                  progress(false);
-                }
-              },
-            });
-            progress(true);
-            return { archiveBytes: result.compressedBytes };
-          } catch (error) {
-            if (!(error instanceof RestartRequired)) throw error;
-            // The host cannot resume: wipe what this attempt extracted and start from byte 0.
-            await emptyDir(tmpDir);
-          }
+        };
+        try {
+          const result = await extractArchive(download.stream, tmpDir, {
+            handle,
+            contentType: download.contentType,
+            maxExtractBytes: settings.maxExtractBytes,
+            minFreeBytes: settings.minFreeBytes,
+            signal: options.signal,
+            onBytes: (compressed, uncompressed, entries) => {
+              downloaded = compressed;
+              extracted = uncompressed;
+              files = entries;
+              const now = Date.now();
+              if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
+                lastEmit = now;
+                touch();
+                progress(false);
+              }
+            },
+          });
+          progress(true);
+          return { archiveBytes: result.compressedBytes };
+        } catch (error) {
+          if (!(error instanceof RestartRequired)) throw error;
+          // The host cannot resume: wipe what this attempt extracted and start from byte 0.
+          await emptyDir(tmpDir);
         }
-      }),
-    {
-      handle,
-      offline: settings.offline,
-      lockTimeoutMs: settings.lockTimeoutMs,
-      emit,
-      signal: options.signal,
-    },
+      }
+    }),
   );
 }
 

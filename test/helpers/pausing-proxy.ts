@@ -1,0 +1,91 @@
+/**
+ * An HTTP proxy on 127.0.0.1 in front of a test server. It records every request and can hold
+ * one that matches a predicate until the test releases it: the way to stop a client at an exact
+ * step of a protocol (then kill it) without any timing.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ProxiedRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+export interface Hold {
+  /** Resolves when a matching request arrived (it is being held). */
+  reached: Promise<ProxiedRequest>;
+  /** Let it (and any later matching request) through. */
+  release(): void;
+}
+
+export interface PausingProxy {
+  endpoint: string;
+  requests: ProxiedRequest[];
+  /** Hold the `nth` (1-based) request that matches from now on. */
+  holdWhen(match: (request: ProxiedRequest) => boolean, nth?: number): Hold;
+  close(): Promise<void>;
+}
+
+export async function startPausingProxy(target: string): Promise<PausingProxy> {
+  const targetUrl = new URL(target);
+  const requests: ProxiedRequest[] = [];
+  const holds: {
+    match: (r: ProxiedRequest) => boolean;
+    remaining: number;
+    arrived: (r: ProxiedRequest) => void;
+    released: Promise<void>;
+  }[] = [];
+
+  const server = http.createServer((req, res) => {
+    const record: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers };
+    requests.push(record);
+    let wait: Promise<void> = Promise.resolve();
+    for (const hold of holds) {
+      if (hold.remaining > 0 && hold.match(record)) {
+        hold.remaining--;
+        if (hold.remaining === 0) {
+          hold.arrived(record);
+          wait = hold.released;
+        }
+      }
+    }
+    void wait.then(() => {
+      if (req.destroyed) return;
+      const upstream = http.request(
+        {
+          host: targetUrl.hostname,
+          port: targetUrl.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on("error", () => res.destroy());
+      req.pipe(upstream);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    requests,
+    holdWhen(match, nth = 1) {
+      let arrived!: (r: ProxiedRequest) => void;
+      let release!: () => void;
+      const reached = new Promise<ProxiedRequest>((resolve) => (arrived = resolve));
+      const released = new Promise<void>((resolve) => (release = resolve));
+      holds.push({ match, remaining: nth, arrived, released });
+      return { reached, release };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

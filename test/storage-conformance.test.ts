@@ -1,0 +1,70 @@
+// The shared Storage conformance suite against every backend that runs in-process: local disk,
+// s3rver (S3 protocol), the GCS JSON API server, and http(s) read-only (with and without Range).
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { after, before } from "node:test";
+import { openStorage } from "hubcache";
+import { tempDir } from "./helpers/fixtures.js";
+import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
+import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
+import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
+import { storageConformance } from "./helpers/storage-conformance.js";
+
+Object.assign(process.env, AWS_ISOLATION);
+
+let s3: S3rverServer;
+let gcs: GcsFake;
+let gcsUrl: string;
+let staticRoot: string;
+let withRanges: StaticServer;
+let withoutRanges: StaticServer;
+const s3Bucket = uniqueBucket();
+const gcsBucket = uniqueBucket();
+let counter = 0;
+const fresh = (): string => `root-${process.pid}-${++counter}`;
+
+before(async () => {
+  s3 = await startS3rver(await tempDir("s3rver-"));
+  await createS3Bucket(s3.endpoint, s3Bucket);
+  gcs = createGcsFake({ buckets: [gcsBucket] });
+  gcsUrl = await gcs.listen();
+  staticRoot = await tempDir("static-");
+  withRanges = await startStaticServer(staticRoot);
+  withoutRanges = await startStaticServer(staticRoot, { ranges: false });
+});
+after(async () => {
+  await Promise.all([s3.close(), gcs.close(), withRanges.close(), withoutRanges.close()]);
+});
+
+storageConformance("local disk", {
+  open: async () => openStorage(await tempDir("local-storage-")),
+});
+
+storageConformance("s3rver (S3 protocol)", {
+  open: () => openStorage(`s3://${s3Bucket}/${fresh()}`, { env: s3Env(s3.endpoint) }),
+  createOnly: "ignored",
+});
+
+storageConformance("GCS JSON API server", {
+  open: () => openStorage(`gs://${gcsBucket}/${fresh()}`, { env: gcsEnv(gcsUrl) }),
+});
+
+const seedStatic = async (root: string, key: string, bytes: Buffer): Promise<void> => {
+  const file = path.join(staticRoot, root, ...key.split("/"));
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, bytes);
+};
+
+for (const [label, server] of [
+  ["http(s), read-only", () => withRanges],
+  ["http(s), read-only, server without Range support", () => withoutRanges],
+] as const) {
+  storageConformance(label, {
+    open: () => {
+      const root = fresh();
+      return openStorage(`${server().origin}/${root}`);
+    },
+    seed: (storage, key, bytes) => seedStatic(new URL(storage.location).pathname.slice(1), key, bytes),
+  });
+}
