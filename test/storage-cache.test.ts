@@ -1,0 +1,391 @@
+// A TF Hub cache on object storage (TFHUB_CACHE_DIR=s3://… / gs://…) and two-tier mode
+// (HUBCACHE_SHARED_CACHE), against s3rver behind a recording proxy and the GCS JSON API server.
+// "Machines" are separate processes with their own local dirs.
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { text } from "node:stream/consumers";
+import { after, before, describe, test } from "node:test";
+import {
+  type HubcacheEvent,
+  HubcacheError,
+  type Storage,
+  entryPaths,
+  handleHash,
+  openStorage,
+  resolve,
+} from "hubcache";
+import { spawnResolve, resolvedPath, until } from "./helpers/cli.js";
+import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
+import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
+import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
+import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
+import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
+
+Object.assign(process.env, AWS_ISOLATION);
+
+let s3: S3rverServer;
+let s3Proxy: PausingProxy;
+let gcs: GcsFake;
+let hub: HubServer;
+let hubProxy: PausingProxy;
+let source: string;
+let env: Record<string, string>;
+const bucket = uniqueBucket();
+let counter = 0;
+const MODEL = "/team/model/1";
+
+before(async () => {
+  s3 = await startS3rver(await tempDir("s3rver-"));
+  await createS3Bucket(s3.endpoint, bucket);
+  s3Proxy = await startPausingProxy(s3.endpoint);
+  gcs = createGcsFake({ buckets: [bucket] });
+  env = { ...s3Env(s3Proxy.endpoint), ...gcsEnv(await gcs.listen()) };
+  hub = await startHubServer();
+  hubProxy = await startPausingProxy(hub.origin);
+  source = await savedModelDir(96 * 1024);
+  hub.add(MODEL, { archive: await tarGz(source) });
+});
+after(async () => {
+  await Promise.all([s3Proxy.close(), s3.close(), gcs.close(), hubProxy.close(), hub.close()]);
+});
+
+/** A handle nobody resolved yet (its own cache entry), served by the hub through its proxy. */
+function freshHandle(): string {
+  return `${hubProxy.endpoint}${MODEL}?run=${++counter}`;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    return error;
+  }
+  assert.fail(`expected ${code}, but it resolved`);
+}
+
+async function keys(storage: Storage, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const object of storage.list(prefix)) out.push(object.key);
+  return out.sort();
+}
+
+async function readText(storage: Storage, key: string): Promise<string> {
+  return text((await storage.read(key)).body);
+}
+
+async function sameAsSource(storage: Storage, hash: string): Promise<void> {
+  const expected = await readTree(source);
+  const actual = new Map<string, Buffer>();
+  for (const key of await keys(storage, `${hash}/`)) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of (await storage.read(key)).body) chunks.push(chunk as Buffer);
+    actual.set(key.slice(hash.length + 1), Buffer.concat(chunks));
+  }
+  assert.deepEqual(actual, expected);
+}
+
+for (const scheme of ["s3", "gs"] as const) {
+  describe(`TFHUB_CACHE_DIR=${scheme}://…`, () => {
+    test("cold: TF Hub's layout under the prefix, the record written last; resolve returns the remote location", async () => {
+      const cacheDir = `${scheme}://${bucket}/cache-${++counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const tmp = await tempDir("staging-");
+      const events: HubcacheEvent[] = [];
+      const location = await resolve(handle, {
+        env: { ...env, TFHUB_CACHE_DIR: cacheDir, TMPDIR: tmp },
+        onEvent: (e) => events.push(e),
+      });
+      assert.equal(location, `${cacheDir}/${hash}`);
+      const storage = await openStorage(cacheDir, { env });
+      const sourceFiles = [...(await readTree(source)).keys()].map((f) => `${hash}/${f}`);
+      assert.deepEqual(
+        await keys(storage),
+        [`${hash}.descriptor.txt`, `${hash}.hubcache.json`, ...sourceFiles].sort(),
+      );
+      await sameAsSource(storage, hash);
+      const descriptor = await readText(storage, `${hash}.descriptor.txt`);
+      assert.match(
+        descriptor,
+        new RegExp(
+          `^Module: .+\\nDownload Time: \\d{4}-\\d\\d-\\d\\d .+\\nDownloader Hostname: .+ \\(PID:${process.pid}\\)$`,
+        ),
+      );
+      const record = JSON.parse(await readText(storage, `${hash}.hubcache.json`)) as {
+        files: { path: string; size: number }[];
+      };
+      assert.equal(record.files.length, sourceFiles.length);
+      assert.ok(events.some((e) => e.type === "published" && e.path === location));
+      // Nothing was left on the local disk.
+      assert.deepEqual(await fs.readdir(tmp), []);
+      assert.deepEqual(
+        (await fs.readdir(os.tmpdir())).filter((n) => n.startsWith(`hubcache-stage-${hash}`)),
+        [],
+      );
+
+      // Warm: a hit from the bucket, no hub request, also offline.
+      const hubBefore = hub.requests.length;
+      const hits: HubcacheEvent[] = [];
+      assert.equal(
+        await resolve(handle, { cacheDir, env, offline: true, onEvent: (e) => hits.push(e) }),
+        location,
+      );
+      assert.equal(hub.requests.length, hubBefore);
+      assert.deepEqual(
+        hits.map((e) => e.type),
+        ["cache-hit"],
+      );
+    });
+
+    test("an entry written by Python (files + descriptor, no record) counts, unless a lock says it may be mid-copy", async () => {
+      const cacheDir = `${scheme}://${bucket}/cache-${++counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const storage = await openStorage(cacheDir, { env });
+      for (const [file, bytes] of await readTree(source)) await storage.write(`${hash}/${file}`, bytes);
+      await storage.write(
+        `${hash}.descriptor.txt`,
+        `Module: ${handle}\nDownload Time: 2024-01-01 00:00:00\nDownloader Hostname: py (PID:1)`,
+      );
+      await storage.write(`${hash}.lock`, "other-host.123.0123456789abcdef0123456789abcdef");
+      await expectCode(resolve(handle, { cacheDir, env, offline: true }), "ERR_HUBCACHE_OFFLINE");
+      await storage.delete(`${hash}.lock`);
+      const events: HubcacheEvent[] = [];
+      assert.equal(
+        await resolve(handle, { cacheDir, env, offline: true, onEvent: (e) => events.push(e) }),
+        `${cacheDir}/${hash}`,
+      );
+      assert.ok(events.some((e) => e.type === "cache-hit" && e.writer === "other"));
+    });
+
+    test("a damaged entry (a file gone, or files with no descriptor or record) never counts and is replaced", async () => {
+      const cacheDir = `${scheme}://${bucket}/cache-${++counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const storage = await openStorage(cacheDir, { env });
+      await resolve(handle, { cacheDir, env });
+      await storage.delete(`${hash}/variables/variables.index`);
+      await expectCode(resolve(handle, { cacheDir, env, offline: true }), "ERR_HUBCACHE_OFFLINE");
+      const events: HubcacheEvent[] = [];
+      await resolve(handle, { cacheDir, env, onEvent: (e) => events.push(e) });
+      assert.ok(
+        events.some((e) => e.type === "cache-incomplete" && /variables\.index is missing/.test(e.reason)),
+      );
+      await sameAsSource(storage, hash);
+
+      // Stray files with neither descriptor nor record: removed, not mixed into the new entry.
+      const other = freshHandle();
+      const otherHash = handleHash(other);
+      await storage.write(`${otherHash}/stray.bin`, "left by a crash");
+      await storage.write(`${otherHash}/saved_model.pb`, "half");
+      await expectCode(resolve(other, { cacheDir, env, offline: true }), "ERR_HUBCACHE_OFFLINE");
+      await resolve(other, { cacheDir, env });
+      await sameAsSource(storage, otherHash);
+    });
+
+    test("two-tier: local miss → shared hit without the hub; hub downloads published to both; offline reads the shared tier", async () => {
+      const shared = `${scheme}://${bucket}/shared-${++counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const [machineA, machineB, machineC] = [await tempDir(), await tempDir(), await tempDir()];
+      const before = hub.downloads().length;
+      const a = await resolve(handle, { cacheDir: machineA, sharedCache: shared, env });
+      assert.equal(a, entryPaths(machineA, handle).dir, "two-tier returns the local path");
+      assert.equal(hub.downloads().length, before + 1);
+      await sameAsSource(await openStorage(shared, { env }), hash);
+
+      const events: HubcacheEvent[] = [];
+      const b = await resolve(handle, {
+        cacheDir: machineB,
+        env: { ...env, HUBCACHE_SHARED_CACHE: shared },
+        onEvent: (e) => events.push(e),
+      });
+      assert.equal(b, entryPaths(machineB, handle).dir);
+      assert.equal(hub.downloads().length, before + 1, "machine B never asked the hub");
+      assert.deepEqual(await readTree(b), await readTree(source));
+      assert.ok(events.some((e) => e.type === "download-start" && e.url === `${shared}/${hash}`));
+      // B's local entry is a complete hubcache entry: the next resolve is a local hit.
+      const local: HubcacheEvent[] = [];
+      await resolve(handle, {
+        cacheDir: machineB,
+        sharedCache: shared,
+        env,
+        offline: true,
+        onEvent: (e) => local.push(e),
+      });
+      assert.deepEqual(
+        local.map((e) => e.type),
+        ["cache-hit"],
+      );
+
+      // Offline: the shared tier is still a cache; the hub is not.
+      assert.equal(
+        await resolve(handle, { cacheDir: machineC, sharedCache: shared, env, offline: true }),
+        entryPaths(machineC, handle).dir,
+      );
+      await expectCode(
+        resolve(freshHandle(), { cacheDir: machineC, sharedCache: shared, env, offline: true }),
+        "ERR_HUBCACHE_OFFLINE",
+      );
+      assert.equal(hub.downloads().length, before + 1);
+    });
+  });
+}
+
+describe("settings", () => {
+  test("HUBCACHE_SHARED_CACHE beside a cache dir on object storage is refused with a hint", async () => {
+    const error = await expectCode(
+      resolve(freshHandle(), {
+        env: { ...env, TFHUB_CACHE_DIR: `s3://${bucket}/c`, HUBCACHE_SHARED_CACHE: `s3://${bucket}/s` },
+      }),
+      "ERR_HUBCACHE_INVALID_CONFIG",
+    );
+    assert.match(error.hint ?? "", /not both/);
+  });
+});
+
+describe("machines sharing a bucket (separate processes, separate local dirs)", () => {
+  test("two machines resolving at once: one hub download, one entry, the same location", async () => {
+    const prefix = `fleet-${++counter}`;
+    const cacheDir = `s3://${bucket}/${prefix}`;
+    const handle = freshHandle();
+    const hash = handleHash(handle);
+    const before = hub.downloads().length;
+    const machineEnv = async (): Promise<Record<string, string>> => ({
+      ...env,
+      TFHUB_CACHE_DIR: cacheDir,
+      TMPDIR: await tempDir("machine-"),
+    });
+    const listsOfEntry = (): number =>
+      s3Proxy.requests.filter(
+        (r) => r.method === "GET" && decodeURIComponent(r.url).includes(`prefix=${prefix}/${hash}/`),
+      ).length;
+
+    // Machine A takes the lock and is held at the hub's archive download.
+    const held = hubProxy.holdWhen((r) => r.url.startsWith("/storage/") && r.url.includes(MODEL));
+    const a = spawnResolve([handle], await machineEnv());
+    await held.reached;
+    // Machine B starts, finds no entry (1 listing), finds the lock, and checks again while waiting (2).
+    const listsBefore = listsOfEntry();
+    const b = spawnResolve([handle], await machineEnv());
+    await until(() => listsOfEntry() >= listsBefore + 2);
+    held.release();
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.equal(resolvedPath(ra), `${cacheDir}/${hash}`);
+    assert.equal(resolvedPath(rb), `${cacheDir}/${hash}`);
+    assert.equal(hub.downloads().length, before + 1, "one download from the hub for the whole fleet");
+    const storage = await openStorage(cacheDir, { env });
+    assert.deepEqual(
+      (await keys(storage)).filter((k) => !k.startsWith(`${hash}/`)),
+      [`${hash}.descriptor.txt`, `${hash}.hubcache.json`],
+      "no lock, temp prefix or probe left",
+    );
+  });
+
+  test("two-tier machines: the second one copies from the shared cache, not the hub", async () => {
+    const shared = `s3://${bucket}/shared-fleet-${++counter}`;
+    const handle = freshHandle();
+    const before = hub.downloads().length;
+    const dirA = await tempDir("machine-a-");
+    const dirB = await tempDir("machine-b-");
+    const ra = await spawnResolve([handle], { ...env, TFHUB_CACHE_DIR: dirA, HUBCACHE_SHARED_CACHE: shared })
+      .done;
+    assert.equal(resolvedPath(ra), entryPaths(dirA, handle).dir);
+    const rb = await spawnResolve([handle], { ...env, TFHUB_CACHE_DIR: dirB, HUBCACHE_SHARED_CACHE: shared })
+      .done;
+    assert.equal(resolvedPath(rb), entryPaths(dirB, handle).dir);
+    assert.equal(hub.downloads().length, before + 1);
+    assert.deepEqual(await readTree(entryPaths(dirB, handle).dir), await readTree(source));
+    // B again: a local hit, the bucket is not asked.
+    const s3Before = s3Proxy.requests.length;
+    const again = await spawnResolve([handle], {
+      ...env,
+      TFHUB_CACHE_DIR: dirB,
+      HUBCACHE_SHARED_CACHE: shared,
+    }).done;
+    assert.equal(resolvedPath(again), entryPaths(dirB, handle).dir);
+    assert.equal(s3Proxy.requests.length, s3Before);
+  });
+});
+
+describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial entry", () => {
+  const isPut = (r: { method: string; headers: Record<string, unknown> }): boolean =>
+    r.method === "PUT" && r.headers["x-amz-copy-source"] === undefined;
+  const points = [
+    {
+      name: "while uploading to the temp prefix",
+      nth: 2,
+      match: (r: { method: string; url: string; headers: Record<string, unknown> }) =>
+        isPut(r) && r.url.includes(".tmp/"),
+      redownload: true,
+    },
+    {
+      name: "while copying into <hash>/",
+      nth: 3,
+      match: (r: { method: string; url: string; headers: Record<string, unknown> }) =>
+        r.method === "PUT" && r.headers["x-amz-copy-source"] !== undefined,
+      redownload: true,
+    },
+    {
+      name: "after the last copy and the descriptor, before the record",
+      nth: 1,
+      match: (r: { method: string; url: string; headers: Record<string, unknown> }) =>
+        isPut(r) && r.url.includes(".hubcache.json"),
+      redownload: false,
+    },
+  ];
+  for (const point of points) {
+    test(point.name, async () => {
+      const cacheDir = `s3://${bucket}/crash-${++counter}`;
+      const prefix = `crash-${counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const held = s3Proxy.holdWhen((r) => r.url.includes(`/${prefix}/`) && point.match(r), point.nth);
+      const machine = spawnResolve([handle], {
+        ...env,
+        TFHUB_CACHE_DIR: cacheDir,
+        TMPDIR: await tempDir("victim-"),
+      });
+      await held.reached;
+      machine.child.kill("SIGKILL");
+      const result = await machine.done;
+      assert.equal(result.signal, "SIGKILL");
+      held.release();
+
+      const storage = await openStorage(cacheDir, { env });
+      const left = await keys(storage);
+      assert.ok(left.includes(`${hash}.lock`), "the dead machine's lock is still there");
+      assert.ok(!left.includes(`${hash}.hubcache.json`));
+      if (point.nth === 3) {
+        const copied = left.filter((k) => k.startsWith(`${hash}/`)).length;
+        assert.ok(
+          copied >= 1 && copied < (await readTree(source)).size,
+          `a partial <hash>/ exists (${copied} files)`,
+        );
+      }
+      // Not visible: offline, this is a miss.
+      await expectCode(resolve(handle, { cacheDir, env, offline: true }), "ERR_HUBCACHE_OFFLINE");
+
+      // The next resolve takes the dead holder's lock over at once and ends with a complete entry.
+      const before = hub.downloads().length;
+      const events: HubcacheEvent[] = [];
+      assert.equal(
+        await resolve(handle, { cacheDir, env, onEvent: (e) => events.push(e) }),
+        `${cacheDir}/${hash}`,
+      );
+      assert.ok(events.some((e) => e.type === "lock-takeover" && e.reason === "holder-dead"));
+      assert.equal(hub.downloads().length, before + (point.redownload ? 1 : 0));
+      await sameAsSource(storage, hash);
+      const after = await keys(storage);
+      assert.deepEqual(
+        after.filter((k) => !k.startsWith(`${hash}/`) && k !== `${hash}.hubcache.json`),
+        [`${hash}.descriptor.txt`],
+      );
+    });
+  }
+});
