@@ -4,7 +4,6 @@
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import {
