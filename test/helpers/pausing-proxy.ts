@@ -15,8 +15,10 @@ export interface ProxiedRequest {
 export interface Hold {
   /** Resolves when a matching request arrived (it is being held). */
   reached: Promise<ProxiedRequest>;
-  /** Let it (and any later matching request) through. */
+  /** Let it through. */
   release(): void;
+  /** Never deliver it: close its connection (what a crashed client's request becomes). */
+  drop(): void;
 }
 
 export interface PausingProxy {
@@ -34,13 +36,13 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
     match: (r: ProxiedRequest) => boolean;
     remaining: number;
     arrived: (r: ProxiedRequest) => void;
-    released: Promise<void>;
+    released: Promise<boolean>;
   }[] = [];
 
   const server = http.createServer((req, res) => {
     const record: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers };
     requests.push(record);
-    let wait: Promise<void> = Promise.resolve();
+    let wait: Promise<boolean> = Promise.resolve(true);
     for (const hold of holds) {
       if (hold.remaining > 0 && hold.match(record)) {
         hold.remaining--;
@@ -50,7 +52,12 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
         }
       }
     }
-    void wait.then(() => {
+    void wait.then((deliver) => {
+      if (!deliver) {
+        req.destroy();
+        res.destroy();
+        return;
+      }
       if (req.destroyed) return;
       const upstream = http.request(
         {
@@ -76,11 +83,11 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
     requests,
     holdWhen(match, nth = 1) {
       let arrived!: (r: ProxiedRequest) => void;
-      let release!: () => void;
+      let settle!: (deliver: boolean) => void;
       const reached = new Promise<ProxiedRequest>((resolve) => (arrived = resolve));
-      const released = new Promise<void>((resolve) => (release = resolve));
+      const released = new Promise<boolean>((resolve) => (settle = resolve));
       holds.push({ match, remaining: nth, arrived, released });
-      return { reached, release };
+      return { reached, release: () => settle(true), drop: () => settle(false) };
     },
     close: () =>
       new Promise<void>((resolve) => {
