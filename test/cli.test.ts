@@ -4,18 +4,26 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { entryPaths } from "hubcache";
+import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 
 const BIN = path.resolve("bin/hubcache.js");
 let hub: HubServer;
+/** The GCS JSON API server that holds UNCOMPRESSED locations (resolve checks they exist). */
+let gcs: GcsFake;
+let gcsUrl: string;
 
 before(async () => {
   hub = await startHubServer();
+  gcs = createGcsFake({ buckets: ["tfhub-modules"] });
+  gcsUrl = await gcs.listen();
   hub.add("/upscaler/default/1", { archive: await tarGz(await upscalerModelDir()) });
   hub.add("/google/savedmodel/1", { archive: await tarGz(await savedModelDir()) });
 });
-after(() => hub.close());
+after(async () => {
+  await Promise.all([hub.close(), gcs.close()]);
+});
 
 interface Run {
   code: number | null;
@@ -159,8 +167,20 @@ describe("hubcache resolve", () => {
       uncompressedLocation: "gs://tfhub-modules/google/spice/2/uncompressed",
     });
     const cacheDir = path.join(await tempDir(), "never-created");
+    const storage = { STORAGE_EMULATOR_HOST: gcsUrl, GOOGLE_CLOUD_PROJECT: "test" };
+    const missing = await cli(["resolve", "--load-format", "UNCOMPRESSED", hub.handle("/google/spice/2")], {
+      TFHUB_CACHE_DIR: cacheDir,
+      ...storage,
+    });
+    assert.equal(missing.code, 1, "the location must exist, as TF Hub's PathResolver checks");
+    assert.match(
+      missing.stderr,
+      /error\[ERR_HUBCACHE_NOT_FOUND\]: gs:\/\/tfhub-modules\/google\/spice\/2\/uncompressed does not exist/,
+    );
+    gcs.putObject("tfhub-modules", "google/spice/2/uncompressed/saved_model.pb", "pb");
     const run = await cli(["resolve", "--load-format", "UNCOMPRESSED", hub.handle("/google/spice/2")], {
       TFHUB_CACHE_DIR: cacheDir,
+      ...storage,
     });
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, "gs://tfhub-modules/google/spice/2/uncompressed\n");
@@ -196,6 +216,11 @@ describe("usage", () => {
       "HUBCACHE_OFFLINE",
       "HUBCACHE_LOCK_TIMEOUT",
       "HUBCACHE_MAX_EXTRACT_BYTES",
+      "--shared-cache",
+      "HUBCACHE_SHARED_CACHE",
+      "AWS_ENDPOINT_URL_S3",
+      "STORAGE_EMULATOR_HOST",
+      "GOOGLE_APPLICATION_CREDENTIALS",
     ]) {
       assert.ok(run.stdout.includes(word), `help mentions ${word}`);
     }

@@ -49,7 +49,7 @@ describe("OpenStack Swift s3api", { skip }, () => {
     assert.match(error.hint ?? "", /AWS_ACCESS_KEY_ID/);
     // Through resolve too, with the cache on the bucket.
     await expectCode(
-      resolve("https://example.invalid/never/fetched", { cacheDir: `s3://${bucket}/cache`, env }),
+      resolve("http://127.0.0.1:9/never/fetched", { cacheDir: `s3://${bucket}/cache`, env }),
       "ERR_HUBCACHE_UNAUTHORIZED",
     );
   });

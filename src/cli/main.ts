@@ -21,7 +21,8 @@ Usage:
   hubcache help [COMMAND]       show help
   hubcache --version
 
-HANDLE is a tfhub.dev or kaggle.com/models URL, any archive URL, a local path or file:// URL.
+HANDLE is a tfhub.dev or kaggle.com/models URL, any archive URL, a gs:// or s3:// archive
+(.tar, .tar.gz, .tgz) or model folder, a local path or file:// URL.
 Run "hubcache resolve --help" for the flags and environment variables.
 `;
 
@@ -31,7 +32,8 @@ Prints one absolute path per handle on stdout, in order, and nothing else. On an
 stays empty, each error goes to stderr as "error[CODE]: message" plus a hint, and the exit code is 1.
 
 Flags:
-  --cache-dir DIR            cache directory (wins over everything below)
+  --cache-dir DIR            cache directory (wins over everything below); may be s3://… or gs://…
+  --shared-cache LOCATION    s3://… or gs://… cache shared by many machines, behind the local one
   --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
   --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format)
   --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
@@ -59,6 +61,15 @@ Environment:
   NO_PROXY                   hosts that skip the proxy: "host", ".domain", "host:port", "*"
   TFHUB_DISABLE_CERT_VALIDATION  "true": do not check TLS certificates (unsafe; as in TF Hub)
   TMPDIR                     where the default cache lives
+  HUBCACHE_SHARED_CACHE      same as --shared-cache
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_REGION
+                             s3:// credentials and region (the AWS SDK's standard chain)
+  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
+                             endpoint of an S3-compatible store (then path-style addressing)
+  HUBCACHE_S3_FORCE_PATH_STYLE  1/0: force path-style addressing on or off
+  GOOGLE_APPLICATION_CREDENTIALS  gs:// credentials (else Application Default Credentials)
+  GOOGLE_CLOUD_PROJECT       gs:// project (never needed to read or write objects)
+  STORAGE_EMULATOR_HOST      endpoint of a GCS emulator
 
 Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
 `;
@@ -124,6 +135,7 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
       allowPositionals: true,
       options: {
         "cache-dir": { type: "string" },
+        "shared-cache": { type: "string" },
         tfhub_cache_dir: { type: "string" },
         "load-format": { type: "string" },
         tfhub_model_load_format: { type: "string" },
@@ -185,6 +197,7 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     modelFormat: format as ModelFormat,
     onEvent,
     ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
+    ...(values["shared-cache"] === undefined ? {} : { sharedCache: values["shared-cache"] }),
     ...(values["load-format"] === undefined
       ? {}
       : { loadFormat: values["load-format"] as ResolveOptions["loadFormat"] }),

@@ -131,6 +131,8 @@ export interface GcsFake {
   server: http.Server;
   buckets: Map<string, Bucket>;
   addBucket(name: string): void;
+  /** Store an object directly (test setup). */
+  putObject(bucket: string, name: string, data: Buffer | string): void;
   /** Every request seen: method and URL. */
   requests: { method: string; url: string }[];
   listen(): Promise<string>;
@@ -642,6 +644,9 @@ export function createGcsFake(options: GcsFakeOptions = {}): GcsFake {
     server,
     buckets,
     addBucket,
+    putObject: (bucket, name, data) => {
+      store(bucket, name, Buffer.from(data), {}, new URLSearchParams());
+    },
     requests,
     async listen(): Promise<string> {
       await new Promise<void>((resolve) =>
