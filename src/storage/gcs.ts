@@ -56,21 +56,46 @@ function withScheme(endpoint: string): string {
 }
 
 /** The SDK settings hubcache derives from options and environment (exported for tests and docs). */
-export function gcsClientSettings(options: GcsOptions, env: Env): Gcs.StorageOptions {
-  const emulator = env.STORAGE_EMULATOR_HOST ? withScheme(env.STORAGE_EMULATOR_HOST) : undefined;
-  const apiEndpoint = options.apiEndpoint ? withScheme(options.apiEndpoint) : emulator;
+export function gcsClientSettings(
+  options: GcsOptions,
+  env: Env,
+): { settings: Gcs.StorageOptions; emulatorHost: string | undefined } {
+  // STORAGE_EMULATOR_HOST is handed to the SDK as the variable itself (the SDK then talks to the
+  // emulator without the /storage/v1 prefix, as emulators expect); an apiEndpoint option wins.
+  const emulatorHost = options.apiEndpoint ? undefined : env.STORAGE_EMULATOR_HOST || undefined;
   return {
-    projectId: options.projectId ?? (env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || PLACEHOLDER_PROJECT),
-    ...(apiEndpoint === undefined ? {} : { apiEndpoint }),
-    ...(options.keyFilename === undefined ? {} : { keyFilename: options.keyFilename }),
-    // Fail in seconds, not the SDK's default of up to 10 minutes of retries.
-    retryOptions: { autoRetry: true, maxRetries: 2, totalTimeout: 60, maxRetryDelay: 4 },
+    settings: {
+      projectId: options.projectId ?? (env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT || PLACEHOLDER_PROJECT),
+      ...(options.apiEndpoint ? { apiEndpoint: withScheme(options.apiEndpoint) } : {}),
+      ...(options.keyFilename === undefined ? {} : { keyFilename: options.keyFilename }),
+      // Fail in seconds, not the SDK's default of up to 10 minutes of retries.
+      retryOptions: { autoRetry: true, maxRetries: 2, totalTimeout: 60, maxRetryDelay: 4 },
+    },
+    emulatorHost,
   };
 }
 
+/** Build the SDK client with STORAGE_EMULATOR_HOST as hubcache's `env` says (the SDK reads process.env). */
+function construct(
+  sdk: GcsModule,
+  settings: Gcs.StorageOptions,
+  emulatorHost: string | undefined,
+): Gcs.Storage {
+  const name = "STORAGE_EMULATOR_HOST";
+  const saved = process.env[name];
+  if (emulatorHost === undefined) delete process.env[name];
+  else process.env[name] = withScheme(emulatorHost);
+  try {
+    return new sdk.Storage(settings);
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+}
+
 async function clientFor(options: GcsOptions, env: Env): Promise<Client> {
-  const settings = gcsClientSettings(options, env);
-  const key = JSON.stringify([settings.projectId, settings.apiEndpoint, settings.keyFilename]);
+  const { settings, emulatorHost } = gcsClientSettings(options, env);
+  const key = JSON.stringify([settings.projectId, settings.apiEndpoint, emulatorHost, settings.keyFilename]);
   let client = clientCache.get(key);
   if (!client) {
     client = (async () => {
@@ -80,8 +105,9 @@ async function clientFor(options: GcsOptions, env: Env): Promise<Client> {
         "gs",
       );
       return {
-        storage: new sdk.Storage(settings),
-        endpoint: settings.apiEndpoint ?? "storage.googleapis.com",
+        storage: construct(sdk, settings, emulatorHost),
+        endpoint:
+          settings.apiEndpoint ?? (emulatorHost ? withScheme(emulatorHost) : "storage.googleapis.com"),
       };
     })();
     client.catch(() => clientCache.delete(key));
