@@ -97,52 +97,63 @@ export async function ensureCachedModel(context: CacheContext, produce: Download
   return ensureEntry(
     paths,
     async (tmpDir, touch): Promise<DownloadReport> => {
-      const shared = await openCacheStorage(sharedCache, "The shared cache", context.storage);
-      let report: DownloadReport | undefined;
-      const { entry, produced } = await ensureObjectEntry(
-        shared,
-        handle,
-        async (dir, innerTouch) => {
-          report = await produce(dir, () => {
-            touch();
-            innerTouch();
-          });
-          return report;
-        },
-        { ...common, offline: context.offline, stagingDir: tmpDir, bestEffortPublish: true },
-      );
-      if (produced) return report ?? { archiveBytes: 0 };
-
-      emit({ type: "download-start", handle, url: entry.location });
-      const totalBytes = entry.files.reduce((sum, file) => sum + file.size, 0);
-      let lastEmit = 0;
-      const progress = (bytes: number, done: boolean): void =>
-        emit({
-          type: "progress",
-          handle,
-          downloadedBytes: bytes,
-          totalBytes,
-          extractedBytes: bytes,
-          files: 0,
-          done,
-        });
-      const bytes = await downloadObjectEntry(shared, entry, tmpDir, {
-        handle,
-        emit,
-        signal: context.signal,
-        onBytes: (total) => {
-          const now = Date.now();
-          if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
-            lastEmit = now;
-            touch();
-            progress(total, false);
-          }
-        },
-      });
-      progress(bytes, true);
-      return { archiveBytes: bytes };
+      // Waiting on the shared tier (another machine downloading) is progress too: keep the local lock fresh.
+      const heartbeat = setInterval(touch, 1000);
+      heartbeat.unref();
+      try {
+        return await fromSharedTier(tmpDir, touch);
+      } finally {
+        clearInterval(heartbeat);
+      }
     },
     // Offline is enforced inside: a shared-cache hit is still a cache hit.
     { ...common, offline: false },
   );
+
+  async function fromSharedTier(tmpDir: string, touch: () => void): Promise<DownloadReport> {
+    const shared = await openCacheStorage(sharedCache as string, "The shared cache", context.storage);
+    let report: DownloadReport | undefined;
+    const { entry, produced } = await ensureObjectEntry(
+      shared,
+      handle,
+      async (dir, innerTouch) => {
+        report = await produce(dir, () => {
+          touch();
+          innerTouch();
+        });
+        return report;
+      },
+      { ...common, offline: context.offline, stagingDir: tmpDir, bestEffortPublish: true },
+    );
+    if (produced) return report ?? { archiveBytes: 0 };
+
+    emit({ type: "download-start", handle, url: entry.location });
+    const totalBytes = entry.files.reduce((sum, file) => sum + file.size, 0);
+    let lastEmit = 0;
+    const progress = (bytes: number, done: boolean): void =>
+      emit({
+        type: "progress",
+        handle,
+        downloadedBytes: bytes,
+        totalBytes,
+        extractedBytes: bytes,
+        files: 0,
+        done,
+      });
+    const bytes = await downloadObjectEntry(shared, entry, tmpDir, {
+      handle,
+      emit,
+      signal: context.signal,
+      onBytes: (total) => {
+        const now = Date.now();
+        if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
+          lastEmit = now;
+          touch();
+          progress(total, false);
+        }
+      },
+    });
+    progress(bytes, true);
+    return { archiveBytes: bytes };
+  }
 }
