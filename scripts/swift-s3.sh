@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # swift-s3.sh start|stop|status DIR PORT
 #
+# The S3-compatible server of hubcache's Swift tests (test/storage-swift.test.ts). CI:
+#   HUBCACHE_TEST_SWIFT_ENDPOINT=$(bash scripts/swift-s3.sh start "$DIR" 8090)
+#   export HUBCACHE_TEST_SWIFT_ENDPOINT; ...; bash scripts/swift-s3.sh stop "$DIR" 8090
+#
 # Single-node OpenStack Swift (Debian bookworm packages) with the s3api and
 # tempauth middlewares, bound to 127.0.0.1 only, all state under DIR.
 #   S3 endpoint : http://127.0.0.1:PORT   (path-style, region us-east-1)
@@ -27,7 +31,7 @@ log() { echo "swift-s3: $*" >&2; }
 install_pkgs() {
   local missing=0
   for b in swift-proxy-server swift-object-server swift-container-server \
-           swift-account-server swift-ring-builder memcached; do
+           swift-account-server swift-ring-builder memcached curl; do
     command -v "$b" >/dev/null 2>&1 || missing=1
   done
   [ $missing = 0 ] && return 0
@@ -43,7 +47,7 @@ install_pkgs() {
   # apt lists may be empty on a fresh machine
   if ! apt-cache show swift-proxy >/dev/null 2>&1; then $sudo apt-get update -qq; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    swift swift-proxy swift-account swift-container swift-object memcached >"$DIR/apt-install.log" 2>&1 \
+    swift swift-proxy swift-account swift-container swift-object memcached curl >"$DIR/apt-install.log" 2>&1 \
     || { [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; tail -20 "$DIR/apt-install.log" >&2; return 1; }
   [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
   log "installed in $((SECONDS - t0))s"
