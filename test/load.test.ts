@@ -232,6 +232,8 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     );
     assert.deepEqual(urls, [
       `${PATHS.located}?tf-hub-format=uncompressed`,
+      // resolve checks that the 303 location exists, as TF Hub's PathResolver does (a HEAD of model.json)
+      `/static${PATHS.located}/model.json`,
       `/static${PATHS.located}/model.json`,
       `/static${PATHS.located}/group1-shard1of1.bin`,
     ]);

@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { buffer } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
-import { type HubcacheEvent, HubcacheError, entryPaths, openStorage, resolve } from "hubcache";
+import { type HubcacheEvent, HubcacheError, entryPaths, modelInfo, openStorage, resolve } from "hubcache";
 import { loadSdk } from "../src/storage/sdk.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
@@ -184,6 +184,21 @@ describe("UNCOMPRESSED mode", () => {
     );
     assert.match(error.message, /nothing-here does not exist/);
     assert.match(error.hint ?? "", /TFHUB_MODEL_LOAD_FORMAT/);
+  });
+});
+
+describe("load()'s model sources read object storage through the storage layer", () => {
+  test("a TF.js folder on s3:// and gs://, and a TF.js model cached in a bucket, are read in place", async () => {
+    for (const scheme of ["s3", "gs"]) {
+      const info = await modelInfo(`${scheme}://${bucket}/uncompressed/movenet`, { env });
+      assert.equal(info.kind, "graph-model");
+      assert.equal(info.weights.files, 1);
+    }
+    hub.add("/google/tfjs-model/bucketed/1", { archive: await tarGz(tfjsSource) });
+    const handle = hub.handle("/google/tfjs-model/bucketed/1");
+    const info = await modelInfo(handle, { env: { ...env, TFHUB_CACHE_DIR: `s3://${bucket}/load-cache` } });
+    assert.equal(info.kind, "graph-model");
+    assert.equal(info.location, `s3://${bucket}/load-cache/${entryPaths("/x", handle).hash}`);
   });
 });
 

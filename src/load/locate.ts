@@ -12,8 +12,8 @@ import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } f
 
 export interface LocateOptions extends ResolveOptions {
   /**
-   * How to read gs:// and s3:// model folders in place (an object store reader). Without it,
-   * such locations fail with ERR_HUBCACHE_UNSUPPORTED.
+   * How to read gs:// and s3:// model folders in place (an object store reader). Default:
+   * hubcache's storage layer, with the `storage` and `env` options.
    */
   openStore?: OpenModelStore;
 }
@@ -81,6 +81,7 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
     fetch: options.fetch,
     signal: options.signal,
     openStore: options.openStore,
+    storage: { ...options.storage, env: options.env, fetch: options.fetch, signal: options.signal },
     settings,
     onEvent: options.onEvent,
   };

@@ -13,6 +13,9 @@ import { type HubcacheEvent, emitter } from "../events.js";
 import type { FetchFunction } from "../net/http.js";
 import { redactUrl } from "../redact.js";
 import { type ResolvedSettings, resolveSettings } from "../resolve.js";
+import { isObjectNotFound } from "../storage/errors.js";
+import { parseStorageLocation } from "../storage/location.js";
+import { type StorageOptions, openStorage } from "../storage/open.js";
 import { modelFilePath } from "./model-json.js";
 import { type RemoteFile, openRemoteFile } from "./remote.js";
 
@@ -277,8 +280,10 @@ export function storageSource(
 export type OpenModelStore = (location: string) => Promise<ObjectReader> | ObjectReader;
 
 export interface LocationOptions extends HttpSourceOptions {
-  /** How to reach gs:// and s3:// locations. Without it such locations are unsupported. */
+  /** How to reach gs:// and s3:// locations. Default: hubcache's storage layer (`openStorage`). */
   openStore?: OpenModelStore | undefined;
+  /** Settings for the default gs:// and s3:// reader (environment, endpoints, credentials). */
+  storage?: StorageOptions | undefined;
 }
 
 /** A model's folder (and the name of its model.json) at a location: a path, a URL, gs:// or s3://. */
@@ -314,12 +319,27 @@ export async function sourceForLocation(
 
 async function openModelStore(location: string, options: LocationOptions): Promise<ObjectReader> {
   if (options.openStore) return options.openStore(location);
-  throw new HubcacheError(
-    ErrorCode.UNSUPPORTED,
-    `Reading a model directly from ${redactUrl(location)} is not supported yet.`,
-    {
-      handle: options.handle,
-      hint: "Copy the model folder to local disk (gsutil cp -r / aws s3 cp --recursive) and load the local path, or pass openStore.",
+  return storageReader(location, options.storage ?? {});
+}
+
+/** The default ObjectReader: the bucket of `location`, read through hubcache's storage layer. */
+export async function storageReader(location: string, storageOptions: StorageOptions): Promise<ObjectReader> {
+  const parsed = parseStorageLocation(location);
+  if (parsed.scheme !== "s3" && parsed.scheme !== "gs") {
+    throw new HubcacheError(
+      ErrorCode.UNSUPPORTED,
+      `${redactUrl(location)} is not a gs:// or s3:// location.`,
+    );
+  }
+  const storage = await openStorage(`${parsed.scheme}://${parsed.bucket}`, storageOptions);
+  return {
+    async read(key) {
+      try {
+        return new Uint8Array(await buffer((await storage.read(key)).body));
+      } catch (error) {
+        if (isObjectNotFound(error)) return undefined;
+        throw error;
+      }
     },
-  );
+  };
 }

@@ -38,8 +38,8 @@ export async function mapLimit<T, R>(
   return results;
 }
 
-/** Files that mark a model folder, tried where a folder cannot be listed (http). */
-const MODEL_MARKERS = ["saved_model.pb", "saved_model.pbtxt", "model.json", "tfhub_module.pb"];
+/** Files that mark a model folder, tried where a folder cannot be listed (http), most likely first. */
+const MODEL_MARKERS = ["model.json", "saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb"];
 
 /**
  * Does a folder (or a single object) exist at `key`? Object stores have no folders: a folder
@@ -48,11 +48,14 @@ const MODEL_MARKERS = ["saved_model.pb", "saved_model.pbtxt", "model.json", "tfh
  */
 export async function folderExists(storage: Storage, key: string): Promise<boolean> {
   if (storage.scheme === "http") {
-    if (await storage.stat(key)) return true;
+    // A location naming a file (…/model.json) is checked itself; a folder by its marker files
+    // (one HEAD in the common case), then as a URL of its own.
+    const named = key || new URL(storage.location).pathname;
+    if (/\.(json|pb|pbtxt)$/.test(named)) return (await storage.stat(key)) !== undefined;
     for (const marker of MODEL_MARKERS) {
       if (await storage.stat(key ? `${key}/${marker}` : marker)) return true;
     }
-    return false;
+    return (await storage.stat(key)) !== undefined;
   }
   if (key && (await storage.stat(key))) return true;
   for await (const object of storage.list(key ? `${key}/` : "")) {
