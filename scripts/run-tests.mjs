@@ -1,6 +1,9 @@
-// Runs every test file with Node's own test runner (TypeScript through tsx).
+// Runs every test file with Node's own test runner (TypeScript through tsx), with a guard that
+// keeps every test process, and every Node child it starts, on this machine (loopback only).
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { copyFileSync, chmodSync, readdirSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 const only = process.argv.slice(2);
 const files = readdirSync("test")
@@ -8,9 +11,23 @@ const files = readdirSync("test")
   .map((name) => `test/${name}`)
   .filter((file) => only.length === 0 || only.some((pattern) => file.includes(pattern)))
   .sort();
+
+// A world-readable copy: tests also run children as an unprivileged user.
+const guard = path.join(os.tmpdir(), `hubcache-loopback-guard-${process.pid}.mjs`);
+copyFileSync("test/helpers/loopback-guard.mjs", guard);
+chmodSync(guard, 0o644);
+
+const env = {
+  ...process.env,
+  NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${guard}`.trim(),
+  // Cloud SDKs must never look for credentials or metadata servers off this machine.
+  AWS_EC2_METADATA_DISABLED: "true",
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  METADATA_SERVER_DETECTION: "none",
+};
 const result = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
-  { stdio: "inherit" },
+  { stdio: "inherit", env },
 );
 process.exit(result.status ?? 1);
