@@ -17,8 +17,8 @@ import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.j
 import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } from "./events.js";
 import { extractArchive } from "./extract/extract.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
-import { type HttpClient, type NetworkSettings, createHttpClient } from "./net/client.js";
-import { type Transport, fetchTransport, nodeTransport, openDownload } from "./net/download.js";
+import { type NetworkSettings, httpStack } from "./net/client.js";
+import { type Transport, openDownload } from "./net/download.js";
 import type { FetchFunction } from "./net/http.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
@@ -348,7 +348,10 @@ async function withHttpClient<T>(
   emit: EventListener,
   work: (fetch: FetchFunction, transport: Transport) => Promise<T>,
 ): Promise<T> {
-  if (options.fetch) return work(options.fetch, fetchTransport(options.fetch));
+  if (options.fetch) {
+    const stack = httpStack(settings.network, options.fetch);
+    return work(stack.fetch, stack.transport);
+  }
   if (settings.network.insecureTls) {
     emit({
       type: "warning",
@@ -357,19 +360,11 @@ async function withHttpClient<T>(
         "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are not checked, so anyone on the network path can substitute the model.",
     });
   }
-  const client: HttpClient = createHttpClient(settings.network);
-  const { proxy } = settings.network;
-  const transport =
-    proxy.httpProxy || proxy.httpsProxy
-      ? fetchTransport(client.fetch)
-      : nodeTransport({
-          insecureTls: settings.network.insecureTls,
-          connectTimeoutMs: settings.network.connectTimeoutMs,
-        });
+  const stack = httpStack(settings.network);
   try {
-    return await work(client.fetch, transport);
+    return await work(stack.fetch, stack.transport);
   } finally {
-    await client.close();
+    await stack.close();
   }
 }
 

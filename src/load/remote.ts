@@ -5,8 +5,8 @@
  */
 import type { Readable } from "node:stream";
 import type { EventListener } from "../events.js";
-import { createHttpClient } from "../net/client.js";
-import { type Transport, fetchTransport, nodeTransport, openDownload } from "../net/download.js";
+import { httpStack } from "../net/client.js";
+import { openDownload } from "../net/download.js";
 import type { FetchFunction } from "../net/http.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import type { ResolvedSettings } from "../resolve.js";
@@ -24,26 +24,10 @@ export interface RemoteFile {
   contentLength: number | undefined;
 }
 
-function httpStack(settings: ResolvedSettings, fetch: FetchFunction | undefined) {
-  if (fetch) return { transport: fetchTransport(fetch), close: async () => undefined };
-  const { network } = settings;
-  if (network.proxy.httpProxy || network.proxy.httpsProxy) {
-    const client = createHttpClient(network);
-    return { transport: fetchTransport(client.fetch) as Transport, close: () => client.close() };
-  }
-  return {
-    transport: nodeTransport({
-      insecureTls: network.insecureTls,
-      connectTimeoutMs: network.connectTimeoutMs,
-    }),
-    close: async () => undefined,
-  };
-}
-
 /** GET one file (redirects followed, retried and resumed as needed). Non-2xx answers throw coded errors. */
 export async function openRemoteFile(url: string, options: RemoteFileOptions): Promise<RemoteFile> {
   const { settings } = options;
-  const stack = httpStack(settings, options.fetch);
+  const stack = httpStack(settings.network, options.fetch);
   try {
     const download = await openDownload(url, {
       handle: options.handle,

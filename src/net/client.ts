@@ -3,7 +3,8 @@
  * timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY (Node 20's global fetch ignores them) and
  * TFHUB_DISABLE_CERT_VALIDATION. One client per download; close it when done.
  */
-import { Agent, Pool, ProxyAgent, type Dispatcher, fetch as undiciFetch } from "undici";
+import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from "undici";
+import { type Transport, fetchTransport, nodeTransport } from "./download.js";
 import type { FetchFunction } from "./http.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
 
@@ -22,21 +23,23 @@ export interface HttpClient {
   close(): Promise<void>;
 }
 
-export function createHttpClient(settings: NetworkSettings): HttpClient {
+/** undici is loaded only when a proxy or a fetch is actually needed (it costs ~75 ms at start-up). */
+export async function createHttpClient(settings: NetworkSettings): Promise<HttpClient> {
+  const { Agent, Pool, ProxyAgent, fetch: undiciFetch } = await import("undici");
   const tls = {
     timeout: settings.connectTimeoutMs,
     ...(settings.insecureTls ? { rejectUnauthorized: false } : {}),
   };
   // hubcache's own idle timer (src/net/download.ts) is the one that fires; undici's is a backstop.
   const backstopMs = settings.idleTimeoutMs + 5000;
-  const proxies = new Map<string, ProxyAgent>();
+  const proxies = new Map<string, ProxyAgentType>();
   const agent = new Agent({
     connect: tls,
     headersTimeout: backstopMs,
     bodyTimeout: backstopMs,
     factory: (origin: string | URL, options: object): Dispatcher => {
       const proxyUrl = proxyForUrl(new URL(String(origin)), settings.proxy);
-      if (proxyUrl === undefined) return new Pool(origin, options as Pool.Options);
+      if (proxyUrl === undefined) return new Pool(origin, options as PoolType.Options);
       let proxy = proxies.get(proxyUrl);
       if (!proxy) {
         proxy = new ProxyAgent({
@@ -61,6 +64,35 @@ export function createHttpClient(settings: NetworkSettings): HttpClient {
     close: async () => {
       await agent.destroy().catch(() => undefined);
       await Promise.all([...proxies.values()].map((proxy) => proxy.destroy().catch(() => undefined)));
+    },
+  };
+}
+
+/** The transport and fetch one download (or one remote read) uses, and how to release them. */
+export interface HttpStack {
+  /** A fetch with hubcache's connect timeout, proxy and TLS settings (undici, created on first use). */
+  fetch: FetchFunction;
+  transport: Transport;
+  close(): Promise<void>;
+}
+
+/**
+ * The caller's own fetch if given; else undici's fetch when a proxy is configured; else the
+ * node:http fast path for bodies.
+ */
+export function httpStack(settings: NetworkSettings, custom?: FetchFunction): HttpStack {
+  if (custom) return { fetch: custom, transport: fetchTransport(custom), close: async () => undefined };
+  let client: Promise<HttpClient> | undefined;
+  const lazyFetch: FetchFunction = async (input, init) =>
+    (await (client ??= createHttpClient(settings))).fetch(input, init);
+  const viaProxy = Boolean(settings.proxy.httpProxy || settings.proxy.httpsProxy);
+  return {
+    fetch: lazyFetch,
+    transport: viaProxy
+      ? fetchTransport(lazyFetch)
+      : nodeTransport({ insecureTls: settings.insecureTls, connectTimeoutMs: settings.connectTimeoutMs }),
+    close: async () => {
+      if (client) await (await client).close();
     },
   };
 }
