@@ -324,6 +324,10 @@ async function resolveHttpArchive(
               }
             },
           });
+          // The last byte callback can come before tar has read the last entries: report the totals.
+          downloaded = result.compressedBytes;
+          extracted = result.tarBytes;
+          files = result.entries;
           progress(true);
           return { archiveBytes: result.compressedBytes };
         } catch (error) {

@@ -16,6 +16,7 @@ import {
   resolve,
 } from "hubcache";
 import { spawnResolve, resolvedPath, until } from "./helpers/cli.js";
+import { waitUntil } from "./helpers/processes.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
@@ -351,6 +352,14 @@ describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial 
         TMPDIR: await tempDir("victim-"),
       });
       await held.reached;
+      if (point.nth === 3) {
+        // Copies run in parallel: holding the 3rd does not mean an earlier one has landed yet.
+        const storage = await openStorage(cacheDir, { env });
+        await waitUntil(
+          async () => (await keys(storage)).some((k) => k.startsWith(`${hash}/`)),
+          "a first copied file",
+        );
+      }
       machine.child.kill("SIGKILL");
       const result = await machine.done;
       assert.equal(result.signal, "SIGKILL");

@@ -147,7 +147,10 @@ export async function startHubServer(): Promise<HubServer> {
           for (let offset = 0; offset < chunk.length; offset += 16384) {
             const piece = chunk.subarray(offset, offset + 16384);
             if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
-            await new Promise((r) => setTimeout(r, (piece.length / state.throttle) * 1000));
+            // The throttle may be lifted mid-stream: then the rest goes at full speed.
+            if (state.throttle > 0) {
+              await new Promise((r) => setTimeout(r, (piece.length / state.throttle) * 1000));
+            }
             if (res.destroyed) return;
           }
         } else if (!res.write(chunk)) {
