@@ -15,7 +15,7 @@ import {
 } from "./config.js";
 import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.js";
 import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } from "./events.js";
-import { extractArchive } from "./extract/extract.js";
+import { extractWithProgress } from "./extract/with-progress.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
 import { type NetworkSettings, httpStack } from "./net/client.js";
 import { type Transport, openDownload } from "./net/download.js";
@@ -83,7 +83,6 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 // Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-const PROGRESS_INTERVAL_MS = 100;
 
 /** Settings after precedence is applied. */
 export interface ResolvedSettings {
@@ -290,45 +289,17 @@ async function resolveHttpArchive(
           emit,
           signal: options.signal,
         });
-        let lastEmit = 0;
-        let downloaded = 0;
-        let extracted = 0;
-        let files = 0;
-        const progress = (done: boolean): void => {
-          emit({
-            type: "progress",
-            handle,
-            downloadedBytes: downloaded,
-            totalBytes: download.contentLength,
-            extractedBytes: extracted,
-            files,
-            done,
-          });
-        };
         try {
-          const result = await extractArchive(download.stream, tmpDir, {
+          const result = await extractWithProgress(download.stream, tmpDir, {
             handle,
+            emit,
+            touch,
+            totalBytes: download.contentLength,
             contentType: download.contentType,
             maxExtractBytes: settings.maxExtractBytes,
             minFreeBytes: settings.minFreeBytes,
             signal: options.signal,
-            onBytes: (compressed, uncompressed, entries) => {
-              downloaded = compressed;
-              extracted = uncompressed;
-              files = entries;
-              const now = Date.now();
-              if (now - lastEmit >= PROGRESS_INTERVAL_MS) {
-                lastEmit = now;
-                touch();
-                progress(false);
-              }
-            },
           });
-          // The last byte callback can come before tar has read the last entries: report the totals.
-          downloaded = result.compressedBytes;
-          extracted = result.tarBytes;
-          files = result.entries;
-          progress(true);
           return { archiveBytes: result.compressedBytes };
         } catch (error) {
           if (!(error instanceof RestartRequired)) throw error;

@@ -11,7 +11,6 @@ import * as converter from "@tensorflow/tfjs-converter";
 import * as layers from "@tensorflow/tfjs-layers";
 import {
   type HubcacheEvent,
-  HubcacheError,
   type ObjectReader,
   cacheIOHandler,
   entryPaths,
@@ -24,6 +23,7 @@ import { startFlakyHost } from "./helpers/flaky-host.js";
 import { type LoadHub, PATHS, startLoadHub } from "./helpers/load-hub.js";
 import type { tf } from "./helpers/tfjs.js";
 import { input, maxAbsDiff, run, useBackend } from "./helpers/tfjs.js";
+import { expectCode } from "./helpers/assertions.js";
 
 /** Per-test limit: a hang fails the test instead of the run (generous: the machine is shared). */
 const LIMIT = { timeout: 180_000 };
@@ -37,17 +37,6 @@ before(async () => {
   hub = await startLoadHub();
 });
 after(() => hub.hub.close());
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 /** The reference: TF.js loading the same files from the same host with its own http loader. */
 async function directMovenet(): Promise<converter.GraphModel> {

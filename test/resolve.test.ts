@@ -4,7 +4,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type HubcacheEvent, HubcacheError, entryPaths, resolve } from "hubcache";
+import { type HubcacheEvent, entryPaths, resolve } from "hubcache";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { worldReadableCli } from "./helpers/runtime-copy.js";
 import {
@@ -15,6 +15,7 @@ import {
   tempDir,
   upscalerModelDir,
 } from "./helpers/fixtures.js";
+import { expectCode } from "./helpers/assertions.js";
 
 let hub: HubServer;
 const sources = new Map<string, string>();
@@ -39,17 +40,6 @@ after(() => hub.close());
 
 async function listCache(cacheDir: string): Promise<string[]> {
   return (await fs.readdir(cacheDir)).sort();
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
 }
 
 describe("resolve, compressed mode", () => {

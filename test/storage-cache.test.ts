@@ -6,15 +6,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
-import {
-  type HubcacheEvent,
-  HubcacheError,
-  type Storage,
-  entryPaths,
-  handleHash,
-  openStorage,
-  resolve,
-} from "hubcache";
+import { type HubcacheEvent, type Storage, entryPaths, handleHash, openStorage, resolve } from "hubcache";
 import { spawnResolve, resolvedPath, until } from "./helpers/cli.js";
 import { waitUntil } from "./helpers/processes.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
@@ -23,6 +15,7 @@ import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
 import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
 import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
+import { expectCode } from "./helpers/assertions.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
@@ -55,17 +48,6 @@ after(async () => {
 /** A handle nobody resolved yet (its own cache entry), served by the hub through its proxy. */
 function freshHandle(): string {
   return `${hubProxy.endpoint}${MODEL}?run=${++counter}`;
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
 }
 
 async function keys(storage: Storage, prefix = ""): Promise<string[]> {

@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { buffer } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
-import { type HubcacheEvent, HubcacheError, entryPaths, modelInfo, openStorage, resolve } from "hubcache";
+import { type HubcacheEvent, entryPaths, modelInfo, openStorage, resolve } from "hubcache";
 import { loadSdk } from "../src/storage/sdk.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
@@ -14,6 +14,7 @@ import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./he
 import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
 import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
+import { expectCode } from "./helpers/assertions.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
@@ -28,17 +29,6 @@ let source: string;
 let tfjsSource: string;
 const bucket = uniqueBucket();
 let env: Record<string, string>;
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 async function upload(location: string, dir: string, storageEnv: Record<string, string>): Promise<void> {
   const storage = await openStorage(location, { env: storageEnv });

@@ -2,12 +2,13 @@
 // OpenStack Swift's S3 API (see test/helpers/swift.ts for where the server comes from).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { HubcacheError, entryPaths, openStorage, resolve } from "hubcache";
+import { entryPaths, openStorage, resolve } from "hubcache";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, createS3Bucket, s3Env, uniqueBucket } from "./helpers/object-stores.js";
 import { storageConformance } from "./helpers/storage-conformance.js";
 import { type SwiftServer, startSwift } from "./helpers/swift.js";
+import { expectCode } from "./helpers/assertions.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
@@ -23,17 +24,6 @@ before(async () => {
 after(async () => {
   if (!("skip" in swift)) await swift.stop();
 });
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 describe("OpenStack Swift s3api", { skip }, () => {
   storageConformance("OpenStack Swift s3api", {

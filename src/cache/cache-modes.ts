@@ -7,6 +7,7 @@
  *   in the shared cache first and only then asks the hub; what the hub sent is published to both;
  *   resolve returns the local path.
  */
+import { PROGRESS_INTERVAL_MS } from "../extract/with-progress.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { openStorage, type StorageOptions } from "../storage/open.js";
@@ -26,8 +27,6 @@ export interface CacheContext {
   signal?: AbortSignal | undefined;
   storage: StorageOptions;
 }
-
-const PROGRESS_INTERVAL_MS = 100;
 
 async function openCacheStorage(location: string, what: string, options: StorageOptions): Promise<Storage> {
   const storage = await openStorage(location, options);

@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
-import { type Storage, HubcacheError, probeCreateOnly } from "hubcache";
+import { type Storage, probeCreateOnly } from "hubcache";
+import { expectCode } from "./assertions.js";
 
 export interface ConformanceTarget {
   /** A fresh, empty storage root. */
@@ -37,17 +38,6 @@ async function keys(storage: Storage, prefix: string): Promise<string[]> {
   return out.sort();
 }
 
-async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<HubcacheError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof HubcacheError, `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
-
 export function storageConformance(name: string, target: ConformanceTarget): void {
   const readOnly = target.seed !== undefined;
   const put = async (storage: Storage, key: string, bytes: Buffer): Promise<void> => {
@@ -60,7 +50,7 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
     test("a missing object: stat is undefined, read is ERR_HUBCACHE_NOT_FOUND", async () => {
       const storage = await target.open();
       assert.equal(await storage.stat("nope/missing.bin"), undefined);
-      await rejectsWithCode(storage.read("nope/missing.bin"), "ERR_HUBCACHE_NOT_FOUND");
+      await expectCode(storage.read("nope/missing.bin"), "ERR_HUBCACHE_NOT_FOUND");
     });
 
     test("read back whole, stat reports size, version and time", async () => {
@@ -99,7 +89,7 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
     test("keys that could escape the root are refused", async () => {
       const storage = await target.open();
       for (const bad of ["../escape", "a/../../b", "/absolute", "a//b", "./a"]) {
-        await rejectsWithCode(storage.read(bad), "ERR_HUBCACHE_INVALID_CONFIG");
+        await expectCode(storage.read(bad), "ERR_HUBCACHE_INVALID_CONFIG");
       }
     });
 
@@ -107,10 +97,10 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
       test("read-only: writing, publishing, deleting and listing are refused with a coded error", async () => {
         const storage = await target.open();
         assert.equal(storage.readOnly, true);
-        await rejectsWithCode(storage.write("x", "y"), "ERR_HUBCACHE_UNSUPPORTED");
-        await rejectsWithCode(storage.publish("x", "y"), "ERR_HUBCACHE_UNSUPPORTED");
-        await rejectsWithCode(storage.delete("x"), "ERR_HUBCACHE_UNSUPPORTED");
-        await rejectsWithCode(keys(storage, ""), "ERR_HUBCACHE_UNSUPPORTED");
+        await expectCode(storage.write("x", "y"), "ERR_HUBCACHE_UNSUPPORTED");
+        await expectCode(storage.publish("x", "y"), "ERR_HUBCACHE_UNSUPPORTED");
+        await expectCode(storage.delete("x"), "ERR_HUBCACHE_UNSUPPORTED");
+        await expectCode(keys(storage, ""), "ERR_HUBCACHE_UNSUPPORTED");
       });
       return;
     }
@@ -162,7 +152,7 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
       const storage = await target.open();
       const mode = target.createOnly ?? "enforced";
       if (mode === "rejected") {
-        await rejectsWithCode(storage.write("c", "one", { ifAbsent: true }), "ERR_HUBCACHE_UNSUPPORTED");
+        await expectCode(storage.write("c", "one", { ifAbsent: true }), "ERR_HUBCACHE_UNSUPPORTED");
         assert.equal(await storage.stat("c"), undefined, "nothing was written");
       } else {
         assert.equal(await storage.write("c", "one", { ifAbsent: true }), true);
@@ -180,7 +170,7 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
       await storage.publish("t.tmp/a/b.bin", "t/a/b.bin");
       assert.deepEqual(await readAll(storage, "t/a/b.bin"), payload);
       assert.equal(await storage.stat("t.tmp/a/b.bin"), undefined);
-      await rejectsWithCode(storage.publish("t.tmp/missing", "t/missing"), "ERR_HUBCACHE_NOT_FOUND");
+      await expectCode(storage.publish("t.tmp/missing", "t/missing"), "ERR_HUBCACHE_NOT_FOUND");
     });
 
     test("delete removes; deleting a missing object is fine", async () => {
