@@ -2,22 +2,6 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
-import { newUid } from "./layout.js";
-
-/**
- * Write a whole file atomically: a unique temp name beside it, then a rename over the target.
- * Readers see the old content or the new, never a part. The temp is removed on failure.
- */
-export async function atomicWriteFile(file: string, content: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp${newUid()}`;
-  try {
-    await fs.writeFile(tmp, content, { flag: "wx" });
-    await fs.rename(tmp, file);
-  } catch (error) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw error;
-  }
-}
 
 export async function removeTree(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true, maxRetries: 3 });

@@ -1,30 +1,9 @@
-/** HTTP(S) requests to model hosts: status codes become coded errors with hints. */
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
+/** HTTP failures as coded errors: status codes and network errors become HubcacheErrors with hints. */
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { redactUrl } from "../redact.js";
-import { USER_AGENT } from "../version.js";
-import { type NodeResponse, nodeGet } from "./node-transport.js";
 import { networkErrorCode } from "./retry.js";
 
 export type FetchFunction = typeof globalThis.fetch;
-
-export interface HttpRequestOptions {
-  handle: string;
-  fetch?: FetchFunction | undefined;
-  signal?: AbortSignal | undefined;
-  headers?: Record<string, string> | undefined;
-  redirect?: RequestRedirect;
-}
-
-export interface HttpBody {
-  body: Readable;
-  status: number;
-  contentLength: number | undefined;
-  contentType: string | undefined;
-  /** Where the bytes finally came from, after redirects (redact before showing). */
-  finalUrl: string;
-}
 
 /** An error for a failed HTTP answer, with a hint that fits the status. */
 export function httpStatusError(status: number, handle: string, url: string): HubcacheError {
@@ -153,68 +132,4 @@ export function networkError(error: unknown, handle: string, url: string): Hubca
     hint: "Check your network, proxy (HTTPS_PROXY, NO_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
     cause: error,
   });
-}
-
-/** Proxy settings in the environment: the global fetch path handles those. */
-function proxyConfigured(env: NodeJS.ProcessEnv): boolean {
-  return ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"].some((name) =>
-    Boolean(env[name]),
-  );
-}
-
-function lengthOf(value: string | null | undefined): number | undefined {
-  return value != null && /^\d+$/.test(value) ? Number(value) : undefined;
-}
-
-/**
- * GET a URL and return its body as a Node stream; any non-2xx answer throws a coded error.
- * node:http(s) by default (fast path); the global fetch (or the caller's) when a `fetch` option
- * is given or a proxy is configured.
- */
-export async function httpGet(url: string, options: HttpRequestOptions): Promise<HttpBody> {
-  const headers = { "user-agent": USER_AGENT, "accept-encoding": "identity", ...options.headers };
-  if (options.fetch === undefined && !proxyConfigured(process.env) && /^https?:/i.test(url)) {
-    let response: NodeResponse;
-    try {
-      response = await nodeGet(url, { headers, signal: options.signal });
-    } catch (error) {
-      throw networkError(error, options.handle, url);
-    }
-    if (response.status < 200 || response.status >= 300) {
-      response.body.resume();
-      throw httpStatusError(response.status, options.handle, response.url);
-    }
-    const type = response.headers["content-type"];
-    return {
-      body: response.body,
-      status: response.status,
-      contentLength: lengthOf(response.headers["content-length"]),
-      contentType: Array.isArray(type) ? type[0] : type,
-      finalUrl: response.url,
-    };
-  }
-  const fetchImpl = options.fetch ?? globalThis.fetch;
-  let response: Response;
-  try {
-    response = await fetchImpl(url, {
-      headers,
-      redirect: options.redirect ?? "follow",
-      signal: options.signal ?? null,
-    });
-  } catch (error) {
-    throw networkError(error, options.handle, url);
-  }
-  if (!response.ok) {
-    await response.body?.cancel().catch(() => undefined);
-    throw httpStatusError(response.status, options.handle, response.url || url);
-  }
-  return {
-    body: response.body
-      ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
-      : Readable.from([]),
-    status: response.status,
-    contentLength: lengthOf(response.headers.get("content-length")),
-    contentType: response.headers.get("content-type") ?? undefined,
-    finalUrl: response.url || url,
-  };
 }

@@ -10,11 +10,6 @@ export function objectNotFound(location: string, cause?: unknown): HubcacheError
 
 const missingBuckets = new WeakSet<HubcacheError>();
 
-/** Is this the "bucket does not exist" error (as opposed to a missing object)? */
-export function isBucketNotFound(error: unknown): boolean {
-  return error instanceof HubcacheError && missingBuckets.has(error);
-}
-
 /** Is this a missing object (not a missing bucket)? */
 export function isObjectNotFound(error: unknown): boolean {
   return error instanceof HubcacheError && error.code === ErrorCode.NOT_FOUND && !missingBuckets.has(error);

@@ -442,11 +442,3 @@ export class S3Storage implements Storage {
     }
   }
 }
-
-/** For tests: forget cached clients (their settings came from an environment that changed). */
-export function resetS3Clients(): void {
-  for (const clients of clientCache.values()) {
-    clients.then((c) => c.signed.destroy()).catch(() => undefined);
-  }
-  clientCache.clear();
-}
