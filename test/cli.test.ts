@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { entryPaths } from "hubcache";
@@ -193,6 +194,23 @@ describe("hubcache resolve", () => {
     );
     assert.equal(notHub.code, 1);
     assert.match(notHub.stderr, /Expected 303 See other HTTP response but received code 200/);
+  });
+});
+
+describe("every cache-using command reports lock waits", () => {
+  test("hubcache info, blocked by a live holder's lock, says whom it waits for, then takes over", async () => {
+    const cacheDir = await tempDir();
+    const handle = hub.handle("/upscaler/default/1");
+    // A holder on this host that is alive (this test process) but makes no progress.
+    const holder = `${os.hostname()}.${process.pid}.${"ab".repeat(16)}`;
+    await fs.writeFile(entryPaths(cacheDir, handle).lock, holder);
+    const run = await cli(["info", "--cache-dir", cacheDir, handle], { HUBCACHE_LOCK_TIMEOUT: "2" });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stderr,
+      new RegExp(`^waiting: .* is being downloaded by ${holder.replace(/\./g, "\\.")}`, "m"),
+    );
+    assert.match(run.stderr, /^took over the download of /m);
   });
 });
 

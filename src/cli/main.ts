@@ -1,16 +1,10 @@
 /** The `hubcache` command: parses arguments, calls the library, prints, returns an exit code. */
 import { parseArgs } from "node:util";
-import type { HubcacheEvent } from "../events.js";
-import type { ModelFormat } from "../handle.js";
 import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
 import { VERSION } from "../version.js";
 import { type Output, errorJson, formatError, processOutput } from "./output.js";
-import { createProgressReporter, describeEvent } from "./progress-bar.js";
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, cacheOptions, usageError } from "./common.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -73,11 +67,6 @@ Environment:
 
 Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
 `;
-
-function usageError(message: string, out: Output): number {
-  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
-  return EXIT_USAGE;
-}
 
 export interface CliContext {
   out?: Output;
@@ -157,10 +146,6 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     return EXIT_OK;
   }
   if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
-  const format = values.format ?? "auto";
-  if (!["auto", "saved-model", "tfjs"].includes(format)) {
-    return usageError(`--format must be auto, saved-model or tfjs, not "${format}".`, out);
-  }
   const numberFlag = (name: string, value: string | undefined): number | undefined | Error => {
     if (value === undefined) return undefined;
     const n = Number(value);
@@ -173,41 +158,20 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
   if (lockTimeout instanceof Error) return usageError(lockTimeout.message, out);
   if (maxExtract instanceof Error) return usageError(maxExtract.message, out);
 
-  const env = context.env ?? process.env;
-  const stderrIsTTY = context.stderrIsTTY ?? Boolean(process.stderr.isTTY);
-  const showProgress = !values.quiet && (stderrIsTTY || Boolean(env.TFHUB_DOWNLOAD_PROGRESS));
-  const reporter = showProgress ? createProgressReporter(process.stderr, stderrIsTTY) : undefined;
-  const onEvent = (event: HubcacheEvent): void => {
-    if (reporter) reporter.onEvent(event);
-    else if (!values.quiet) {
-      const text =
-        event.type === "lock-wait" || event.type === "lock-takeover" || event.type === "warning"
-          ? describeEvent(event)
-          : undefined;
-      if (text) out.stderr(`${text}\n`);
-    }
-  };
-
+  const setup = cacheOptions(values, out, {
+    env: context.env ?? process.env,
+    stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+  });
+  if (typeof setup === "string") return usageError(setup, out);
   const options: ResolveOptions = {
-    env,
-    flags: {
-      tfhub_cache_dir: values.tfhub_cache_dir,
-      tfhub_model_load_format: values.tfhub_model_load_format,
-    },
-    modelFormat: format as ModelFormat,
-    onEvent,
-    ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
+    ...setup.options,
     ...(values["shared-cache"] === undefined ? {} : { sharedCache: values["shared-cache"] }),
-    ...(values["load-format"] === undefined
-      ? {}
-      : { loadFormat: values["load-format"] as ResolveOptions["loadFormat"] }),
-    ...(values.offline ? { offline: true } : {}),
     ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
     ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
   };
 
   const results = await Promise.allSettled(positionals.map((handle) => resolve(handle, options)));
-  reporter?.stop();
+  setup.stop();
   const failed = results.some((r) => r.status === "rejected");
   if (values.json) {
     const rows = results.map((r, i) =>

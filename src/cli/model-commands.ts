@@ -5,12 +5,10 @@
 import { parseArgs } from "node:util";
 import type * as TfCore from "@tensorflow/tfjs-core";
 import { ErrorCode, HubcacheError } from "../errors.js";
-import type { HubcacheEvent } from "../events.js";
-import type { LoadFormat, ModelFormat } from "../handle.js";
 import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
-import { type LoadOptions, load } from "../load/load.js";
+import { load } from "../load/load.js";
 import { type Output, errorJson, formatBytes, formatError } from "./output.js";
-import { createProgressReporter } from "./progress-bar.js";
+import { type CommandContext, EXIT_FAILURE, EXIT_OK, cacheOptions, usageError } from "./common.js";
 
 const COMMON_FLAGS = `  --cache-dir DIR            cache directory (else TFHUB_CACHE_DIR, --tfhub_cache_dir, <tmpdir>/tfhub_modules)
   --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
@@ -49,11 +47,6 @@ ${COMMON_FLAGS}
   --no-run                   load only, do not run the model
 `;
 
-interface CommandContext {
-  env: NodeJS.ProcessEnv;
-  stderrIsTTY: boolean;
-}
-
 const FLAG_OPTIONS = {
   "cache-dir": { type: "string" },
   tfhub_cache_dir: { type: "string" },
@@ -71,47 +64,12 @@ const FLAG_OPTIONS = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAG_OPTIONS; allowPositionals: true }>>["values"];
 
-function usage(message: string, out: Output): number {
-  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
-  return 2;
-}
-
 function parse(args: readonly string[], out: Output): { values: Flags; positionals: string[] } | number {
   try {
     return parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
   } catch (error) {
-    return usage(error instanceof Error ? error.message : String(error), out);
+    return usageError(error instanceof Error ? error.message : String(error), out);
   }
-}
-
-function options(
-  values: Flags,
-  out: Output,
-  context: CommandContext,
-): { options: LoadOptions; stop: () => void } | string {
-  const format = values.format ?? "auto";
-  if (!["auto", "saved-model", "tfjs"].includes(format)) {
-    return `--format must be auto, saved-model or tfjs, not "${format}".`;
-  }
-  const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
-  const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
-  const onEvent = (event: HubcacheEvent): void => {
-    reporter?.onEvent(event);
-    if (event.type === "warning" && !values.quiet) out.stderr(`warning: ${event.message}\n`);
-  };
-  const options: LoadOptions = {
-    env: context.env,
-    flags: {
-      tfhub_cache_dir: values.tfhub_cache_dir,
-      tfhub_model_load_format: values.tfhub_model_load_format,
-    },
-    modelFormat: format as ModelFormat,
-    onEvent,
-    ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
-    ...(values["load-format"] === undefined ? {} : { loadFormat: values["load-format"] as LoadFormat }),
-    ...(values.offline ? { offline: true } : {}),
-  };
-  return { options, stop: () => reporter?.stop() };
 }
 
 const KIND_NAMES: Record<ModelInfo["kind"], string> = {
@@ -184,11 +142,11 @@ export async function infoCommand(
   const { values, positionals } = parsed;
   if (values.help) {
     out.stdout(INFO_HELP);
-    return 0;
+    return EXIT_OK;
   }
-  if (positionals.length === 0) return usage("info needs at least one HANDLE.", out);
-  const setup = options(values, out, context);
-  if (typeof setup === "string") return usage(setup, out);
+  if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out);
+  const setup = cacheOptions(values, out, context);
+  if (typeof setup === "string") return usageError(setup, out);
   const results = await Promise.allSettled(positionals.map((handle) => modelInfo(handle, setup.options)));
   setup.stop();
   const failed = results.some((r) => r.status === "rejected");
@@ -197,7 +155,7 @@ export async function infoCommand(
       r.status === "fulfilled" ? r.value : { handle: positionals[i], error: errorJson(r.reason) },
     );
     out.stdout(`${JSON.stringify(rows, null, 2)}\n`);
-    return failed ? 1 : 0;
+    return failed ? EXIT_FAILURE : EXIT_OK;
   }
   const blocks: string[] = [];
   for (const r of results) {
@@ -205,7 +163,7 @@ export async function infoCommand(
     else out.stderr(formatError(r.reason));
   }
   out.stdout(blocks.join("\n"));
-  return failed ? 1 : 0;
+  return failed ? EXIT_FAILURE : EXIT_OK;
 }
 
 function parseShape(text: string): number[] | undefined {
@@ -226,19 +184,19 @@ export async function loadCommand(
   const { values, positionals } = parsed;
   if (values.help) {
     out.stdout(LOAD_HELP);
-    return 0;
+    return EXIT_OK;
   }
-  if (positionals.length !== 1) return usage("load needs exactly one HANDLE.", out);
+  if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out);
   const backend = values.backend;
   if (backend !== undefined && backend !== "cpu" && backend !== "wasm") {
-    return usage(`--backend must be cpu or wasm, not "${backend}".`, out);
+    return usageError(`--backend must be cpu or wasm, not "${backend}".`, out);
   }
   const shapes = (values["input-shape"] ?? []).map(parseShape);
   if (shapes.some((s) => s === undefined)) {
-    return usage("--input-shape takes positive integers: 1,192,192,3.", out);
+    return usageError("--input-shape takes positive integers: 1,192,192,3.", out);
   }
-  const setup = options(values, out, context);
-  if (typeof setup === "string") return usage(setup, out);
+  const setup = cacheOptions(values, out, context);
+  if (typeof setup === "string") return usageError(setup, out);
   const opts = setup.options;
   const handle = positionals[0] ?? "";
   try {
@@ -277,11 +235,11 @@ export async function loadCommand(
       tf.dispose([...xs, ...ys]);
     }
     model.dispose();
-    return 0;
+    return EXIT_OK;
   } catch (error) {
     setup.stop();
     out.stderr(formatError(error));
-    return 1;
+    return EXIT_FAILURE;
   }
 }
 
