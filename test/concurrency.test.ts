@@ -14,8 +14,8 @@ import { inspectEntry } from "../src/cache/manifest.js";
 import { ErrorCode, HubcacheError } from "../src/errors.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolve.js";
-import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
-import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { readTree, savedModelDir, tempDir } from "./helpers/fixtures.js";
+import { type HubServer } from "./helpers/hub-server.js";
 import {
   TEST_TIMEOUT_MS,
   deadPid,
@@ -25,30 +25,21 @@ import {
   waitForFile,
   waitUntil,
 } from "./helpers/processes.js";
+import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
 
 let server: HubServer;
 let modelDir: string;
 let archive: Buffer;
-let counter = 0;
+let host: ModelHost;
 
 before(async () => {
-  server = await startHubServer();
-  modelDir = await savedModelDir(256 * 1024);
-  archive = await tarGz(modelDir);
+  host = await startModelHost("concurrency", await savedModelDir(256 * 1024));
+  ({ server, modelDir, archive } = host);
 });
 after(() => server.close());
 
 /** A fresh model path on the host (so each test counts its own downloads) and a fresh cache dir. */
-async function fresh(): Promise<{ handle: string; cacheDir: string; downloads: () => number }> {
-  const modelPath = `/google/concurrency-${++counter}/1`;
-  server.add(modelPath, { archive });
-  const storagePath = `/storage${modelPath}.tar.gz`;
-  return {
-    handle: server.handle(modelPath),
-    cacheDir: await tempDir("hubcache-concurrency-"),
-    downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
-  };
-}
+const fresh = (): Promise<FreshModel> => host.fresh();
 
 async function assertHealthyEntry(cacheDir: string, handle: string): Promise<void> {
   const paths = entryPaths(cacheDir, handle);

@@ -15,34 +15,26 @@ import { inspectEntry } from "../src/cache/manifest.js";
 import { PAUSE_POINTS, type PausePoint } from "../src/cache/test-pause.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
-import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
-import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { readTree, savedModelDir, tempDir } from "./helpers/fixtures.js";
+import { type HubServer } from "./helpers/hub-server.js";
 import { leftovers, startCli, waitForFile, TEST_TIMEOUT_MS } from "./helpers/processes.js";
+import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
 
 const TEN_MINUTES = 10 * 60_000;
 
 let server: HubServer;
 let modelDir: string;
 let archive: Buffer;
-let counter = 0;
+let host: ModelHost;
 
 before(async () => {
-  server = await startHubServer();
-  modelDir = await savedModelDir(256 * 1024);
-  archive = await tarGz(modelDir);
+  host = await startModelHost("crash", await savedModelDir(256 * 1024));
+  ({ server, modelDir, archive } = host);
 });
 after(() => server.close());
 
-async function fresh(): Promise<{ handle: string; cacheDir: string; downloads: () => number }> {
-  const modelPath = `/google/crash-${++counter}/1`;
-  server.add(modelPath, { archive });
-  const storagePath = `/storage${modelPath}.tar.gz`;
-  return {
-    handle: server.handle(modelPath),
-    cacheDir: await tempDir("hubcache-crash-"),
-    downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
-  };
-}
+/** A fresh model path on the host (so each test counts its own downloads) and a fresh cache dir. */
+const fresh = (): Promise<FreshModel> => host.fresh();
 
 /** Start `hubcache resolve` frozen at `point`; resolves once it is frozen there. */
 async function frozenAt(

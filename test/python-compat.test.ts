@@ -12,8 +12,8 @@ import { entryPaths } from "../src/cache/layout.js";
 import { inspectEntry } from "../src/cache/manifest.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
-import { readTree, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
-import { type HubServer, startHubServer } from "./helpers/hub-server.js";
+import { readTree, upscalerModelDir } from "./helpers/fixtures.js";
+import { type HubServer } from "./helpers/hub-server.js";
 import {
   PYTHON_TFHUB,
   type Running,
@@ -24,6 +24,7 @@ import {
   waitUntil,
   TEST_TIMEOUT_MS,
 } from "./helpers/processes.js";
+import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
 
 const python = findPython();
 const skip = python === undefined ? "python3 is not installed" : false;
@@ -31,25 +32,16 @@ const skip = python === undefined ? "python3 is not installed" : false;
 let server: HubServer;
 let modelDir: string;
 let archive: Buffer;
-let counter = 0;
+let host: ModelHost;
 
 before(async () => {
-  server = await startHubServer();
-  modelDir = await upscalerModelDir();
-  archive = await tarGz(modelDir);
+  host = await startModelHost("python", await upscalerModelDir());
+  ({ server, modelDir, archive } = host);
 });
 after(() => server.close());
 
-async function fresh(): Promise<{ handle: string; cacheDir: string; downloads: () => number }> {
-  const modelPath = `/google/python-compat-${++counter}/1`;
-  server.add(modelPath, { archive });
-  const storagePath = `/storage${modelPath}.tar.gz`;
-  return {
-    handle: server.handle(modelPath),
-    cacheDir: await tempDir("hubcache-python-"),
-    downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
-  };
-}
+/** A fresh model path on the host (so each test counts its own downloads) and a fresh cache dir. */
+const fresh = (): Promise<FreshModel> => host.fresh();
 
 /** The TF Hub re-enactment resolving `handle`; its "download" copies the model in small slow chunks. */
 function startPython(
