@@ -1,7 +1,7 @@
 // Runs every test file with Node's own test runner (TypeScript through tsx), with a guard that
 // keeps every test process, and every Node child it starts, on this machine (loopback only).
 import { spawnSync } from "node:child_process";
-import { copyFileSync, chmodSync, readdirSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -12,13 +12,18 @@ const files = readdirSync("test")
   .filter((file) => only.length === 0 || only.some((pattern) => file.includes(pattern)))
   .sort();
 
-// A world-readable copy: tests also run children as an unprivileged user.
-const guard = path.join(os.tmpdir(), `hubcache-loopback-guard-${process.pid}.mjs`);
+// Every temp dir the tests make goes under one folder for this run, removed at the end. It is
+// world-traversable, and the guard's copy in it world-readable: tests also run children as an
+// unprivileged user.
+const runTmp = mkdtempSync(path.join(os.tmpdir(), "hubcache-tests-"));
+chmodSync(runTmp, 0o755);
+const guard = path.join(runTmp, "loopback-guard.mjs");
 copyFileSync("test/helpers/loopback-guard.mjs", guard);
 chmodSync(guard, 0o644);
 
 const env = {
   ...process.env,
+  TMPDIR: runTmp,
   NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${guard}`.trim(),
   // Cloud SDKs must never look for credentials or metadata servers off this machine.
   AWS_EC2_METADATA_DISABLED: "true",
@@ -30,4 +35,5 @@ const result = spawnSync(
   ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
   { stdio: "inherit", env },
 );
+rmSync(runTmp, { recursive: true, force: true, maxRetries: 3 });
 process.exit(result.status ?? 1);
