@@ -9,7 +9,8 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { entryPaths, lockContent, newUid } from "../src/cache/layout.js";
-import { acquireLock } from "../src/cache/lock.js";
+import { GUARD_STALE_MS, acquireLock, lockGuardPath } from "../src/cache/lock.js";
+import { sweepCacheDir } from "../src/cache/orphans.js";
 import { inspectEntry } from "../src/cache/manifest.js";
 import { ErrorCode, HubcacheError } from "../src/errors.js";
 import type { HubcacheEvent } from "../src/events.js";
@@ -258,39 +259,79 @@ describe("concurrency: many resolvers, one download", () => {
   }
 
   test(
-    "10 waiters racing to take over the same dead lock: exactly one gets it",
+    "20 waiters racing to take over the same dead lock: exactly one gets it, 25 times over",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const cacheDir = await tempDir("hubcache-concurrency-");
-      const handle = "https://example.com/model/race";
-      const paths = entryPaths(cacheDir, handle);
-      // Our own PID, a uid we do not hold, last touched before this process started: a leftover.
-      const stale = `${os.hostname()}.${process.pid}.${newUid()}`;
-      await fs.writeFile(paths.lock, stale);
-      await age(paths.lock, 3600);
-      let done = false;
-      const events: HubcacheEvent[] = [];
-      const waiters = Array.from({ length: 10 }, () =>
-        acquireLock(paths, {
-          handle,
-          timeoutMs: 60_000,
-          emit: (event) => events.push(event),
-          entryReady: () => done,
-          pollMs: 5,
-        }),
-      );
-      const winner = await Promise.race(waiters.map((w) => w.then((lock) => lock && w)));
-      setTimeout(() => (done = true), 1500); // let the others look at the new lock for a while
-      const results = await Promise.all(waiters);
-      const held = results.filter((lock) => lock !== undefined);
-      assert.equal(held.length, 1, "one holder");
-      assert.ok(winner);
-      assert.equal(events.filter((e) => e.type === "lock-takeover").length, 1, "one takeover");
-      assert.equal(await fs.readFile(paths.lock, "utf8"), held[0]?.content);
-      await held[0]?.release();
-      assert.deepEqual(await leftovers(cacheDir), []);
+      // The race is between one waiter removing the dead lock and creating its own, and another
+      // waiter that judged the dead lock stale a moment earlier and now tries to remove it: that
+      // must never remove (or even briefly move away) the new lock. Repeated, because an unsafe
+      // removal loses only a narrow race (about one round in four failed before the guard).
+      for (let round = 0; round < 25; round++) {
+        const cacheDir = await tempDir("hubcache-concurrency-");
+        const handle = "https://example.com/model/race";
+        const paths = entryPaths(cacheDir, handle);
+        // Our own PID, a uid we do not hold, last touched before this process started: a leftover.
+        const stale = `${os.hostname()}.${process.pid}.${newUid()}`;
+        await fs.writeFile(paths.lock, stale);
+        await age(paths.lock, 3600);
+        let done = false;
+        const events: HubcacheEvent[] = [];
+        const waiters = Array.from({ length: 20 }, () =>
+          acquireLock(paths, {
+            handle,
+            timeoutMs: 60_000,
+            emit: (event) => events.push(event),
+            entryReady: () => done,
+            pollMs: 1,
+          }),
+        );
+        const winner = await Promise.race(waiters.map((w) => w.then((lock) => lock && w)));
+        setTimeout(() => (done = true), 30); // let the others look at the new lock for a while
+        const results = await Promise.all(waiters);
+        const held = results.filter((lock) => lock !== undefined);
+        assert.equal(held.length, 1, `one holder (round ${round})`);
+        assert.ok(winner);
+        assert.equal(events.filter((e) => e.type === "lock-takeover").length, 1, "one takeover");
+        assert.equal(await fs.readFile(paths.lock, "utf8"), held[0]?.content);
+        await held[0]?.release();
+        assert.deepEqual(await leftovers(cacheDir), []);
+      }
     },
   );
+
+  test("a removal guard left by a dead remover is broken at once; a live one is waited for", async () => {
+    const cacheDir = await tempDir("hubcache-concurrency-");
+    const paths = entryPaths(cacheDir, "https://example.com/model/guard");
+    const guard = lockGuardPath(paths.lock);
+    const dead = await deadPid();
+    await fs.writeFile(paths.lock, `${os.hostname()}.${dead}.${newUid()}`);
+    await age(paths.lock, 60);
+    await fs.writeFile(guard, `${os.hostname()}.${dead}.${newUid()}`);
+    const lock = await acquireLock(paths, {
+      handle: "h",
+      timeoutMs: 60_000,
+      emit: () => undefined,
+      entryReady: () => false,
+      pollMs: 5,
+    });
+    assert.ok(lock, "took over despite the dead remover's guard");
+    // A live remover's guard (this process, fresh): release waits for it, then removes the lock.
+    await fs.writeFile(guard, lockContent(newUid()));
+    let released = false;
+    const releasing = lock.release().then(() => (released = true));
+    await sleep(200);
+    assert.equal(released, false, "waits while another remover holds the guard");
+    await fs.rm(guard);
+    await releasing;
+    assert.deepEqual(await leftovers(cacheDir), []);
+    // A guard untouched for longer than GUARD_STALE_MS (its remover froze or crashed elsewhere) is swept.
+    await fs.writeFile(guard, lockContent(newUid()));
+    await sweepCacheDir(cacheDir, { timeoutMs: 60_000, emit: () => undefined });
+    assert.deepEqual(await leftovers(cacheDir), [path.basename(guard)], "a fresh guard is kept");
+    await age(guard, GUARD_STALE_MS / 1000 + 1);
+    await sweepCacheDir(cacheDir, { timeoutMs: 60_000, emit: () => undefined });
+    assert.deepEqual(await leftovers(cacheDir), []);
+  });
 
   test(
     "waiters report who they wait for at most every reportEveryMs",

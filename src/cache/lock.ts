@@ -9,8 +9,8 @@
  * - a holder on this host that is gone (dead PID, reused PID, zombie) is taken over within seconds;
  * - any other holder is taken over only after `timeoutMs` without progress (lock content or mtime, or
  *   the byte size of its temp dir), so a holder that progresses, even on another host, is never robbed;
- * - a takeover moves the lock to a private name before looking at it again, so two waiters that
- *   judge the same lock stale never remove the lock one of them has just created;
+ * - every removal takes a short-lived guard (`<hash>.lock.guard`) and checks the lock again under it,
+ *   so two waiters that judge the same lock stale never remove the lock one of them has just created;
  * - permission and missing-directory errors fail at once (TF Hub issues #415, #261).
  * The lock only saves bandwidth: correctness comes from unique temp dirs and an atomic rename, and a
  * holder that lost its lock never publishes (local-cache.ts).
@@ -155,37 +155,87 @@ export async function readLock(file: string): Promise<LockState | undefined> {
   }
 }
 
+/** A guard untouched this long was left by a crashed remover (it is held for milliseconds). */
+export const GUARD_STALE_MS = 5000;
+
+/** The guard that serializes removals of `lock`: `<hash>.lock.guard`. */
+export function lockGuardPath(lock: string): string {
+  return `${lock}.guard`;
+}
+
 /**
  * Remove the lock `file` only if it is still the one we looked at (`expected` content, `ino`).
- * It is first moved to a private name, so of several removers only one gets it; if what was moved
- * turns out to be a newer lock, it is put back (unless an even newer one exists).
+ * Every remover (a takeover, a sweep, a holder releasing its own lock) first takes the guard
+ * `<hash>.lock.guard`, created exclusively, then checks and unlinks: so a lock created a moment ago by
+ * a waiter is never removed by another waiter that judged its predecessor stale, and the lock file is
+ * never absent while some holder still has it. (An earlier rename-check-put-back scheme had a window
+ * where a third waiter could create a lock while a newer one was moved aside: two holders.)
  * True if we removed it.
  */
 export async function removeLockIf(
   file: string,
   expected: { content: string; ino?: number },
 ): Promise<boolean> {
-  const claim = `${file}.tmp${newUid()}`;
+  const guard = await takeGuard(lockGuardPath(file));
   try {
-    await fs.rename(file, claim);
+    const current = await readLock(file);
+    if (!current || current.content !== expected.content) return false;
+    if (expected.ino !== undefined && current.ino !== expected.ino) return false;
+    try {
+      await fs.unlink(file);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return false;
+      throw error;
+    }
+    return true;
+  } finally {
+    await guard.release();
+  }
+}
+
+/** Take the removal guard, waiting while another remover holds it (milliseconds) or breaking a stale one. */
+async function takeGuard(guard: string): Promise<{ release(): Promise<void> }> {
+  const content = lockContent(newUid());
+  for (let attempt = 0; ; attempt++) {
+    const file = await createExclusive(guard, content);
+    if (file) {
+      return {
+        async release() {
+          const ino = (await file.stat().catch(() => undefined))?.ino;
+          await file.close().catch(() => undefined);
+          // Still ours? (Only a remover that judged us stale, after GUARD_STALE_MS, would have replaced it.)
+          const current = await fs.stat(guard).catch(() => undefined);
+          if (current && current.ino === ino) await fs.rm(guard, { force: true }).catch(() => undefined);
+        },
+      };
+    }
+    await breakGuardIfStale(guard);
+    // Removers hold the guard for a few system calls: poll fast, with jitter so waiters spread out.
+    await sleep(Math.min(1 + attempt, 20) + Math.random() * 3);
+  }
+}
+
+/**
+ * Remove a guard whose holder is gone (this host, dead PID) or that is older than GUARD_STALE_MS.
+ * Two breakers may race here; the worst outcome is two removers at once, i.e. the pre-guard
+ * behaviour in a crash-after-crash corner, and even then correctness never depends on the lock.
+ */
+export async function breakGuardIfStale(guard: string): Promise<boolean> {
+  try {
+    const stat = await fs.stat(guard);
+    const content = await fs.readFile(guard, "utf8").catch(() => "");
+    const stale =
+      Date.now() - stat.mtimeMs > GUARD_STALE_MS ||
+      (content !== "" && holderIsGone(parseLockContent(content), stat.mtimeMs, ownLockUids()));
+    if (!stale) return false;
+    const again = await fs.stat(guard);
+    if (again.ino !== stat.ino) return false;
+    await fs.unlink(guard);
+    return true;
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return false;
     throw error;
   }
-  let matches = false;
-  try {
-    const [content, stat] = await Promise.all([fs.readFile(claim, "utf8"), fs.stat(claim)]);
-    matches = content === expected.content && (expected.ino === undefined || stat.ino === expected.ino);
-  } catch {
-    matches = false;
-  }
-  if (!matches) {
-    // A newer lock: put it back. If that fails (an even newer lock exists, or no hard links), its
-    // holder keeps downloading without a lock file; correctness never depended on it.
-    await fs.link(claim, file).catch(() => undefined);
-  }
-  await fs.rm(claim, { force: true }).catch(() => undefined);
-  return matches;
 }
 
 /** Remove what a holder with `uid` left for this entry: its temp dir and its temp files. */

@@ -17,6 +17,7 @@ import { holderIsGone } from "./holder.js";
 import { type EntryPaths, entryPathsForHash } from "./layout.js";
 import {
   type LockState,
+  breakGuardIfStale,
   holderGoneAndQuiet,
   ownLockUids,
   readLock,
@@ -27,7 +28,9 @@ import type { Manifest } from "./manifest.js";
 
 const LOCK_NAME = /^([0-9a-f]{40})\.lock$/;
 const TMP_DIR_NAME = /^([0-9a-f]{40})\.([0-9a-f]{32})\.tmp$/;
-const TMP_FILE_NAME = /^([0-9a-f]{40})\.(?:lock|descriptor\.txt|hubcache\.json)\.tmp([0-9a-f]{32})$/;
+const TMP_FILE_NAME =
+  /^([0-9a-f]{40})\.(?:lock|lock\.guard|descriptor\.txt|hubcache\.json)\.tmp([0-9a-f]{32})$/;
+const GUARD_NAME = /^[0-9a-f]{40}\.lock\.guard$/;
 
 export interface SweepOptions {
   /** Leftovers untouched for longer than this, and owned by no current lock, are removed. */
@@ -63,6 +66,7 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
     }
   }
   for (const name of names) {
+    if (GUARD_NAME.test(name)) await breakGuardIfStale(path.join(cacheDir, name)).catch(() => false);
     const match = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name);
     const [, hash, uid] = match ?? [];
     if (hash === undefined || uid === undefined) continue;

@@ -129,5 +129,5 @@ export async function deadPid(): Promise<number> {
 /** Names in the cache dir that a finished, healthy cache must not hold: locks and temp files or dirs. */
 export async function leftovers(cacheDir: string): Promise<string[]> {
   const names = await fs.readdir(cacheDir);
-  return names.filter((name) => /\.lock$|\.tmp$|\.tmp[0-9a-f]{32}$|\.partial$/.test(name)).sort();
+  return names.filter((name) => /\.lock$|\.guard$|\.tmp$|\.tmp[0-9a-f]{32}$|\.partial$/.test(name)).sort();
 }
