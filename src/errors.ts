@@ -22,14 +22,16 @@ export const ErrorCode = {
   UNEXPECTED_RESPONSE: "ERR_HUBCACHE_UNEXPECTED_RESPONSE",
   ABORTED: "ERR_HUBCACHE_ABORTED",
   IO: "ERR_HUBCACHE_IO",
-  /** An optional peer dependency (a TensorFlow.js package) is not installed. */
-  PEER_MISSING: "ERR_HUBCACHE_PEER_MISSING",
   /** TensorFlow.js is installed but no backend (cpu, wasm, ...) is registered. */
   NO_BACKEND: "ERR_HUBCACHE_NO_BACKEND",
   /** `load()` was given a TensorFlow SavedModel (or TF1 Hub module), which TF.js cannot run. */
   SAVED_MODEL: "ERR_HUBCACHE_SAVED_MODEL",
   /** The files are not a usable TF.js model (no model.json, bad manifest, missing or short weight files). */
   INVALID_MODEL: "ERR_HUBCACHE_INVALID_MODEL",
+  /**
+   * A package this operation needs is not installed: a cloud SDK (optional dependency) for s3:// or
+   * gs://, or a TensorFlow.js package (peer dependency) for `load()`. The hint is the `npm install` line.
+   */
   MISSING_DEPENDENCY: "ERR_HUBCACHE_MISSING_DEPENDENCY",
 } as const;
 

@@ -83,17 +83,17 @@ catch (e) { console.log(JSON.stringify({ ok: false, code: e.code, message: e.mes
   return JSON.parse(child.stdout.trim().split("\n").at(-1) ?? "{}") as Outcome;
 }
 
-test("no TF.js at all: ERR_HUBCACHE_PEER_MISSING with the exact install command", LIMIT, async () => {
+test("no TF.js at all: ERR_HUBCACHE_MISSING_DEPENDENCY with the exact install command", LIMIT, async () => {
   const dir = await project({});
   const graph = loadIn(dir, graphDir);
-  assert.equal(graph.code, "ERR_HUBCACHE_PEER_MISSING", graph.message);
+  assert.equal(graph.code, "ERR_HUBCACHE_MISSING_DEPENDENCY", graph.message);
   assert.match(graph.message ?? "", /@tensorflow\/tfjs-core and @tensorflow\/tfjs-converter/);
   assert.match(
     graph.hint ?? "",
     /npm install @tensorflow\/tfjs-core @tensorflow\/tfjs-converter @tensorflow\/tfjs-backend-cpu/,
   );
   const keras = loadIn(dir, layersDir);
-  assert.equal(keras.code, "ERR_HUBCACHE_PEER_MISSING");
+  assert.equal(keras.code, "ERR_HUBCACHE_MISSING_DEPENDENCY");
   assert.match(
     keras.hint ?? "",
     /npm install @tensorflow\/tfjs-core @tensorflow\/tfjs-layers @tensorflow\/tfjs-backend-cpu/,
@@ -103,7 +103,7 @@ test("no TF.js at all: ERR_HUBCACHE_PEER_MISSING with the exact install command"
 test("tfjs-core but no converter: only the converter is named", LIMIT, async () => {
   const dir = await project({ link: ["@tensorflow/tfjs-core", "@tensorflow/tfjs-backend-cpu"] });
   const outcome = loadIn(dir, graphDir);
-  assert.equal(outcome.code, "ERR_HUBCACHE_PEER_MISSING");
+  assert.equal(outcome.code, "ERR_HUBCACHE_MISSING_DEPENDENCY");
   assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-converter\.$/);
   // The layers model needs tfjs-layers, also missing here.
   assert.match(loadIn(dir, layersDir).hint ?? "", /npm install @tensorflow\/tfjs-layers\.$/);
@@ -115,7 +115,7 @@ test(
   async () => {
     const dir = await project({ copyConverterAlone: true });
     const outcome = loadIn(dir, graphDir);
-    assert.equal(outcome.code, "ERR_HUBCACHE_PEER_MISSING", outcome.message);
+    assert.equal(outcome.code, "ERR_HUBCACHE_MISSING_DEPENDENCY", outcome.message);
     assert.match(outcome.hint ?? "", /npm install @tensorflow\/tfjs-core @tensorflow\/tfjs-backend-cpu/);
     assert.doesNotMatch(outcome.hint ?? "", /tfjs-converter/);
   },

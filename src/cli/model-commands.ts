@@ -250,7 +250,7 @@ async function startBackend(name: "cpu" | "wasm" | undefined): Promise<typeof Tf
     tf = await import("@tensorflow/tfjs-core");
   } catch (cause) {
     throw new HubcacheError(
-      ErrorCode.PEER_MISSING,
+      ErrorCode.MISSING_DEPENDENCY,
       "hubcache load needs TensorFlow.js, which is not installed.",
       {
         hint: "Run: npm install @tensorflow/tfjs-core @tensorflow/tfjs-converter @tensorflow/tfjs-layers @tensorflow/tfjs-backend-wasm",
@@ -265,7 +265,7 @@ async function startBackend(name: "cpu" | "wasm" | undefined): Promise<typeof Tf
       else await import("@tensorflow/tfjs-backend-cpu");
     } catch (cause) {
       if (name !== undefined || candidate === "cpu") {
-        throw new HubcacheError(ErrorCode.PEER_MISSING, `The ${candidate} backend is not installed.`, {
+        throw new HubcacheError(ErrorCode.MISSING_DEPENDENCY, `The ${candidate} backend is not installed.`, {
           hint: `Run: npm install @tensorflow/tfjs-backend-${candidate}`,
           cause,
         });

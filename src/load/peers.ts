@@ -52,7 +52,7 @@ function peerMissingError(format: TfjsModelFormat, missing: string[], cause: unk
   const install = [...missing, ...(needsBackend ? [DEFAULT_BACKEND] : [])];
   const kind = format === "graph-model" ? "graph model" : "layers model";
   return new HubcacheError(
-    ErrorCode.PEER_MISSING,
+    ErrorCode.MISSING_DEPENDENCY,
     `Loading a TF.js ${kind} needs ${missing.join(" and ")}, which ${missing.length === 1 ? "is" : "are"} not installed (TensorFlow.js is an optional peer dependency of hubcache).`,
     {
       hint:
