@@ -18,7 +18,7 @@ export interface LocateOptions extends ResolveOptions {
   openStore?: OpenModelStore;
 }
 
-/** What a model folder holds, judged from its files (local folders only). */
+/** What a model folder holds, judged from its files (local folders, and object-store folders). */
 export type FolderKind =
   { kind: "tfjs" } | { kind: "saved-model"; marker: string } | { kind: "unknown"; entries: string[] };
 
@@ -27,7 +27,7 @@ export interface LocatedModel {
   source: ModelSource;
   /** The model.json's path inside the source (normally "model.json"). */
   modelFile: string;
-  /** For local folders: what the folder holds. Remote sources are assumed to be TF.js. */
+  /** What the folder holds. Remote sources that cannot tell cheaply (http) are assumed to be TF.js. */
   folder: FolderKind;
   /** The cache entry's directory, when the model came through the cache. */
   cacheEntry: string | undefined;
@@ -95,10 +95,8 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
   switch (parsed.kind) {
     case "path":
       return { ...base, ...(await localModel(handle, parsed.path)), cacheEntry: undefined };
-    case "object-folder": {
-      const { source, modelFile } = await sourceForLocation(handle, context);
-      return { ...base, source, modelFile, folder: { kind: "tfjs" }, cacheEntry: undefined };
-    }
+    case "object-folder":
+      return { ...base, ...(await remoteModel(handle, context)), cacheEntry: undefined };
     case "http-uncompressed":
       if (parsed.modelFormat === "tfjs") {
         // TF.js's own remote read: model.json?tfjs-format=file, each weight file with the same query.
@@ -121,8 +119,7 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
   // names (UNCOMPRESSED), which may be remote.
   const location = await resolve(handle, options);
   if (location.includes("://")) {
-    const { source, modelFile } = await sourceForLocation(location, context);
-    return { ...base, source, modelFile, folder: { kind: "tfjs" }, cacheEntry: undefined };
+    return { ...base, ...(await remoteModel(location, context)), cacheEntry: undefined };
   }
   const found = await findModelFolder(location);
   return {
@@ -132,6 +129,25 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
     folder: found.folder,
     cacheEntry: location,
   };
+}
+
+/**
+ * A model folder on remote storage. Object stores can say cheaply which files exist, so a
+ * SavedModel there gets the same clear error as one on disk (TF Hub's UNCOMPRESSED mode and
+ * bucket caches mostly hold SavedModels); anything else is taken for TF.js, and reading its
+ * model.json then says what is missing, and where.
+ */
+async function remoteModel(
+  location: string,
+  context: Parameters<typeof sourceForLocation>[1],
+): Promise<{ source: ModelSource; modelFile: string; folder: FolderKind }> {
+  const { source, modelFile } = await sourceForLocation(location, context);
+  const tfjs = { source, modelFile, folder: { kind: "tfjs" } as FolderKind };
+  if (modelFile !== "model.json" || !source.exists || (await source.exists(modelFile))) return tfjs;
+  for (const marker of SAVED_MODEL_MARKERS) {
+    if (await source.exists(marker)) return { source, modelFile, folder: { kind: "saved-model", marker } };
+  }
+  return tfjs;
 }
 
 /** `handle/model.json?tfjs-format=file`, exactly what TF.js's `fromTFHub` asks for. */

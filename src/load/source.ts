@@ -6,7 +6,7 @@
  */
 import { createReadStream, promises as fs } from "node:fs";
 import path from "node:path";
-import { Readable } from "node:stream";
+import { Readable, addAbortSignal } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
 import { type HubcacheEvent, emitter } from "../events.js";
@@ -32,6 +32,8 @@ export interface ModelSource {
   size(file: string): Promise<number | undefined>;
   /** Every file with its size, when the source can list them (local folders). */
   list?(): Promise<{ path: string; size: number }[]>;
+  /** Whether a file exists, without reading it (sources that can tell cheaply: object stores). */
+  exists?(file: string): Promise<boolean>;
 }
 
 export interface SourceContext {
@@ -215,24 +217,38 @@ export function httpSource(base: string, query: string, options: HttpSourceOptio
     },
     async stream(file, signal) {
       const remote = await open(file, signal);
-      const chunks = remote.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-      return new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            const { done, value } = await chunks.next();
-            if (done) controller.close();
-            else controller.enqueue(value);
-          } catch (error) {
-            controller.error(broken(file, remote.url, error));
-          }
-        },
-        async cancel() {
-          await chunks.return?.();
-        },
-      });
+      return chunkStream(remote.stream as AsyncIterable<Uint8Array>, (error) =>
+        broken(file, remote.url, error),
+      );
     },
     size: () => Promise.resolve(undefined),
   };
+}
+
+async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+/** A web stream pulling from `chunks`; a failure is passed through `explain` first. */
+function chunkStream(
+  chunks: AsyncIterable<Uint8Array>,
+  explain: (error: unknown) => unknown,
+): ReadableStream<Uint8Array> {
+  const iterator = chunks[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await iterator.next();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        controller.error(explain(error));
+      }
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
+  });
 }
 
 /**
@@ -242,6 +258,13 @@ export function httpSource(base: string, query: string, options: HttpSourceOptio
 export interface ObjectReader {
   /** The object's bytes, or undefined when it does not exist. */
   read(key: string, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array | undefined>;
+  /** The object as a stream of chunks, or undefined when it does not exist. Default: `read`, in one chunk. */
+  stream?(
+    key: string,
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<AsyncIterable<Uint8Array> | undefined>;
+  /** Whether the object exists, without reading it. */
+  exists?(key: string): Promise<boolean>;
 }
 
 /** The model in an object store, under `prefix` (no trailing slash). */
@@ -252,28 +275,32 @@ export function storageSource(
   context: SourceContext = {},
 ): ModelSource {
   const folder = prefix.replace(/\/+$/, "");
-  const read = async (file: string, signal?: AbortSignal): Promise<Uint8Array> => {
+  const keyOf = (file: string): string => {
     const segments = modelFilePath(file, { handle: context.handle, location });
-    const key = folder ? `${folder}/${segments.join("/")}` : segments.join("/");
-    const bytes = await reader.read(key, { signal });
+    return folder ? `${folder}/${segments.join("/")}` : segments.join("/");
+  };
+  const read = async (file: string, signal?: AbortSignal): Promise<Uint8Array> => {
+    const bytes = await reader.read(keyOf(file), { signal });
     if (bytes === undefined) throw fileNotFound(file, location, context);
     return bytes;
   };
-  return {
+  const source: ModelSource = {
     location,
     local: false,
     read,
     async stream(file, signal) {
-      const bytes = await read(file, signal);
-      return new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(bytes);
-          controller.close();
-        },
-      });
+      const key = keyOf(file);
+      const chunks = reader.stream
+        ? await reader.stream(key, { signal })
+        : await reader.read(key, { signal }).then((bytes) => bytes && oneChunk(bytes));
+      if (chunks === undefined) throw fileNotFound(file, location, context);
+      return chunkStream(chunks, (error) => error);
     },
     size: () => Promise.resolve(undefined),
   };
+  const exists = reader.exists?.bind(reader);
+  if (exists) source.exists = (file) => exists(keyOf(file));
+  return source;
 }
 
 /** Opens an object store for a gs:// or s3:// location. */
@@ -332,14 +359,27 @@ export async function storageReader(location: string, storageOptions: StorageOpt
     );
   }
   const storage = await openStorage(`${parsed.scheme}://${parsed.bucket}`, storageOptions);
+  const open = async (key: string, signal: AbortSignal | undefined): Promise<Readable | undefined> => {
+    signal?.throwIfAborted();
+    try {
+      const { body } = await storage.read(key);
+      if (signal) addAbortSignal(signal, body);
+      return body;
+    } catch (error) {
+      if (isObjectNotFound(error)) return undefined;
+      throw error;
+    }
+  };
   return {
-    async read(key) {
-      try {
-        return new Uint8Array(await buffer((await storage.read(key)).body));
-      } catch (error) {
-        if (isObjectNotFound(error)) return undefined;
-        throw error;
-      }
+    async read(key, options) {
+      const body = await open(key, options?.signal);
+      return body && new Uint8Array(await buffer(body));
+    },
+    async stream(key, options) {
+      return open(key, options?.signal);
+    },
+    async exists(key) {
+      return (await storage.stat(key)) !== undefined;
     },
   };
 }
