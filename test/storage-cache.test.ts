@@ -379,3 +379,46 @@ describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial 
     });
   }
 });
+
+describe("two holders at once on a store without create-only writes", () => {
+  test("a holder that finds another holder's record over a broken entry repairs it instead of returning it", async () => {
+    const cacheDir = `s3://${bucket}/two-holders-${++counter}`;
+    const prefix = `two-holders-${counter}`;
+    const handle = freshHandle();
+    const hash = handleHash(handle);
+    const storage = await openStorage(cacheDir, { env });
+    // Hold our holder's first upload to its temp prefix; meanwhile "the other holder" publishes a
+    // record whose files are not all there (its copy was cut short by our cleanup, say).
+    const held = s3Proxy.holdWhen(
+      (r) => r.method === "PUT" && r.url.includes(`/${prefix}/`) && r.url.includes(".tmp/"),
+    );
+    const events: HubcacheEvent[] = [];
+    const resolving = resolve(handle, { cacheDir, env, onEvent: (e) => events.push(e) });
+    await held.reached;
+    const [first] = [...(await readTree(source)).entries()];
+    assert.ok(first);
+    await storage.write(`${hash}/${first[0]}`, first[1]);
+    await storage.write(
+      `${hash}.hubcache.json`,
+      JSON.stringify({
+        version: 1,
+        handle,
+        uid: "0".repeat(32),
+        createdAt: new Date().toISOString(),
+        bytes: 1,
+        files: [...(await readTree(source)).entries()].map(([p, b]) => ({ path: p, size: b.length })),
+      }),
+    );
+    held.release();
+    assert.equal(await resolving, `${cacheDir}/${hash}`);
+    assert.ok(
+      events.some((e) => e.type === "cache-incomplete"),
+      "the broken entry was seen",
+    );
+    await sameAsSource(storage, hash);
+    // A whole entry now: the next resolve is a hit without the hub.
+    const before = hub.downloads().length;
+    assert.equal(await resolve(handle, { cacheDir, env }), `${cacheDir}/${hash}`);
+    assert.equal(hub.downloads().length, before);
+  });
+});

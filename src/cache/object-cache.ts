@@ -305,15 +305,6 @@ async function produceEntry(
     const bytes = files.reduce((sum, file) => sum + file.size, 0);
 
     try {
-      uploaded = true;
-      await uploadTree(storage, stagingDir, files, tmpPrefix, { signal: options.signal });
-      // Without create-only writes two holders are possible: never overwrite a published entry.
-      if (await readManifest(storage, keys.manifest)) {
-        emit({ type: "publish-lost", handle, path: location });
-        return { entry: entryOf(files), produced: true };
-      }
-      await mapLimit(files, 4, (file) => storage.publish(tmpPrefix + file.path, keys.dir + file.path));
-      await storage.write(keys.descriptor, descriptorText(handle), { contentType: "text/plain" });
       const manifest: ObjectManifest = {
         version: OBJECT_MANIFEST_VERSION,
         handle,
@@ -323,14 +314,45 @@ async function produceEntry(
         archiveBytes: report.archiveBytes,
         files,
       };
-      const body = JSON.stringify(manifest);
-      const createOnly = await probeCreateOnly(storage);
-      const won = await storage.write(keys.manifest, body, {
-        ifAbsent: createOnly,
-        contentType: "application/json",
-      });
-      if (!won) emit({ type: "publish-lost", handle, path: location });
-      else {
+      // Without create-only writes two holders are possible (a lock taken over from a slow
+      // holder): never overwrite a published entry, and never return one that is not whole.
+      let staged = false; // our files are under the temp prefix
+      for (let attempt = 1; ; attempt++) {
+        // (After a lost publish, look at the winner's entry before uploading ours again.)
+        if (!staged && (attempt === 1 || !(await readManifest(storage, keys.manifest)))) {
+          uploaded = true;
+          await uploadTree(storage, stagingDir, files, tmpPrefix, { signal: options.signal });
+          staged = true;
+        }
+        if (await readManifest(storage, keys.manifest)) {
+          const state = await inspectObjectEntry(storage, keys, { ignoreLock: true });
+          if (state.state === "hit") {
+            emit({ type: "publish-lost", handle, path: location });
+            return { entry: entryOf(ownStaging ? state.files : files), produced: true };
+          }
+          // The other holder's entry is not whole (one of us removed files the other was
+          // publishing): repair it with ours, once; a second failure is reported, not looped.
+          if (attempt >= 2) {
+            throw new HubcacheError(
+              ErrorCode.IO,
+              `The cache entry for ${handle} at ${location} keeps being changed by another writer.`,
+              { handle, hint: "Another machine is rewriting this entry; resolve again in a moment." },
+            );
+          }
+          const reason = state.state === "incomplete" ? state.reason : "its record vanished";
+          emit({ type: "cache-incomplete", handle, path: location, reason });
+          await removeEntry(storage, keys);
+          continue;
+        }
+        await mapLimit(files, 4, (file) => storage.publish(tmpPrefix + file.path, keys.dir + file.path));
+        staged = false;
+        await storage.write(keys.descriptor, descriptorText(handle), { contentType: "text/plain" });
+        const createOnly = await probeCreateOnly(storage);
+        const won = await storage.write(keys.manifest, JSON.stringify(manifest), {
+          ifAbsent: createOnly,
+          contentType: "application/json",
+        });
+        if (!won) continue; // someone published first: look at their entry
         emit({
           type: "published",
           handle,
@@ -339,6 +361,7 @@ async function produceEntry(
           files: files.length,
           ms: Date.now() - started,
         });
+        break;
       }
     } catch (error) {
       if (!(options.bestEffortPublish && isPermissionError(error))) throw error;
