@@ -219,6 +219,52 @@ for (const scheme of ["s3", "gs"] as const) {
   });
 }
 
+describe("a shared cache this machine may only read", () => {
+  test("a hit is used; a miss downloads from the hub into the local tier with a warning, and the shared tier is left alone", async () => {
+    const shared = `s3://${bucket}/read-only-${++counter}`;
+    const cached = freshHandle();
+    await resolve(cached, { cacheDir: await tempDir(), sharedCache: shared, env }); // a writer filled it
+    const sharedStore = await openStorage(shared, { env });
+    const objectsBefore = await keys(sharedStore);
+
+    // This machine has no credentials: unsigned reads work, writes are refused.
+    const readOnly = { ...AWS_ISOLATION, AWS_ENDPOINT_URL_S3: s3Proxy.endpoint, AWS_REGION: "us-east-1" };
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+    try {
+      const cacheDir = await tempDir();
+      const downloads = hub.downloads().length;
+      assert.equal(
+        await resolve(cached, { cacheDir, sharedCache: shared, env: readOnly }),
+        entryPaths(cacheDir, cached).dir,
+      );
+      assert.equal(hub.downloads().length, downloads, "the shared hit was used, not the hub");
+
+      const fresh = freshHandle();
+      const events: HubcacheEvent[] = [];
+      const dir = await resolve(fresh, {
+        cacheDir,
+        sharedCache: shared,
+        env: readOnly,
+        onEvent: (e) => events.push(e),
+      });
+      assert.equal(dir, entryPaths(cacheDir, fresh).dir);
+      assert.deepEqual(await readTree(dir), await readTree(source));
+      assert.equal(hub.downloads().length, downloads + 1);
+      const warning = events.find((e) => e.type === "warning");
+      assert.match(
+        warning?.type === "warning" ? warning.message : "",
+        /Cannot (write|publish) to the shared cache/,
+      );
+    } finally {
+      if (saved.id !== undefined) process.env.AWS_ACCESS_KEY_ID = saved.id;
+      if (saved.secret !== undefined) process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    }
+    assert.deepEqual(await keys(sharedStore), objectsBefore, "nothing was written to the shared tier");
+  });
+});
+
 describe("settings", () => {
   test("HUBCACHE_SHARED_CACHE beside a cache dir on object storage is refused with a hint", async () => {
     const error = await expectCode(
