@@ -11,7 +11,8 @@ import { resolve } from "../src/resolve.js";
 import { type EntrySpec, benignEntries, gzip, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
-import { type Sandbox, assertNoTrace, expectCode, listAll, makeSandbox } from "./helpers/sandbox.js";
+import { waitUntil } from "./helpers/processes.js";
+import { type Sandbox, assertNoTrace, expectCode, fsIdle, listAll, makeSandbox } from "./helpers/sandbox.js";
 
 let host: FlakyHost;
 before(async () => {
@@ -202,7 +203,7 @@ describe("extractor: refusal writes nothing", () => {
           { code: "ERR_HUBCACHE_UNSAFE_ARCHIVE" },
         );
         const right = await listAll(dir);
-        await new Promise((r) => setTimeout(r, 150));
+        await fsIdle(); // every fs request tar had queued has landed (see fsIdle)
         assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
         assert.ok(
           !right.some((p) => /link|^h$|abs|fifo|tmp/.test(p)),
@@ -224,8 +225,8 @@ describe("extractor: refusal writes nothing", () => {
         code: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
       });
       const right = await listAll(dir);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.deepEqual(await listAll(dir), right);
+      await fsIdle();
+      assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -235,40 +236,56 @@ describe("extractor: refusal writes nothing", () => {
 // The facts about node-tar 7 that the extractor relies on, pinned so an upgrade that changes
 // them fails here first.
 describe("node-tar behaviour hubcache relies on", () => {
-  async function extractWith(archive: Buffer, make: (dir: string) => tar.Unpack): Promise<string[]> {
+  /** Run `archive` through the Unpack `make` builds; `check` then looks at the target dir. */
+  async function extractWith(
+    archive: Buffer,
+    make: (dir: string) => tar.Unpack,
+    check: (dir: string) => Promise<void>,
+  ): Promise<void> {
     const dir = await tempDir("tar-fact-");
-    const unpack = make(dir);
-    unpack.on("error", () => undefined);
-    await new Promise<void>((resolveDone) => {
-      unpack.on("close", () => resolveDone());
-      unpack.on("abort", () => resolveDone());
-      Readable.from([archive]).pipe(unpack as unknown as NodeJS.WritableStream);
-    });
-    // Give tar's asynchronous fs work time to land (this test is about what tar writes at all).
-    await new Promise((r) => setTimeout(r, 200));
-    const found = await listAll(dir);
-    await fs.rm(dir, { recursive: true, force: true });
-    return found;
+    try {
+      const unpack = make(dir);
+      unpack.on("error", () => undefined);
+      await new Promise<void>((resolveDone) => {
+        unpack.on("close", () => resolveDone());
+        unpack.on("abort", () => resolveDone());
+        Readable.from([archive]).pipe(unpack as unknown as NodeJS.WritableStream);
+      });
+      await check(dir);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   }
   const withLink = tarOf([{ path: "link", type: "SymbolicLink", linkpath: "/etc" }]);
 
   it("an entry refused in onReadEntry, even with abort(), is still written by tar", async () => {
-    const found = await extractWith(withLink, (dir) => {
-      const unpack: tar.Unpack = new tar.Unpack({
-        cwd: dir,
-        strict: true,
-        onReadEntry: () => unpack.abort(new Error("refused")),
-      });
-      return unpack;
-    });
-    assert.deepEqual(found, ["link"], "tar runs its own entry handler after onReadEntry");
+    await extractWith(
+      withLink,
+      (dir) => {
+        const unpack: tar.Unpack = new tar.Unpack({
+          cwd: dir,
+          strict: true,
+          onReadEntry: () => unpack.abort(new Error("refused")),
+        });
+        return unpack;
+      },
+      // tar writes it asynchronously, after "abort": wait for it (a generous bound, not a timing).
+      async (dir) => {
+        await waitUntil(async () => (await listAll(dir)).length > 0, "tar to write the link");
+        await fsIdle();
+        assert.deepEqual(await listAll(dir), ["link"], "tar runs its own entry handler after onReadEntry");
+      },
+    );
   });
 
   it("an entry refused in filter is never written", async () => {
-    const found = await extractWith(
+    await extractWith(
       withLink,
       (dir) => new tar.Unpack({ cwd: dir, strict: true, filter: () => false }),
+      async (dir) => {
+        await fsIdle(); // all of tar's fs work has landed (see fsIdle)
+        assert.deepEqual(await listAll(dir), []);
+      },
     );
-    assert.deepEqual(found, []);
   });
 });

@@ -46,6 +46,27 @@ export async function listAll(dir: string): Promise<string[]> {
   return out.sort();
 }
 
+/**
+ * Wait until this process has no file-system request in flight, on several checks in a row.
+ * Node lists every pending fs request (callback, stream or promise API) in
+ * process.getActiveResourcesInfo() as FSReqCallback or FSReqPromise, so this observes when the
+ * writes another component queued (node-tar's) have all landed, including any it chains from
+ * their callbacks (those are queued before the next check runs). A timed sleep instead would pass
+ * vacuously on a slow machine: a late write could land after the check.
+ */
+export async function fsIdle(timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let quietChecks = 0;
+  while (quietChecks < 5) {
+    await new Promise((r) => setTimeout(r, 10));
+    const pending = process.getActiveResourcesInfo().filter((name) => name.startsWith("FSReq"));
+    quietChecks = pending.length === 0 ? quietChecks + 1 : 0;
+    if (Date.now() > deadline) {
+      throw new Error(`fs requests still pending after ${timeoutMs} ms: ${pending.join(", ")}`);
+    }
+  }
+}
+
 /** The cache dir is empty (or was never created) and the root holds only cache/ and outside/secret.txt. */
 export async function assertNoTrace(sandbox: Sandbox): Promise<void> {
   let cached: string[] = [];
