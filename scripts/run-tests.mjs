@@ -30,9 +30,23 @@ const env = {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
   METADATA_SERVER_DETECTION: "none",
 };
+// A hang must fail CI with a message, not burn its time budget. On Node 20 --test-timeout bounds
+// each test file's process (the file is reported as "test timed out after ... ms"); newer Nodes
+// apply it to each test. Either way 10 minutes is generous: the slowest file takes under a minute
+// on an idle 2-core machine. Tests with child processes also have their own bound
+// (TEST_TIMEOUT_MS in test/helpers/processes.ts).
+const TEST_TIMEOUT_MS = 10 * 60_000;
 const result = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
+  [
+    "--import",
+    "tsx",
+    "--test",
+    "--test-reporter=spec",
+    "--test-concurrency=2",
+    `--test-timeout=${TEST_TIMEOUT_MS}`,
+    ...files,
+  ],
   { stdio: "inherit", env },
 );
 rmSync(runTmp, { recursive: true, force: true, maxRetries: 3 });
