@@ -252,9 +252,14 @@ describe("broken bodies: resume or restart", () => {
     );
   });
 
+  // A stalled answer never ends, so any idle timeout catches it; the healthy answers share that
+  // timeout, so where a run must succeed it is 2 s (a loaded machine can pause a healthy transfer
+  // for a few hundred ms). 300 ms only where any timeout at all gives the expected result.
+  const STALL_MS = 2000;
+
   it("a stall before the headers times out (ERR_HUBCACHE_TIMEOUT) and is retried", async () => {
     await withRoute([{ stallBeforeHeaders: true }, ok(V1_TGZ)], async (run, options) => {
-      const dir = await resolve(host.url(run.route), { ...options, idleTimeoutMs: 300 });
+      const dir = await resolve(host.url(run.route), { ...options, idleTimeoutMs: STALL_MS });
       await assertTree(dir, V1);
       assert.match(run.retries[0]?.reason ?? "", /HUBCACHE_IDLE_TIMEOUT/);
     });
@@ -271,7 +276,7 @@ describe("broken bodies: resume or restart", () => {
     await withRoute(
       [ok(V1_TGZ, { ranges: true, stallAfter: 200_000 }), ok(V1_TGZ, { ranges: true })],
       async (run, options) => {
-        const dir = await resolve(host.url(run.route), { ...options, idleTimeoutMs: 300 });
+        const dir = await resolve(host.url(run.route), { ...options, idleTimeoutMs: STALL_MS });
         await assertTree(dir, V1);
         assert.match(host.requestsTo(run.route)[1]?.headers.range ?? "", /^bytes=\d+-$/);
       },
@@ -281,7 +286,8 @@ describe("broken bodies: resume or restart", () => {
   it("a stall mid-body with no retries left is ERR_HUBCACHE_TIMEOUT and leaves no trace", async () => {
     await withRoute([ok(V1_TGZ, { stallAfter: 200_000 })], async (run, options) => {
       const error = await expectCode(
-        resolve(host.url(run.route), { ...options, idleTimeoutMs: 300, retries: 0 }),
+        // 2 s here too: a pause before the headers would time out with another message.
+        resolve(host.url(run.route), { ...options, idleTimeoutMs: STALL_MS, retries: 0 }),
         "ERR_HUBCACHE_TIMEOUT",
       );
       assert.match(error.message, /stalled/);
