@@ -4,7 +4,9 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { entryPaths } from "hubcache";
+import { setTimeout as sleep } from "node:timers/promises";
+import { entryPaths, handleHash } from "hubcache";
+import { CACHE_FLAG_OPTIONS } from "../src/cli/common.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
@@ -45,6 +47,29 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.on("close", (code) => done({ code, stdout, stderr }));
   });
+}
+
+/** The CLI as a running child: stderr can be watched while it runs. */
+function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { stderr: () => string; exited: () => boolean; done: Promise<Run> } {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  let exited = false;
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<Run>((resolveRun) =>
+    child.on("close", (code) => {
+      exited = true;
+      resolveRun({ code, stdout, stderr });
+    }),
+  );
+  return { stderr: () => stderr, exited: () => exited, done };
 }
 
 describe("hubcache resolve", () => {
@@ -198,19 +223,92 @@ describe("hubcache resolve", () => {
 });
 
 describe("every cache-using command reports lock waits", () => {
-  test("hubcache info, blocked by a live holder's lock, says whom it waits for, then takes over", async () => {
-    const cacheDir = await tempDir();
+  test(
+    "hubcache info, blocked by a live holder's lock, says whom it waits for, then takes over",
+    { timeout: 90_000 },
+    async () => {
+      const cacheDir = await tempDir();
+      const handle = hub.handle("/upscaler/default/1");
+      const lock = entryPaths(cacheDir, handle).lock;
+      // A holder on this host that is alive (this test process). It shows progress (it touches its
+      // lock, as a holder's heartbeat does) until the CLI has said whom it waits for, and only then
+      // stalls: so the report always comes before the takeover, however slow the machine.
+      const holder = `${os.hostname()}.${process.pid}.${"ab".repeat(16)}`;
+      await fs.writeFile(lock, holder);
+      const waiting = new RegExp(`^waiting: .* is being downloaded by ${holder.replace(/\./g, "\\.")}`, "m");
+      const run = startCli(["info", "--lock-timeout", "3", "--cache-dir", cacheDir, handle]);
+      while (!waiting.test(run.stderr()) && !run.exited()) {
+        const now = new Date();
+        await fs.utimes(lock, now, now);
+        await sleep(200);
+      }
+      const result = await run.done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, waiting);
+      assert.match(result.stderr, /^took over the download of .* \(no progress for 3 s\)/m);
+    },
+  );
+});
+
+describe("info and load take the cache flags resolve takes (one definition)", () => {
+  test("each command's --help explains every cache flag", async () => {
+    for (const command of ["resolve", "info", "load"]) {
+      const run = await cli([command, "--help"]);
+      assert.equal(run.code, 0);
+      for (const name of Object.keys(CACHE_FLAG_OPTIONS)) {
+        assert.ok(run.stdout.includes(`--${name}`), `${command} --help mentions --${name}`);
+      }
+    }
+  });
+
+  test("a malformed --lock-timeout or --max-extract-bytes is a usage error in each command", async () => {
+    for (const command of ["resolve", "info", "load"]) {
+      for (const flag of ["--lock-timeout", "--max-extract-bytes"]) {
+        const run = await cli([command, flag, "soon", "https://example.com/m/1"]);
+        assert.equal(run.code, 2, `${command} ${flag}`);
+        assert.match(
+          run.stderr,
+          new RegExp(`^error\\[ERR_HUBCACHE_USAGE\\]: ${flag} needs a non-negative number`),
+        );
+      }
+    }
+  });
+
+  test("--shared-cache: info publishes to the shared cache, load on another machine reads from it", async () => {
+    const shared = `gs://tfhub-modules/shared-${process.pid}`;
+    const storage = { STORAGE_EMULATOR_HOST: gcsUrl, GOOGLE_CLOUD_PROJECT: "test" };
     const handle = hub.handle("/upscaler/default/1");
-    // A holder on this host that is alive (this test process) but makes no progress.
-    const holder = `${os.hostname()}.${process.pid}.${"ab".repeat(16)}`;
-    await fs.writeFile(entryPaths(cacheDir, handle).lock, holder);
-    const run = await cli(["info", "--cache-dir", cacheDir, handle], { HUBCACHE_LOCK_TIMEOUT: "2" });
-    assert.equal(run.code, 0, run.stderr);
-    assert.match(
-      run.stderr,
-      new RegExp(`^waiting: .* is being downloaded by ${holder.replace(/\./g, "\\.")}`, "m"),
+    const before = hub.downloads().length;
+    const info = await cli(
+      ["info", "--quiet", "--cache-dir", await tempDir(), "--shared-cache", shared, handle],
+      storage,
     );
-    assert.match(run.stderr, /^took over the download of /m);
+    assert.equal(info.code, 0, info.stderr);
+    const objects = [...(gcs.buckets.get("tfhub-modules")?.objects.keys() ?? [])];
+    const hash = handleHash(handle);
+    assert.ok(
+      objects.includes(`shared-${process.pid}/${hash}.hubcache.json`),
+      `published to the shared cache: ${objects.join(", ")}`,
+    );
+    const downloads = hub.downloads().length;
+    assert.equal(downloads, before + 1);
+    const load = await cli(
+      [
+        "load",
+        "--backend",
+        "cpu",
+        "--no-run",
+        "--cache-dir",
+        await tempDir(),
+        "--shared-cache",
+        shared,
+        handle,
+      ],
+      storage,
+    );
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /^loaded {4}/);
+    assert.equal(hub.downloads().length, downloads, "load read the shared cache, not the hub");
   });
 });
 

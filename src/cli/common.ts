@@ -14,15 +14,60 @@ export function usageError(message: string, out: Output): number {
   return EXIT_USAGE;
 }
 
-/** The flags every cache-using command takes (parsed by node:util parseArgs). */
+/**
+ * The flags every cache-using command (resolve, info, load) takes, for node:util parseArgs. One
+ * definition, with its help text below and its meaning in `cacheOptions`, so the commands cannot
+ * drift apart.
+ */
+export const CACHE_FLAG_OPTIONS = {
+  "cache-dir": { type: "string" },
+  "shared-cache": { type: "string" },
+  tfhub_cache_dir: { type: "string" },
+  "load-format": { type: "string" },
+  tfhub_model_load_format: { type: "string" },
+  format: { type: "string" },
+  offline: { type: "boolean" },
+  "lock-timeout": { type: "string" },
+  "max-extract-bytes": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The help lines of CACHE_FLAG_OPTIONS, in the same order. */
+export const CACHE_FLAGS_HELP = `  --cache-dir DIR            cache directory (wins over TFHUB_CACHE_DIR, --tfhub_cache_dir and the
+                             default <tmpdir>/tfhub_modules); may be s3://… or gs://…
+  --shared-cache LOCATION    s3://… or gs://… cache shared by many machines, behind the local one
+  --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
+  --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format)
+  --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
+                             (default auto: TF.js handles are recognised from the URL)
+  --offline                  use the cache only; never touch the network
+  --lock-timeout SECONDS     take over a download lock that shows no progress for this long
+  --max-extract-bytes N      refuse archives that unpack to more than N bytes
+  -q, --quiet                no progress or notices on stderr
+  -h, --help                 this help`;
+
+/** The values of CACHE_FLAG_OPTIONS, as parseArgs returns them. */
 export interface CacheFlags {
   "cache-dir"?: string | undefined;
+  "shared-cache"?: string | undefined;
   tfhub_cache_dir?: string | undefined;
   "load-format"?: string | undefined;
   tfhub_model_load_format?: string | undefined;
   format?: string | undefined;
   offline?: boolean | undefined;
+  "lock-timeout"?: string | undefined;
+  "max-extract-bytes"?: string | undefined;
   quiet?: boolean | undefined;
+}
+
+/** A non-negative number flag: undefined when absent, a usage message when malformed. */
+function numberFlag(name: string, value: string | undefined): number | undefined | string {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  return value.trim() !== "" && Number.isFinite(n) && n >= 0
+    ? n
+    : `--${name} needs a non-negative number, not "${value}".`;
 }
 
 export interface CommandContext {
@@ -45,6 +90,10 @@ export function cacheOptions(
   if (!["auto", "saved-model", "tfjs"].includes(format)) {
     return `--format must be auto, saved-model or tfjs, not "${format}".`;
   }
+  const lockTimeout = numberFlag("lock-timeout", values["lock-timeout"]);
+  if (typeof lockTimeout === "string") return lockTimeout;
+  const maxExtract = numberFlag("max-extract-bytes", values["max-extract-bytes"]);
+  if (typeof maxExtract === "string") return maxExtract;
   const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
   const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
   const onEvent = (event: HubcacheEvent): void => {
@@ -68,6 +117,9 @@ export function cacheOptions(
     ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
     ...(values["load-format"] === undefined ? {} : { loadFormat: values["load-format"] as LoadFormat }),
     ...(values.offline ? { offline: true } : {}),
+    ...(values["shared-cache"] === undefined ? {} : { sharedCache: values["shared-cache"] }),
+    ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
+    ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
   };
   return { options, stop: () => reporter?.stop() };
 }

@@ -4,7 +4,15 @@ import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
 import { VERSION } from "../version.js";
 import { type Output, errorJson, formatError, processOutput } from "./output.js";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, cacheOptions, usageError } from "./common.js";
+import {
+  CACHE_FLAGS_HELP,
+  CACHE_FLAG_OPTIONS,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  cacheOptions,
+  usageError,
+} from "./common.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -26,18 +34,8 @@ Prints one absolute path per handle on stdout, in order, and nothing else. On an
 stays empty, each error goes to stderr as "error[CODE]: message" plus a hint, and the exit code is 1.
 
 Flags:
-  --cache-dir DIR            cache directory (wins over everything below); may be s3://… or gs://…
-  --shared-cache LOCATION    s3://… or gs://… cache shared by many machines, behind the local one
-  --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
-  --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format)
-  --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
-                             (default auto: TF.js handles are recognised from the URL)
-  --offline                  resolve from the cache only; never touch the network
-  --lock-timeout SECONDS     take over a download lock that shows no progress for this long
-  --max-extract-bytes N      refuse archives that unpack to more than N bytes
+${CACHE_FLAGS_HELP}
   --json                     print a JSON array of {handle, path} or {handle, error} instead
-  -q, --quiet                no progress or notices on stderr
-  -h, --help                 this help
 
 Environment:
   TFHUB_CACHE_DIR            cache directory (default: <os tmpdir>/tfhub_modules, as TF Hub)
@@ -122,20 +120,7 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     parsed = parseArgs({
       args: [...args],
       allowPositionals: true,
-      options: {
-        "cache-dir": { type: "string" },
-        "shared-cache": { type: "string" },
-        tfhub_cache_dir: { type: "string" },
-        "load-format": { type: "string" },
-        tfhub_model_load_format: { type: "string" },
-        format: { type: "string" },
-        offline: { type: "boolean" },
-        "lock-timeout": { type: "string" },
-        "max-extract-bytes": { type: "string" },
-        json: { type: "boolean" },
-        quiet: { type: "boolean", short: "q" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } },
     });
   } catch (error) {
     return usageError(error instanceof Error ? error.message : String(error), out);
@@ -146,29 +131,12 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     return EXIT_OK;
   }
   if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
-  const numberFlag = (name: string, value: string | undefined): number | undefined | Error => {
-    if (value === undefined) return undefined;
-    const n = Number(value);
-    return Number.isFinite(n) && n >= 0
-      ? n
-      : new Error(`--${name} needs a non-negative number, not "${value}".`);
-  };
-  const lockTimeout = numberFlag("lock-timeout", values["lock-timeout"]);
-  const maxExtract = numberFlag("max-extract-bytes", values["max-extract-bytes"]);
-  if (lockTimeout instanceof Error) return usageError(lockTimeout.message, out);
-  if (maxExtract instanceof Error) return usageError(maxExtract.message, out);
-
   const setup = cacheOptions(values, out, {
     env: context.env ?? process.env,
     stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
   });
   if (typeof setup === "string") return usageError(setup, out);
-  const options: ResolveOptions = {
-    ...setup.options,
-    ...(values["shared-cache"] === undefined ? {} : { sharedCache: values["shared-cache"] }),
-    ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
-    ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
-  };
+  const options: ResolveOptions = setup.options;
 
   const results = await Promise.allSettled(positionals.map((handle) => resolve(handle, options)));
   setup.stop();

@@ -8,27 +8,28 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
 import { load } from "../load/load.js";
 import { type Output, errorJson, formatBytes, formatError } from "./output.js";
-import { type CommandContext, EXIT_FAILURE, EXIT_OK, cacheOptions, usageError } from "./common.js";
-
-const COMMON_FLAGS = `  --cache-dir DIR            cache directory (else TFHUB_CACHE_DIR, --tfhub_cache_dir, <tmpdir>/tfhub_modules)
-  --tfhub_cache_dir DIR      TF Hub's flag; used when TFHUB_CACHE_DIR is unset or empty
-  --load-format FORMAT       COMPRESSED | UNCOMPRESSED | AUTO (alias --tfhub_model_load_format);
-                             UNCOMPRESSED reads TF.js handles file by file from the host, writing nothing
-  --format FORMAT            auto | saved-model | tfjs: which archive to ask the host for
-                             (default auto: TF.js handles are recognised from the URL)
-  --offline                  use the cache only; never touch the network
-  -q, --quiet                no progress on stderr
-  -h, --help                 this help`;
+import {
+  CACHE_FLAGS_HELP,
+  CACHE_FLAG_OPTIONS,
+  type CommandContext,
+  EXIT_FAILURE,
+  EXIT_OK,
+  cacheOptions,
+  usageError,
+} from "./common.js";
 
 export const INFO_HELP = `Usage: hubcache info [flags] HANDLE...
 
 Describes each model: its kind (TF.js graph or layers model, SavedModel), inputs and outputs with
 dtypes and shapes (from model.json), weights, files and size. The model is downloaded into the
-cache first if needed (as "hubcache resolve" does). TensorFlow.js is not needed.
+cache first if needed (as "hubcache resolve" does); with --load-format UNCOMPRESSED, TF.js handles
+are read file by file from the host, writing nothing. TensorFlow.js is not needed.
 
 Flags:
-${COMMON_FLAGS}
+${CACHE_FLAGS_HELP}
   --json                     print a JSON array of model descriptions (or {handle, error})
+
+Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 
 Exit codes: 0 success, 1 a handle failed, 2 bad usage.
 `;
@@ -37,25 +38,22 @@ export const LOAD_HELP = `Usage: hubcache load [flags] HANDLE
 
 Smoke test: loads the TF.js model with load() (as a program would), runs it once on zeros, and
 prints the model class, output shapes and timings. Needs the TensorFlow.js packages
-(@tensorflow/tfjs-core, -converter or -layers, and the chosen backend).
+(@tensorflow/tfjs-core, -converter or -layers, and the chosen backend). The model is cached as
+"hubcache resolve" does; with --load-format UNCOMPRESSED, TF.js handles are read file by file
+from the host, writing nothing.
 
 Flags:
-${COMMON_FLAGS}
+${CACHE_FLAGS_HELP}
   --backend NAME             cpu | wasm (default: wasm when installed, else cpu)
   --input-shape DIMS         e.g. 1,192,192,3: the input's shape (default: from model.json,
                              unknown dimensions taken as 1); repeat for several inputs
   --no-run                   load only, do not run the model
+
+Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 `;
 
 const FLAG_OPTIONS = {
-  "cache-dir": { type: "string" },
-  tfhub_cache_dir: { type: "string" },
-  "load-format": { type: "string" },
-  tfhub_model_load_format: { type: "string" },
-  format: { type: "string" },
-  offline: { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
-  help: { type: "boolean", short: "h" },
+  ...CACHE_FLAG_OPTIONS,
   json: { type: "boolean" },
   backend: { type: "string" },
   "input-shape": { type: "string", multiple: true },
