@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { entryPaths, handleHash } from "hubcache";
+import { entryPaths, handleHash, redactUrl } from "hubcache";
 import { CACHE_FLAG_OPTIONS } from "../src/cli/common.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
@@ -175,6 +175,28 @@ describe("hubcache resolve", () => {
     assert.equal(rows[1]?.handle, bad);
     assert.equal(rows[1]?.error?.code, "ERR_HUBCACHE_NOT_FOUND");
     assert.equal(rows[1]?.error?.status, 404);
+  });
+
+  test("--json never prints a handle's credentials or signed query (resolve and info)", async () => {
+    const cacheDir = await tempDir();
+    const signed = `${hub.handle("/upscaler/default/1")}?X-Amz-Credential=AKIDSECRET&X-Amz-Signature=sig5ecret`;
+    const withUser = hub.handle("/missing/3").replace("http://", "http://alice:t0ken5ecret@");
+    const run = await cli(["resolve", "--json", "--quiet", "--cache-dir", cacheDir, signed, withUser]);
+    assert.equal(run.code, 1, run.stderr);
+    const rows = JSON.parse(run.stdout) as { handle: string; path?: string; error?: { code: string } }[];
+    assert.deepEqual(rows[0], { handle: redactUrl(signed), path: entryPaths(cacheDir, signed).dir });
+    assert.equal(rows[1]?.handle, redactUrl(withUser));
+    assert.equal(rows[1]?.error?.code, "ERR_HUBCACHE_NOT_FOUND");
+    const info = await cli(["info", "--json", "--quiet", "--cache-dir", cacheDir, signed]);
+    assert.equal(info.code, 0, info.stderr);
+    assert.equal((JSON.parse(info.stdout) as { handle: string }[])[0]?.handle, redactUrl(signed));
+    const text = await cli(["info", "--quiet", "--cache-dir", cacheDir, signed]);
+    assert.match(text.stdout, /^handle {5}http:\/\/.*\?\[signed query redacted\]$/m);
+    for (const output of [run, info, text]) {
+      for (const secret of ["AKIDSECRET", "sig5ecret", "t0ken5ecret"]) {
+        assert.ok(!`${output.stdout}${output.stderr}`.includes(secret), `${secret} leaked`);
+      }
+    }
   });
 
   test("a lower-case TFHUB_MODEL_LOAD_FORMAT is refused with a suggestion", async () => {

@@ -13,6 +13,7 @@ import {
   cacheOptions,
   usageError,
 } from "./common.js";
+import { redactUrl } from "../redact.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -143,9 +144,10 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
   const failed = results.some((r) => r.status === "rejected");
   if (values.json) {
     const rows = results.map((r, i) =>
+      // The handle as the user gave it, but never its credentials or signed query.
       r.status === "fulfilled"
-        ? { handle: positionals[i], path: r.value }
-        : { handle: positionals[i], error: errorJson(r.reason) },
+        ? { handle: redactUrl(positionals[i] ?? ""), path: r.value }
+        : { handle: redactUrl(positionals[i] ?? ""), error: errorJson(r.reason) },
     );
     out.stdout(`${JSON.stringify(rows, null, 2)}\n`);
     return failed ? EXIT_FAILURE : EXIT_OK;

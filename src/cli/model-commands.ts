@@ -8,6 +8,7 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
 import { load } from "../load/load.js";
 import { type Output, errorJson, formatBytes, formatError } from "./output.js";
+import { redactUrl } from "../redact.js";
 import {
   CACHE_FLAGS_HELP,
   CACHE_FLAG_OPTIONS,
@@ -86,7 +87,7 @@ export function formatInfo(info: ModelInfo): string {
   const row = (key: string, value: string): void => {
     lines.push(`${key.padEnd(10)} ${value}`);
   };
-  row("handle", info.handle);
+  row("handle", redactUrl(info.handle));
   row("kind", KIND_NAMES[info.kind]);
   row("location", info.location);
   if (info.generatedBy || info.convertedBy) {
@@ -150,7 +151,9 @@ export async function infoCommand(
   const failed = results.some((r) => r.status === "rejected");
   if (values.json) {
     const rows = results.map((r, i) =>
-      r.status === "fulfilled" ? r.value : { handle: positionals[i], error: errorJson(r.reason) },
+      r.status === "fulfilled"
+        ? { ...r.value, handle: redactUrl(r.value.handle) }
+        : { handle: redactUrl(positionals[i] ?? ""), error: errorJson(r.reason) },
     );
     out.stdout(`${JSON.stringify(rows, null, 2)}\n`);
     return failed ? EXIT_FAILURE : EXIT_OK;
