@@ -86,12 +86,14 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
     async () => {
       const { handle, cacheDir, downloads } = await fresh();
       const paths = entryPaths(cacheDir, handle);
-      const py = startPython(handle, cacheDir); // about 100 chunks, 50 ms apart
+      const py = startPython(handle, cacheDir, { chunkDelay: 0.1 }); // about 100 chunks: 10 s
       const lock = await lockOf(paths.lock);
       assert.match(lock, new RegExp(`^${os.hostname()}\\.${py.pid}\\.[0-9a-f]{32}$`));
 
-      // A stale window far shorter than Python's download: only its progress keeps hubcache waiting.
-      const cli = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
+      // A stale window far shorter than Python's download: only its progress keeps hubcache
+      // waiting. Python writes a chunk every 0.1 s, so only a 4 s pause of it on a loaded machine
+      // would look like a stall.
+      const cli = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "4", handle]);
       const fromPython = await pythonResult(py);
       const fromCli = await cli.done;
       assert.equal(fromPython.downloaded, true);
@@ -120,15 +122,19 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
     async () => {
       const { handle, cacheDir, downloads } = await fresh();
       const paths = entryPaths(cacheDir, handle);
-      server.throttleBytesPerSecond = archive.length / 5; // about 5 s
+      server.throttleBytesPerSecond = archive.length / 12; // about 12 s
       let cli: Running;
       let fromPython;
       try {
         cli = startCli(["resolve", "--cache-dir", cacheDir, handle]);
         const lock = await lockOf(paths.lock);
         assert.match(lock, new RegExp(`^${os.hostname()}\\.${cli.pid}\\.[0-9a-f]{32}$`));
-        // Python with a 1 s window, polling every 0.2 s: it steals unless hubcache's temp dir grows.
-        const py = startPython(handle, cacheDir, { lockTimeout: 1, poll: 0.2 });
+        // Python with a 3 s window, polling every 0.2 s: it steals unless hubcache's temp dir grew
+        // in each window (the first window only takes a snapshot). Its windows end after about 3,
+        // 6 and 9 s, within the 12 s download, so the rule is applied at least twice; hubcache
+        // grows its temp dir all along (16 KiB pieces, several a second), and a window as
+        // wide as 3 s leaves room for a slow start or a pause on a loaded machine.
+        const py = startPython(handle, cacheDir, { lockTimeout: 3, poll: 0.2 });
         fromPython = await pythonResult(py);
         assert.match(fromPython.stderr, new RegExp(`already being downloaded by '${lock}'\\. Waiting\\.`));
       } finally {
