@@ -194,11 +194,12 @@ describe("concurrency: many resolvers, one download", () => {
     async () => {
       const { handle, cacheDir, downloads } = await fresh();
       const foreign = await plantLock(cacheDir, handle, "gpu-node-7.cluster.example", 4242);
-      const run = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2", handle]);
-      // The foreign holder makes progress: its temp dir grows every 200 ms for 3 s (15 x the
-      // window's tenth), then it stops, as a download on another machine that hangs.
+      const run = startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "4", handle]);
+      // The foreign holder makes progress: its temp dir grows every 200 ms for 6 s (longer than
+      // the 4 s window, which only a 4 s pause of this process could exhaust), then it stops, as a
+      // download on another machine that hangs.
       const weights = path.join(foreign.tmpDir, "variables", "variables.data-00000-of-00001");
-      for (let i = 0; i < 15; i++) {
+      for (let i = 0; i < 30; i++) {
         await fs.appendFile(weights, Buffer.alloc(4096, i));
         await sleep(200);
       }
@@ -210,7 +211,7 @@ describe("concurrency: many resolvers, one download", () => {
       assert.match(result.stderr, new RegExp(`waiting: .* is being downloaded by ${foreign.content} `));
       assert.match(
         result.stderr,
-        new RegExp(`took over the download of .* from ${foreign.content} \\(no progress for 2 s\\)`),
+        new RegExp(`took over the download of .* from ${foreign.content} \\(no progress for 4 s\\)`),
       );
       assert.equal(downloads(), 1);
       await assertHealthyEntry(cacheDir, handle); // the foreign temp dir is gone too
@@ -342,23 +343,32 @@ describe("concurrency: many resolvers, one download", () => {
       const holder = `other-host.77.${newUid()}`;
       await fs.writeFile(paths.lock, holder);
       const events: HubcacheEvent[] = [];
-      let done = false;
-      setTimeout(() => (done = true), 2000);
+      const waits = (): Extract<HubcacheEvent, { type: "lock-wait" }>[] =>
+        events.flatMap((e) => (e.type === "lock-wait" ? [e] : []));
+      // The wait ends after the 4th report, not after a fixed time: a slow machine makes fewer
+      // polls, never a different outcome. What is timed is read from the reports' own clock.
+      let polls = 0;
       const lock = await acquireLock(paths, {
         handle: "https://example.com/model/1",
         timeoutMs: 60_000,
         emit: (event) => events.push(event),
-        entryReady: () => done,
+        entryReady: () => {
+          polls++;
+          return waits().length >= 4;
+        },
         pollMs: 10,
         reportEveryMs: 400,
       });
       assert.equal(lock, undefined, "the entry became ready while waiting");
-      const waits = events.flatMap((e) => (e.type === "lock-wait" ? [e] : []));
-      assert.ok(waits.length >= 2, `several reports in 2 s (${waits.length})`);
-      assert.ok(waits.length <= 5, `not one per poll (${waits.length})`);
-      for (const wait of waits) assert.equal(wait.holder, holder);
-      for (let i = 1; i < waits.length; i++) {
-        const gap = (waits[i]?.waitedMs ?? 0) - (waits[i - 1]?.waitedMs ?? 0);
+      assert.equal(waits().length, 4);
+      assert.ok(polls > waits().length, `not one report per poll (${polls} polls)`);
+      assert.ok(
+        (waits()[0]?.waitedMs ?? 0) >= 400,
+        "the first report comes after reportEveryMs at the earliest",
+      );
+      for (const wait of waits()) assert.equal(wait.holder, holder);
+      for (let i = 1; i < waits().length; i++) {
+        const gap = (waits()[i]?.waitedMs ?? 0) - (waits()[i - 1]?.waitedMs ?? 0);
         assert.ok(gap >= 400, `reports ${gap} ms apart`);
       }
     },
