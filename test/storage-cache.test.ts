@@ -7,7 +7,7 @@ import os from "node:os";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import { type HubcacheEvent, type Storage, entryPaths, handleHash, openStorage, resolve } from "hubcache";
-import { spawnResolve, resolvedPath, until } from "./helpers/cli.js";
+import { spawnResolve, resolvedPath, until, whileRunning } from "./helpers/cli.js";
 import { waitUntil } from "./helpers/processes.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
@@ -297,11 +297,15 @@ describe("machines sharing a bucket (separate processes, separate local dirs)", 
     // Machine A takes the lock and is held at the hub's archive download.
     const held = hubProxy.holdWhen((r) => r.url.startsWith("/storage/") && r.url.includes(MODEL));
     const a = spawnResolve([handle], await machineEnv());
-    await held.reached;
+    await whileRunning(a, held.reached, "machine A's archive download");
     // Machine B starts, finds no entry (1 listing), finds the lock, and checks again while waiting (2).
     const listsBefore = listsOfEntry();
     const b = spawnResolve([handle], await machineEnv());
-    await until(() => listsOfEntry() >= listsBefore + 2);
+    await whileRunning(
+      b,
+      until(() => listsOfEntry() >= listsBefore + 2, "machine B to look for the entry twice"),
+      "machine B looked for the entry twice",
+    );
     held.release();
     const [ra, rb] = await Promise.all([a.done, b.done]);
     assert.equal(resolvedPath(ra), `${cacheDir}/${hash}`);
@@ -379,7 +383,7 @@ describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial 
         TFHUB_CACHE_DIR: cacheDir,
         TMPDIR: await tempDir("victim-"),
       });
-      await held.reached;
+      await whileRunning(machine, held.reached, `the request to hold (${point.name})`);
       if (point.nth === 3) {
         // Copies run in parallel: holding the 3rd does not mean an earlier one has landed yet.
         const storage = await openStorage(cacheDir, { env });

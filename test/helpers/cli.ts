@@ -40,7 +40,27 @@ export function resolvedPath(result: CliResult): string {
   return first;
 }
 
-/** Wait until `condition` holds, checking every 50 ms (no deadline: the test's timeout is the bound). */
-export async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((r) => setTimeout(r, 50));
+/**
+ * Wait for `wait` while `cli` runs: if the child exits first (it failed, or skipped the step the
+ * test waits for), fail at once with its output instead of waiting forever.
+ */
+export function whileRunning<T>(cli: RunningCli, wait: Promise<T>, what: string): Promise<T> {
+  const exited = cli.done.then((result): never => {
+    throw new Error(
+      `hubcache exited (code ${result.code}, signal ${result.signal}) before ${what}:\n${result.stdout}${result.stderr}`,
+    );
+  });
+  return Promise.race([wait, exited]);
+}
+
+/**
+ * Wait until `condition` holds, checking every 50 ms; throws after `timeoutMs` (a generous bound
+ * for a step that should come soon, not a timing assertion).
+ */
+export async function until(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
