@@ -2,7 +2,7 @@
 // (HUBCACHE_SHARED_CACHE), against s3rver behind a recording proxy and the GCS JSON API server.
 // "Machines" are separate processes with their own local dirs.
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { promises as fs, readdirSync } from "node:fs";
 import os from "node:os";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
@@ -79,9 +79,17 @@ for (const scheme of ["s3", "gs"] as const) {
       const hash = handleHash(handle);
       const tmp = await tempDir("staging-");
       const events: HubcacheEvent[] = [];
+      // While the hub's archive is read, the model is staged on local disk: in the env's TMPDIR.
+      const stage = `hubcache-stage-${hash}-`;
+      const stagedIn = { envTmp: [] as string[], processTmp: [] as string[] };
       const location = await resolve(handle, {
         env: { ...env, TFHUB_CACHE_DIR: cacheDir, TMPDIR: tmp },
-        onEvent: (e) => events.push(e),
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type !== "download-start") return;
+          stagedIn.envTmp.push(...readdirSync(tmp).filter((n) => n.startsWith(stage)));
+          stagedIn.processTmp.push(...readdirSync(os.tmpdir()).filter((n) => n.startsWith(stage)));
+        },
       });
       assert.equal(location, `${cacheDir}/${hash}`);
       const storage = await openStorage(cacheDir, { env });
@@ -103,12 +111,10 @@ for (const scheme of ["s3", "gs"] as const) {
       };
       assert.equal(record.files.length, sourceFiles.length);
       assert.ok(events.some((e) => e.type === "published" && e.path === location));
-      // Nothing was left on the local disk.
+      // Staged in the env's TMPDIR (not the process's), and nothing was left on the local disk.
+      assert.equal(stagedIn.envTmp.length, 1, `one staging dir in the env's TMPDIR ${tmp}`);
+      assert.deepEqual(stagedIn.processTmp, [], "nothing staged in the process's own tmpdir");
       assert.deepEqual(await fs.readdir(tmp), []);
-      assert.deepEqual(
-        (await fs.readdir(os.tmpdir())).filter((n) => n.startsWith(`hubcache-stage-${hash}`)),
-        [],
-      );
 
       // Warm: a hit from the bucket, no hub request, also offline.
       const hubBefore = hub.requests.length;

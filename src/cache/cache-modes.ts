@@ -7,6 +7,7 @@
  *   in the shared cache first and only then asks the hub; what the hub sent is published to both;
  *   resolve returns the local path.
  */
+import { pythonTempDir } from "../config.js";
 import { PROGRESS_INTERVAL_MS } from "../extract/with-progress.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import type { EventListener } from "../events.js";
@@ -84,6 +85,8 @@ export async function ensureCachedModel(context: CacheContext, produce: Download
     const { entry } = await ensureObjectEntry(storage, handle, produce, {
       ...common,
       offline: context.offline,
+      // The model is staged on local disk before upload: in the temp dir of the caller's env.
+      tempRoot: pythonTempDir(context.storage.env ?? process.env),
     });
     return entry.location;
   }

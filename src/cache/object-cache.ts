@@ -104,6 +104,11 @@ export interface EnsureObjectEntryOptions {
    * passes the local cache's temp dir, which then already holds the model.
    */
   stagingDir?: string | undefined;
+  /**
+   * Where that fresh temp dir is made: the temp dir of the caller's `env` (TMPDIR, TEMP, TMP), so
+   * an `env` option replaces process.env here too. Default: os.tmpdir().
+   */
+  tempRoot?: string | undefined;
   /** Publishing failures become warnings (two-tier mode: a read-only shared cache still serves hits). */
   bestEffortPublish?: boolean | undefined;
   /** Lock polling, for tests. */
@@ -292,7 +297,10 @@ async function produceEntry(
     await removeOrphans(storage, keys, lock.uid, lock.takenOverFrom, options);
 
     const started = Date.now();
-    if (ownStaging) staging = await fs.mkdtemp(path.join(os.tmpdir(), `hubcache-stage-${keys.hash}-`));
+    if (ownStaging) {
+      const root = options.tempRoot ?? os.tmpdir();
+      staging = await fs.mkdtemp(path.join(root, `hubcache-stage-${keys.hash}-`));
+    }
     const stagingDir = staging as string;
     const report = await produce(stagingDir, () => undefined);
     const files = await listLocalTree(stagingDir);
