@@ -2,7 +2,8 @@
 // s3rver (S3 protocol), the GCS JSON API server, and http(s) read-only (with and without Range).
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { after, before } from "node:test";
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
 import { openStorage } from "hubcache";
 import { tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
@@ -19,6 +20,7 @@ let gcsUrl: string;
 let staticRoot: string;
 let withRanges: StaticServer;
 let withoutRanges: StaticServer;
+let refusingHead: StaticServer;
 const s3Bucket = uniqueBucket();
 const gcsBucket = uniqueBucket();
 let counter = 0;
@@ -32,9 +34,19 @@ before(async () => {
   staticRoot = await tempDir("static-");
   withRanges = await startStaticServer(staticRoot);
   withoutRanges = await startStaticServer(staticRoot, { ranges: false });
+  refusingHead = await startStaticServer(staticRoot, {
+    headStatus: 403,
+    forbidden: (pathname) => pathname.includes("/private/"),
+  });
 });
 after(async () => {
-  await Promise.all([s3.close(), gcs.close(), withRanges.close(), withoutRanges.close()]);
+  await Promise.all([
+    s3.close(),
+    gcs.close(),
+    withRanges.close(),
+    withoutRanges.close(),
+    refusingHead.close(),
+  ]);
 });
 
 storageConformance("local disk", {
@@ -59,6 +71,7 @@ const seedStatic = async (root: string, key: string, bytes: Buffer): Promise<voi
 for (const [label, server] of [
   ["http(s), read-only", () => withRanges],
   ["http(s), read-only, server without Range support", () => withoutRanges],
+  ["http(s), read-only, server refusing HEAD with 403 (presigned GET URLs)", () => refusingHead],
 ] as const) {
   storageConformance(label, {
     open: () => {
@@ -68,3 +81,18 @@ for (const [label, server] of [
     seed: (storage, key, bytes) => seedStatic(new URL(storage.location).pathname.slice(1), key, bytes),
   });
 }
+
+describe("http(s) existence check where HEAD is refused with 403", () => {
+  test("stat falls back to a one-byte GET; a 403 on that GET too is ERR_HUBCACHE_FORBIDDEN", async () => {
+    const root = fresh();
+    await seedStatic(root, "model.json", Buffer.from("{}"));
+    await seedStatic(root, "private/model.json", Buffer.from("{}"));
+    const storage = await openStorage(`${refusingHead.origin}/${root}`);
+    assert.equal((await storage.stat("model.json"))?.size, 2, "HEAD refused, the GET says it exists");
+    assert.equal(await storage.stat("missing.json"), undefined);
+    await assert.rejects(storage.stat("private/model.json"), {
+      code: "ERR_HUBCACHE_FORBIDDEN",
+      status: 403,
+    });
+  });
+});

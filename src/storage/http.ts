@@ -1,6 +1,7 @@
 /**
- * Read-only http(s):// storage: stat is HEAD (or a one-byte ranged GET where HEAD is refused), read
- * is GET with an optional Range. HTTP has no listing and no writes; those throw a coded error.
+ * Read-only http(s):// storage: stat is HEAD (or a one-byte ranged GET where HEAD is refused with
+ * 403, 405 or 501), read is GET with an optional Range. HTTP has no listing and no writes; those
+ * throw a coded error.
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
@@ -82,14 +83,18 @@ export class HttpStorage implements Storage {
   async stat(key: string): Promise<StoredObject | undefined> {
     let response = await this.request(key, { method: "HEAD" });
     let size: number | undefined;
-    if (response.status === 405 || response.status === 501) {
+    // Servers that refuse HEAD: 405/501, or 403 from a presigned URL that is signed for GET only
+    // (S3, GCS). Ask for the first byte instead; a real 403 comes back from that GET too.
+    if (response.status === 403 || response.status === 405 || response.status === 501) {
       response = await this.request(key, { method: "GET", headers: { range: "bytes=0-0" } });
       await response.body?.cancel().catch(() => undefined);
       const total = /\/(\d+)$/.exec(response.headers.get("content-range") ?? "")?.[1];
       if (total !== undefined) size = Number(total);
     }
     if (response.status === 404 || response.status === 410) return undefined;
-    if (!response.ok) {
+    // An empty object has no first byte: "416, bytes */0" still says that it exists.
+    const emptyObject = response.status === 416 && size === 0;
+    if (!response.ok && !emptyObject) {
       throw httpStatusError(response.status, this.locationOf(key), response.url || this.locationOf(key));
     }
     const length = response.headers.get("content-length");

@@ -1,4 +1,7 @@
-/** A static file server on 127.0.0.1 with HEAD and Range support (or, on request, without Range). */
+/**
+ * A static file server on 127.0.0.1 with HEAD and Range support (or, on request, without Range, or
+ * refusing HEAD as presigned GET URLs do, or refusing some paths altogether).
+ */
 import { createReadStream, promises as fs } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -9,16 +12,32 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
+export interface StaticServerOptions {
+  /** Answer Range requests (default true). */
+  ranges?: boolean;
+  /** Answer every HEAD with this status, as S3 and GCS do for a URL presigned for GET (403). */
+  headStatus?: number;
+  /** Paths (of the URL) answered with 403 for every method: access really refused. */
+  forbidden?: (pathname: string) => boolean;
+}
+
 export async function startStaticServer(
   root: string,
-  options: { ranges?: boolean } = {},
+  options: StaticServerOptions = {},
 ): Promise<StaticServer> {
   const ranges = options.ranges ?? true;
   const server = http.createServer((req, res) => {
     void (async (): Promise<unknown> => {
       const url = new URL(req.url ?? "/", "http://x");
       const file = path.join(root, ...decodeURIComponent(url.pathname).split("/").filter(Boolean));
-      if (!file.startsWith(root)) return res.writeHead(403).end();
+      if (!file.startsWith(root) || options.forbidden?.(url.pathname)) {
+        return res
+          .writeHead(403, { "content-type": "application/xml" })
+          .end("<Error><Code>AccessDenied</Code></Error>");
+      }
+      if (req.method === "HEAD" && options.headStatus !== undefined) {
+        return res.writeHead(options.headStatus).end();
+      }
       const stat = await fs.stat(file).catch(() => undefined);
       if (!stat?.isFile()) {
         return res.writeHead(404, { "content-type": "text/html" }).end("<html>not found</html>");
