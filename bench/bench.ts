@@ -129,11 +129,13 @@ async function main(): Promise<void> {
     ["warm resolve", `${warmUs.toFixed(1)} µs/call`, "≤ 200 µs", warmUs <= 200 ? "yes" : "NO"],
     ["requests made by warm resolves", String(warmRequests), "0", warmRequests === 0 ? "yes" : "NO"],
   ];
-  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]?.length ?? 0)));
+  // A "|" inside a cell would end it ("curl | tar"): Markdown wants it escaped.
+  const table = rows.map((row) => row.map((cell) => cell.replace(/\|/g, "\\|")));
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...table.map((r) => r[c]?.length ?? 0)));
   const line = (r: string[]): string => `| ${r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join(" | ")} |`;
-  console.log(line(rows[0] ?? []));
+  console.log(line(table[0] ?? []));
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
-  for (const row of rows.slice(1)) console.log(line(row));
+  for (const row of table.slice(1)) console.log(line(row));
   console.log(
     `\n${RUNS} alternating runs on ${process.platform}/${process.arch}, node ${process.version}, ${(await import("node:os")).cpus().length} cores.`,
   );
