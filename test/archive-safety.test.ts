@@ -233,6 +233,40 @@ describe("extractor: refusal writes nothing", () => {
   });
 });
 
+// The target directory can vanish: a process that took the download over as stalled removes the
+// old holder's temp dir. tar then reports an "error" and never ends; extraction must still settle.
+describe("extractor: a target directory that is gone", () => {
+  const MODEL = tarOf(benignEntries());
+
+  it("missing from the start: rejects with ERR_HUBCACHE_IO (no hang)", { timeout: 30_000 }, async () => {
+    const dir = path.join(await tempDir("extract-gone-"), "removed");
+    for (const archive of [MODEL, gzip(MODEL)]) {
+      await assert.rejects(
+        extractArchive(Readable.from([archive]), dir, { handle: "h", minFreeBytes: 0 }),
+        (error: unknown) =>
+          error instanceof Error &&
+          (error as { code?: string }).code === "ERR_HUBCACHE_IO" &&
+          /is gone/.test(error.message),
+      );
+    }
+  });
+
+  it("removed while extracting: rejects with ERR_HUBCACHE_IO (no hang)", { timeout: 30_000 }, async () => {
+    const dir = await tempDir("extract-gone-");
+    const [first, rest] = [MODEL.subarray(0, 512), MODEL.subarray(512)]; // "./", then the files
+    async function* source(): AsyncGenerator<Buffer> {
+      yield first;
+      await new Promise((r) => setTimeout(r, 100)); // let tar create "./"
+      await fs.rm(dir, { recursive: true, force: true });
+      yield rest;
+    }
+    await assert.rejects(extractArchive(Readable.from(source()), dir, { handle: "h", minFreeBytes: 0 }), {
+      code: "ERR_HUBCACHE_IO",
+    });
+    await assert.rejects(fs.stat(dir), { code: "ENOENT" }, "nothing re-created the directory");
+  });
+});
+
 // The facts about node-tar 7 that the extractor relies on, pinned so an upgrade that changes
 // them fails here first.
 describe("node-tar behaviour hubcache relies on", () => {

@@ -9,7 +9,9 @@
  *   refuses is never written. (`onReadEntry` runs too late: tar still writes that entry.)
  * - `strict: true` turns every tar warning (bad checksum, truncated input...) into an error.
  * - after any failure, ending the parser makes tar finish what it has queued and emit "end";
- *   extractArchive waits for that, so no write lands in the directory after it returns.
+ *   extractArchive waits for that, so no write lands in the directory after it returns. The one
+ *   exception is a target directory that is gone (tar's CwdError): then tar reports an "error" and
+ *   never ends, and extractArchive settles on that error (nothing can land in a missing directory).
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -425,13 +427,22 @@ export async function extractArchive(
   let tarError: unknown;
   // tar emits "end" once every accepted entry is on disk. Not "close": stream.pipeline emits a
   // "close" of its own on a failed non-standard stream, long before tar is done writing.
+  // A target directory that is gone (tar's CwdError: another process removed it) is the one failure
+  // after which tar never emits "end": it reports an "error" and leaves the entry pending. Nothing
+  // more can be written into a directory that is not there, so that error settles it too.
   const settled = new Promise<void>((resolve) => {
     unpack.on("end", () => resolve());
     unpack.on("abort", () => resolve());
-  });
-  // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.
-  unpack.on("error", (error: unknown) => {
-    tarError ??= error;
+    // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.
+    unpack.on("error", (error: unknown) => {
+      tarError ??= error;
+      if (isCwdError(error)) {
+        failed = true;
+        // Stop the data too, so the pipeline fails rather than wait for tar to read on.
+        network.destroy(error as Error);
+        resolve();
+      }
+    });
   });
 
   try {
@@ -463,6 +474,11 @@ export async function extractArchive(
 
 const TRUNCATED_HINT = "The download was interrupted or the host sent a partial file. Try again.";
 
+/** tar's "cannot use the target directory" error (it is missing, or not a directory). */
+function isCwdError(error: unknown): boolean {
+  return error instanceof Error && error.name === "CwdError";
+}
+
 /** Turn whatever the extraction pipeline threw into a coded error (or the internal restart signal). */
 export function classifyExtractError(error: unknown, handle: string): HubcacheError | RestartRequired {
   if (error instanceof HubcacheError || error instanceof RestartRequired) return error;
@@ -475,6 +491,17 @@ export function classifyExtractError(error: unknown, handle: string): HubcacheEr
       hint: "The caller's AbortSignal fired; nothing was cached.",
       cause: error,
     });
+  }
+  if (isCwdError(error)) {
+    return new HubcacheError(
+      ErrorCode.IO,
+      `The folder ${handle} was being extracted into is gone (${code ?? message}); extraction was stopped.`,
+      {
+        handle,
+        hint: "Another process removed it, e.g. one that took this download over as stalled (it finishes the download). Otherwise, check that nothing cleans the cache directory while hubcache runs, and try again.",
+        cause: error,
+      },
+    );
   }
   if (code === "ENOSPC" || code === "EDQUOT") {
     return new HubcacheError(
