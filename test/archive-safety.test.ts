@@ -4,12 +4,13 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
+import zlib from "node:zlib";
 import { after, before, describe, it } from "node:test";
 import * as tar from "tar";
 import { extractArchive } from "../src/extract/extract.js";
 import { resolve } from "../src/resolve.js";
 import { type EntrySpec, benignEntries, gzip, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
-import { tempDir } from "./helpers/fixtures.js";
+import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { waitUntil } from "./helpers/processes.js";
 import { type Sandbox, assertNoTrace, expectCode, fsIdle, listAll, makeSandbox } from "./helpers/sandbox.js";
@@ -310,6 +311,26 @@ describe("node-tar behaviour hubcache relies on", () => {
         assert.deepEqual(await listAll(dir), ["link"], "tar runs its own entry handler after onReadEntry");
       },
     );
+  });
+
+  it("archives made by tar.c end with two zero blocks, and are extracted whole, plain or gzip'd", async () => {
+    const model = await savedModelDir(16 * 1024);
+    for (const gzipped of [false, true]) {
+      const archive = await tarGz(model, { gzip: gzipped });
+      const plain = gzipped ? zlib.gunzipSync(archive) : archive;
+      assert.ok(
+        plain.subarray(-1024).every((byte) => byte === 0),
+        "two zero blocks at the end",
+      );
+      const dir = await tempDir("tar-fact-");
+      try {
+        const result = await extractArchive(Readable.from([archive]), dir, { handle: "h", minFreeBytes: 0 });
+        assert.ok(result.entries > 0);
+        assert.deepEqual(await readTree(dir), await readTree(model));
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   it("an entry refused in filter is never written", async () => {

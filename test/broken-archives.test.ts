@@ -116,6 +116,18 @@ describe("truncated and corrupt archives", () => {
     await fails({ body: gzip(tarOf(benignEntries(), { end: false })) }, "ERR_HUBCACHE_TRUNCATED");
   });
 
+  // tar's end-of-archive marker is two zero blocks; one alone is an archive cut short inside it.
+  const ONE_ZERO_BLOCK = Buffer.concat([tarOf(benignEntries(), { end: false }), Buffer.alloc(512)]);
+
+  it("a plain tar ending with a single zero block is truncated", async () => {
+    const { message } = await fails({ body: ONE_ZERO_BLOCK }, "ERR_HUBCACHE_TRUNCATED");
+    assert.match(message, /end-of-archive/);
+  });
+
+  it("a complete gzip of a tar ending with a single zero block is truncated", async () => {
+    await fails({ body: gzip(ONE_ZERO_BLOCK) }, "ERR_HUBCACHE_TRUNCATED");
+  });
+
   it("a plain tar cut in the middle of a file is truncated", async () => {
     await fails({ body: MODEL_TAR.subarray(0, 512 * 3 + 100) }, "ERR_HUBCACHE_TRUNCATED");
   });

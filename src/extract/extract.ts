@@ -12,6 +12,7 @@
  *   extractArchive waits for that, so no write lands in the directory after it returns. The one
  *   exception is a target directory that is gone (tar's CwdError): then tar reports an "error" and
  *   never ends, and extractArchive settles on that error (nothing can land in a missing directory).
+ * - the archive must end with tar's end-of-archive marker, two zero blocks (tar's "eof" event).
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -417,11 +418,10 @@ export async function extractArchive(
       }
       return true;
     },
-    onReadEntry: () => {
-      sawEndOfArchive = false;
-    },
   });
-  unpack.on("nullBlock", () => {
+  // The end-of-archive marker is two zero blocks: tar's parser says "eof" after the second (its
+  // "nullBlock" event is the first, which alone is a cut-short archive). It reads nothing after it.
+  unpack.on("eof", () => {
     sawEndOfArchive = true;
   });
   let tarError: unknown;
