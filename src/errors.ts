@@ -97,6 +97,17 @@ export class RestartRequired extends Error {
   }
 }
 
+/**
+ * Internal signal, never shown to users: the download lock was taken over (its holder was judged
+ * stalled), so this download stops; the caller waits for the new holder instead of publishing.
+ */
+export class LockLost extends Error {
+  override readonly name = "LockLost";
+  constructor(readonly handle: string) {
+    super(`The download lock of ${handle} was taken over by another process.`);
+  }
+}
+
 /** The errno-style code of a Node system error, if it is one. */
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error === "object" && error !== null && "code" in error) {

@@ -271,7 +271,7 @@ async function resolveHttpArchive(
   emit: EventListener,
 ): Promise<string> {
   const { handle } = parsed;
-  return ensureCachedModel(cacheContext(handle, settings, options, emit), (tmpDir, touch) =>
+  return ensureCachedModel(cacheContext(handle, settings, options, emit), (tmpDir, touch, lease) =>
     withHttpClient(settings, options, handle, emit, async (_fetch, transport) => {
       // One retry budget for the whole download: first tries, resumes and restarts share it.
       const budget = new RetryBudget({
@@ -288,6 +288,8 @@ async function resolveHttpArchive(
           budget,
           emit,
           signal: options.signal,
+          // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
+          hooks: lease && { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
         });
         try {
           const result = await extractWithProgress(download.stream, tmpDir, {

@@ -9,13 +9,21 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { entryPaths, lockContent, newUid } from "../src/cache/layout.js";
-import { GUARD_STALE_MS, acquireLock, lockGuardPath } from "../src/cache/lock.js";
+import {
+  GUARD_STALE_MS,
+  acquireLock,
+  lockGuardPath,
+  readLock,
+  removeLeftovers,
+  removeLockIf,
+} from "../src/cache/lock.js";
 import { sweepCacheDir } from "../src/cache/orphans.js";
 import { inspectEntry } from "../src/cache/manifest.js";
 import { ErrorCode, HubcacheError } from "../src/errors.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolve.js";
 import { readTree, savedModelDir, tempDir } from "./helpers/fixtures.js";
+import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { type HubServer } from "./helpers/hub-server.js";
 import {
   TEST_TIMEOUT_MS,
@@ -403,6 +411,94 @@ describe("concurrency: many resolvers, one download", () => {
       );
       await held.release();
       await assert.rejects(fs.stat(paths.lock), { code: "ENOENT" });
+    },
+  );
+});
+
+describe("concurrency: a holder that waits between attempts (Retry-After, backoff)", () => {
+  let flaky: FlakyHost;
+  let routes = 0;
+  before(async () => {
+    flaky = await startFlakyHost();
+  });
+  after(() => flaky.close());
+
+  /** A route that answers 503 with Retry-After first, then the model archive. */
+  async function busyModel(retryAfterSeconds: number): Promise<{
+    handle: string;
+    cacheDir: string;
+    requests: () => number;
+  }> {
+    const route = `/busy/${++routes}`;
+    flaky.route(route, [
+      { status: 503, headers: { "retry-after": String(retryAfterSeconds) } },
+      { body: archive },
+    ]);
+    return {
+      handle: flaky.url(route),
+      cacheDir: await tempDir("hubcache-concurrency-"),
+      requests: () => flaky.requestsTo(route).length,
+    };
+  }
+
+  test(
+    "a host answering 503 + Retry-After longer than --lock-timeout: the waiting holder is not taken over, one download, both print the path",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, requests } = await busyModel(7);
+      const args = ["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2.5", handle];
+      const first = startCli(args);
+      // The first holds the lock and has been told to come back in 7 s; then the second arrives.
+      await waitUntil(() => requests() === 1, "the first resolver's 503");
+      const second = startCli(args);
+      const [a, b] = await Promise.all([first.done, second.done]);
+      const expected = `${entryPaths(cacheDir, handle).dir}\n`;
+      for (const result of [a, b]) {
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, expected, result.stderr);
+      }
+      assert.doesNotMatch(b.stderr, /took over/, "a live holder honouring Retry-After is not stale");
+      assert.equal(requests(), 2, "one 503, then one download");
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
+    "a holder whose lock is taken over during its backoff stops before its next request and uses the new holder's work",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, requests } = await busyModel(2);
+      const paths = entryPaths(cacheDir, handle);
+      const events: HubcacheEvent[] = [];
+      let requestsWhenStopped: number | undefined;
+      const first = resolve(handle, {
+        cacheDir,
+        onEvent: (event) => {
+          events.push(event);
+          if (event.type === "warning" && /taken over/.test(event.message)) requestsWhenStopped = requests();
+        },
+      });
+      await waitUntil(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
+      // Take the lock over as a waiter that judged it stale does (another host, or a Python
+      // process): remove it and the holder's temp dir, and hold a lock of our own.
+      const stale = await readLock(paths.lock);
+      assert.ok(stale);
+      assert.ok(await removeLockIf(paths.lock, stale));
+      await removeLeftovers(paths, stale.owner.uid, () => undefined);
+      const ours = await acquireLock(paths, {
+        handle,
+        timeoutMs: 60_000,
+        emit: () => undefined,
+        entryReady: () => false,
+      });
+      assert.ok(ours);
+      await waitUntil(() => requestsWhenStopped !== undefined, "the first resolver to notice");
+      assert.equal(requestsWhenStopped, 1, "no request after the lock was lost");
+      await ours.release(); // we publish nothing: the first resolver takes the lock again
+      assert.equal(await first, paths.dir);
+      assert.equal(requests(), 2);
+      assert.equal(events.filter((e) => e.type === "published").length, 1);
+      await assertHealthyEntry(cacheDir, handle);
     },
   );
 });

@@ -15,7 +15,7 @@ import { openStorage, type StorageOptions } from "../storage/open.js";
 import { isRemoteLocation } from "../storage/location.js";
 import type { Storage } from "../storage/types.js";
 import { entryPaths } from "./layout.js";
-import { type DownloadReport, type Downloader, ensureEntry } from "./local-cache.js";
+import { type DownloadLease, type DownloadReport, type Downloader, ensureEntry } from "./local-cache.js";
 import { downloadObjectEntry, ensureObjectEntry } from "./object-cache.js";
 
 export interface CacheContext {
@@ -98,12 +98,12 @@ export async function ensureCachedModel(context: CacheContext, produce: Download
   // Two tiers. The shared cache is opened only on a local miss, so a warm resolve stays local.
   return ensureEntry(
     paths,
-    async (tmpDir, touch): Promise<DownloadReport> => {
+    async (tmpDir, touch, lease): Promise<DownloadReport> => {
       // Waiting on the shared tier (another machine downloading) is progress too: keep the local lock fresh.
       const heartbeat = setInterval(touch, 1000);
       heartbeat.unref();
       try {
-        return await fromSharedTier(tmpDir, touch);
+        return await fromSharedTier(tmpDir, touch, lease);
       } finally {
         clearInterval(heartbeat);
       }
@@ -112,17 +112,25 @@ export async function ensureCachedModel(context: CacheContext, produce: Download
     { ...common, offline: false },
   );
 
-  async function fromSharedTier(tmpDir: string, touch: () => void): Promise<DownloadReport> {
+  async function fromSharedTier(
+    tmpDir: string,
+    touch: () => void,
+    lease: DownloadLease | undefined,
+  ): Promise<DownloadReport> {
     const shared = await openCacheStorage(sharedCache as string, "The shared cache", context.storage);
     let report: DownloadReport | undefined;
     const { entry, produced } = await ensureObjectEntry(
       shared,
       handle,
       async (dir, innerTouch) => {
-        report = await produce(dir, () => {
-          touch();
-          innerTouch();
-        });
+        report = await produce(
+          dir,
+          () => {
+            touch();
+            innerTouch();
+          },
+          lease,
+        );
         return report;
       },
       { ...common, offline: context.offline, stagingDir: tmpDir, bestEffortPublish: true },

@@ -5,7 +5,7 @@
  * (orphans.ts). The protocol is described in docs/concurrency.md.
  */
 import { promises as fs, statSync } from "node:fs";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, LockLost, errnoCode } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { listTree, removeTree } from "./fs-util.js";
 import { type EntryPaths, descriptorText } from "./layout.js";
@@ -19,8 +19,29 @@ export interface DownloadReport {
   archiveBytes: number;
 }
 
-/** Fills `tmpDir` with the model. `touch` marks progress (it refreshes the lock). */
-export type Downloader = (tmpDir: string, touch: () => void) => Promise<DownloadReport>;
+/**
+ * What a download running under the entry's lock may ask of it, besides marking progress.
+ * - `ensureHeld()`: throws LockLost if the lock was taken over. Call it before each attempt (first
+ *   try, retries, restarts): a holder judged stalled must stop at once, not download or extract into
+ *   a temp dir the new holder has removed.
+ * - `waiting()`: call it about once a second while deliberately waiting between attempts (backoff,
+ *   Retry-After): a live holder honouring the host is not stalled. Never from a free-running timer:
+ *   a holder frozen mid-download must still be judged stale after the window.
+ */
+export interface DownloadLease {
+  ensureHeld(): Promise<void>;
+  waiting(): void;
+}
+
+/**
+ * Fills `tmpDir` with the model. `touch` marks progress (it refreshes the lock); `lease` is there
+ * when a lock is held (see DownloadLease).
+ */
+export type Downloader = (
+  tmpDir: string,
+  touch: () => void,
+  lease?: DownloadLease,
+) => Promise<DownloadReport>;
 
 export interface EnsureEntryOptions {
   handle: string;
@@ -163,7 +184,7 @@ async function downloadEntry(
     emit({
       type: "warning",
       handle,
-      message: `the download lock of ${handle} was taken over as stalled; waiting for the new holder instead of publishing`,
+      message: `the download lock of ${handle} was taken over as stalled; this process stopped its download and waits for the new holder`,
     });
   }
 }
@@ -198,9 +219,21 @@ async function downloadUnderLock(
     const started = Date.now();
     tmpDir = paths.tmpDir(lock.uid);
     await fs.mkdir(tmpDir);
-    const report = await download(tmpDir, () => {
-      if (lock.touch()) testPause("during-download");
-    });
+    const lease: DownloadLease = {
+      async ensureHeld() {
+        if (!(await lock.stillHeld())) throw new LockLost(handle);
+      },
+      waiting() {
+        lock.touch();
+      },
+    };
+    const report = await download(
+      tmpDir,
+      () => {
+        if (lock.touch()) testPause("during-download");
+      },
+      lease,
+    );
     testPause("after-extract");
     const files = await listTree(tmpDir);
     if (files.length === 0) {
@@ -260,9 +293,11 @@ async function downloadUnderLock(
     });
     return paths.dir;
   } catch (error) {
-    // Failed after losing the lock (e.g. the new holder removed our temp dir as an orphan): the
-    // new holder is downloading it; wait for it rather than fail.
-    if (!options.signal?.aborted && !(await lock.stillHeld())) return undefined;
+    // Stopped because the lock was lost, or failed after losing it (e.g. the new holder removed our
+    // temp dir as an orphan): the new holder is downloading it; wait for it rather than fail.
+    if (!options.signal?.aborted && (error instanceof LockLost || !(await lock.stillHeld()))) {
+      return undefined;
+    }
     const code = errnoCode(error);
     if (code === "ENOSPC" || code === "EDQUOT" || code === "EACCES" || code === "EROFS") {
       throw notWritableError(paths.cacheDir, handle, error);

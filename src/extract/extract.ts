@@ -18,7 +18,7 @@ import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import * as tar from "tar";
-import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, LockLost, RestartRequired, errnoCode } from "../errors.js";
 import { checkIntervalBytes, defaultReserveBytes, diskSpace } from "./disk-space.js";
 
 export const GUNZIP_CHUNK_BYTES = 1 << 20;
@@ -480,8 +480,13 @@ function isCwdError(error: unknown): boolean {
 }
 
 /** Turn whatever the extraction pipeline threw into a coded error (or the internal restart signal). */
-export function classifyExtractError(error: unknown, handle: string): HubcacheError | RestartRequired {
-  if (error instanceof HubcacheError || error instanceof RestartRequired) return error;
+export function classifyExtractError(
+  error: unknown,
+  handle: string,
+): HubcacheError | RestartRequired | LockLost {
+  if (error instanceof HubcacheError || error instanceof RestartRequired || error instanceof LockLost) {
+    return error;
+  }
   const code = errnoCode(error);
   const tarCode = (error as { tarCode?: unknown } | null)?.tarCode;
   const message = error instanceof Error ? error.message : String(error);

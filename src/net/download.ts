@@ -8,6 +8,8 @@
  *   the stream fails with RestartRequired and the caller starts over from an empty directory;
  * - a body shorter than its Content-Length is a broken body, not an end.
  * Every retry is reported as a `retry` event. Nothing here ever shows a URL unredacted.
+ * Optional hooks run before each request (a lock holder checks it still holds the lock) and while
+ * waiting between attempts (it keeps the lock fresh).
  */
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
@@ -95,6 +97,17 @@ export function nodeTransport(options: { insecureTls: boolean; connectTimeoutMs:
   };
 }
 
+/** Hooks for a download made on someone's behalf, e.g. under a cache lock (see cache/local-cache.ts). */
+export interface AttemptHooks {
+  /** Runs before each request (first try, retries, resumes); throws to stop the download. */
+  beforeAttempt(): Promise<void>;
+  /** Runs about every WAITING_BEAT_MS while the download waits between attempts (backoff, Retry-After). */
+  whileWaiting(): void;
+}
+
+/** How often `whileWaiting` runs during a wait between attempts. */
+export const WAITING_BEAT_MS = 250;
+
 export interface DownloadOptions {
   handle: string;
   transport: Transport;
@@ -102,6 +115,7 @@ export interface DownloadOptions {
   budget: RetryBudget;
   emit: EventListener;
   signal?: AbortSignal | undefined;
+  hooks?: AttemptHooks | undefined;
 }
 
 export interface Download {
@@ -221,10 +235,17 @@ class Requester {
       delayMs: delay,
       reason,
     });
+    // Waiting on purpose (alive, honouring the host) is not a stall: let the hooks say so. Only
+    // while waiting: a process frozen mid-download runs no timers and still looks stalled.
+    const { hooks } = this.options;
+    hooks?.whileWaiting();
+    const beat = hooks ? setInterval(() => hooks.whileWaiting(), WAITING_BEAT_MS) : undefined;
     try {
       await wait(delay, this.options.signal);
     } catch (error) {
       throw this.abortedError(error);
+    } finally {
+      clearInterval(beat);
     }
     return true;
   }
@@ -235,6 +256,8 @@ class Requester {
    */
   async withRetries(headers: Record<string, string>): Promise<ActiveRequest> {
     for (;;) {
+      // Before every request, so also right after each backoff: may this download go on?
+      await this.options.hooks?.beforeAttempt();
       let failure: HubcacheError;
       let reason: string;
       let retryAfterMs: number | undefined;
