@@ -268,6 +268,36 @@ describe("concurrency: many resolvers, one download", () => {
   }
 
   test(
+    "a holder whose lock was removed (as Python's stale check does) never writes its descriptor over the new holder's",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { handle, cacheDir, downloads } = await fresh();
+      const paths = entryPaths(cacheDir, handle);
+      const pauseFile = path.join(await tempDir("hubcache-pause-"), "paused");
+      // Frozen with the archive extracted, before anything of the entry's is written.
+      const frozen = startCli(["resolve", "--cache-dir", cacheDir, handle], {
+        env: { HUBCACHE_TEST_PAUSE_AT: "after-extract", HUBCACHE_TEST_PAUSE_FILE: pauseFile },
+      });
+      await waitForFile(pauseFile);
+      // Python's waiter removes a stale lock and leaves the old holder's temp dir alone.
+      const stale = await readLock(paths.lock);
+      assert.ok(stale);
+      assert.ok(await removeLockIf(paths.lock, stale));
+      await resolve(handle, { cacheDir });
+      const descriptor = await fs.readFile(paths.descriptor, "utf8");
+      assert.match(descriptor, new RegExp(`\\(PID:${process.pid}\\)$`), "the new holder's descriptor");
+
+      await fs.rm(pauseFile); // the old holder comes back
+      const result = await frozen.done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${paths.dir}\n`);
+      assert.equal(await fs.readFile(paths.descriptor, "utf8"), descriptor, "not overwritten");
+      assert.equal(downloads(), 2);
+      await assertHealthyEntry(cacheDir, handle);
+    },
+  );
+
+  test(
     "20 waiters racing to take over the same dead lock: exactly one gets it, 25 times over",
     { timeout: TEST_TIMEOUT_MS },
     async () => {

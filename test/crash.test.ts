@@ -6,7 +6,7 @@
  * let it recover, so a recovery that waited for the window would time the test out.
  */
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { existsSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -64,7 +64,9 @@ async function kill9(run: ReturnType<typeof startCli>): Promise<void> {
 function expectedLeftovers(point: PausePoint, hash: string, uid: string): string[] {
   const names = [`${hash}.lock`];
   if (point !== "after-rename" && point !== "before-release") names.push(`${hash}.${uid}.tmp`);
-  if (point === "during-descriptor-write") names.push(`${hash}.descriptor.txt.tmp${uid}`);
+  if (point === "during-descriptor-write" || point === "before-rename" || point === "after-rename") {
+    names.push(`${hash}.descriptor.txt.tmp${uid}`);
+  }
   if (point === "before-rename" || point === "after-rename") names.push(`${hash}.hubcache.json.tmp${uid}`);
   return names.sort();
 }
@@ -102,6 +104,11 @@ describe("crash safety: kill -9 at any step", () => {
         assert.deepEqual(await leftovers(cacheDir), expectedLeftovers(point, paths.hash, uid));
         const published = PUBLISHED.includes(point);
         assert.equal(inspectEntry(paths).state, published ? "hit" : "missing", "never a partial entry");
+        assert.equal(
+          existsSync(paths.descriptor),
+          point === "before-release",
+          "the descriptor appears only with the published entry and its record",
+        );
         await kill9(run);
 
         const events: HubcacheEvent[] = [];
@@ -115,6 +122,9 @@ describe("crash safety: kill -9 at any step", () => {
         const state = inspectEntry(paths);
         assert.equal(state.state === "hit" && state.writer, "hubcache", "hubcache's record is in place");
         assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left");
+        // The descriptor names whoever published the entry: the killed process, or this one.
+        const descriptor = await fs.readFile(paths.descriptor, "utf8");
+        assert.match(descriptor, new RegExp(`\\(PID:${published ? run.pid : process.pid}\\)$`));
         assert.equal(downloads(), published ? 1 : 2);
         if (published) {
           assert.ok(

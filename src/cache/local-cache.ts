@@ -256,9 +256,10 @@ async function downloadUnderLock(
       files,
     };
     // Temp names carry the lock's uid, so whoever finds them after a crash knows whose they are.
+    // Both stay under their temp names until our entry is in place (TF Hub renames its descriptor
+    // before the entry: a lost or failed publish leaves it with no entry, or overwrites the winner's).
     await fs.writeFile(descriptorTmp, descriptorText(handle), { flag: "wx" });
     testPause("during-descriptor-write");
-    await fs.rename(descriptorTmp, paths.descriptor);
     await fs.writeFile(manifestTmp, JSON.stringify(manifest), { flag: "wx" });
     testPause("before-rename");
 
@@ -278,10 +279,16 @@ async function downloadUnderLock(
     }
     tmpDir = undefined;
     testPause("after-rename");
-    await fs.rename(manifestTmp, paths.manifest).catch((error: unknown) => {
-      // ENOENT: a process that judged us gone already installed it (orphans.ts adoptManifest).
-      if (errnoCode(error) !== "ENOENT") throw error;
-    });
+    // Our entry is published: now its descriptor, then our record (the record comes last).
+    for (const [tmp, final] of [
+      [descriptorTmp, paths.descriptor],
+      [manifestTmp, paths.manifest],
+    ] as const) {
+      await fs.rename(tmp, final).catch((error: unknown) => {
+        // ENOENT: a process that judged us gone already installed it (orphans.ts adoptRecords).
+        if (errnoCode(error) !== "ENOENT") throw error;
+      });
+    }
     testPause("before-release");
     emit({
       type: "published",

@@ -6,7 +6,8 @@
  *   on this host is gone (with their temp dirs and files), and temp dirs and files that belong to no
  *   current lock and have not changed for the stale window.
  * - On a hit with a lock beside the entry (a holder killed between publishing and unlocking): that
- *   lock, if its holder is gone, and its leftovers. Best effort: a read-only cache still serves hits.
+ *   lock, if its holder is gone, and its leftovers (its descriptor and record are installed if they
+ *   belong to the entry in place). Best effort: a read-only cache still serves hits.
  * Everything here ignores errors: cleaning up must never fail a resolve.
  */
 import { promises as fs } from "node:fs";
@@ -95,23 +96,28 @@ export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListe
     if (!lock || !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids())) return;
     if (!(await removeLockIf(paths.lock, lock))) return;
     emit({ type: "orphan-removed", path: paths.lock });
-    await adoptManifest(paths, lock.owner.uid);
+    await adoptRecords(paths, lock.owner.uid);
     await removeLeftovers(paths, lock.owner.uid, emit);
   } catch {
     // best effort: a read-only cache keeps serving hits
   }
 }
 
-/** Install a dead holder's record of the entry if it describes the directory now in place. */
-async function adoptManifest(paths: EntryPaths, uid: string): Promise<void> {
+/**
+ * Install a dead holder's descriptor and record of the entry if its record describes the directory
+ * now in place (it published that directory and was killed before installing them).
+ */
+async function adoptRecords(paths: EntryPaths, uid: string): Promise<void> {
   const tmp = `${paths.manifest}.tmp${uid}`;
   try {
     const manifest = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<Manifest>;
     const dir = await fs.stat(paths.dir);
     const same =
       manifest.ino === dir.ino && manifest.dev === dir.dev && manifest.birthtimeMs === dir.birthtimeMs;
-    if (same) await fs.rename(tmp, paths.manifest);
+    if (!same) return;
+    await fs.rename(`${paths.descriptor}.tmp${uid}`, paths.descriptor).catch(() => undefined);
+    await fs.rename(tmp, paths.manifest);
   } catch {
-    // not there, or not about this directory: removeLeftovers deletes it
+    // not there, or not about this directory: removeLeftovers deletes them
   }
 }

@@ -17,11 +17,11 @@ export const PAUSE_POINTS = [
   "during-download",
   /** The archive is fully extracted in the temp dir; nothing else written. */
   "after-extract",
-  /** The descriptor's temp file is written, not yet renamed into place. */
+  /** The descriptor's temp file is written; nothing is in place. */
   "during-descriptor-write",
-  /** Descriptor in place, hubcache's record written under its temp name; the entry is not published. */
+  /** The descriptor and hubcache's record are written under their temp names; the entry is not published. */
   "before-rename",
-  /** The entry directory is published; its record is still under its temp name. */
+  /** The entry directory is published; its descriptor and record are still under their temp names. */
   "after-rename",
   /** Everything is published; the lock is still held. */
   "before-release",
