@@ -15,6 +15,7 @@ import {
 } from "./config.js";
 import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.js";
 import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } from "./events.js";
+import { loadTar } from "./extract/extract.js";
 import { extractWithProgress } from "./extract/with-progress.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
 import { type NetworkSettings, httpStack } from "./net/client.js";
@@ -279,6 +280,7 @@ async function resolveHttpArchive(
         retries: settings.retries,
         baseDelayMs: settings.retryDelayMs,
       });
+      void loadTar().catch(() => undefined); // import tar while the request is in flight
       for (;;) {
         emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
         const download = await openDownload(parsed.downloadUrl, {

@@ -17,7 +17,7 @@
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import * as tar from "tar";
+import type * as Tar from "tar";
 import { ErrorCode, HubcacheError, LockLost, RestartRequired, errnoCode } from "../errors.js";
 import { checkIntervalBytes, defaultReserveBytes, diskSpace } from "./disk-space.js";
 
@@ -308,12 +308,28 @@ export function entryProblem(entryPath: string, type: string): string | undefine
   return undefined;
 }
 
+let tarModule: Promise<typeof Tar> | undefined;
+
+/**
+ * node-tar, imported on first use: a warm resolve never extracts, and tar is the largest part of
+ * hubcache's import time. Callers about to download call this first, so the import overlaps the
+ * request (and its redirects) instead of adding to it.
+ */
+export function loadTar(): Promise<typeof Tar> {
+  tarModule ??= import("tar");
+  return tarModule;
+}
+
 /** Extract `source` (a gzip'd or plain tar) into the existing directory `dir`. */
 export async function extractArchive(
   source: Readable,
   dir: string,
   options: ExtractOptions,
 ): Promise<ExtractResult> {
+  const tar = await loadTar().catch((error: unknown) => {
+    source.destroy();
+    throw error;
+  });
   const { handle } = options;
 
   // Refuse to start on a disk that is already nearly full.
@@ -395,7 +411,7 @@ export async function extractArchive(
     // Runs as each header is parsed, before tar queues the entry: a refused entry is never written.
     filter: (entryPath, entry) => {
       if (failed) return false;
-      const readEntry = entry as tar.ReadEntry;
+      const readEntry = entry as Tar.ReadEntry;
       const reason = entryProblem(readEntry.path ?? entryPath, readEntry.type);
       if (reason) {
         failed = true;
