@@ -225,6 +225,28 @@ for (const scheme of ["s3", "gs"] as const) {
   });
 }
 
+describe("an unreadable record left in the bucket", () => {
+  for (const scheme of ["s3", "gs"] as const) {
+    test(`${scheme}: is replaced by a whole entry, once, not looped on`, { timeout: 120_000 }, async () => {
+      const cacheDir = `${scheme}://${bucket}/unreadable-${++counter}`;
+      const handle = freshHandle();
+      const hash = handleHash(handle);
+      const storage = await openStorage(cacheDir, { env });
+      await storage.write(`${hash}.hubcache.json`, JSON.stringify({ version: 999 }));
+      const events: HubcacheEvent[] = [];
+      assert.equal(
+        await resolve(handle, { cacheDir, env, onEvent: (e) => events.push(e) }),
+        `${cacheDir}/${hash}`,
+      );
+      assert.equal(events.filter((e) => e.type === "published").length, 1);
+      await sameAsSource(storage, hash);
+      const before = hub.downloads().length;
+      await resolve(handle, { cacheDir, env });
+      assert.equal(hub.downloads().length, before, "a hit now");
+    });
+  }
+});
+
 describe("a shared cache this machine may only read", () => {
   test("a hit is used; a miss downloads from the hub into the local tier with a warning, and the shared tier is left alone", async () => {
     const shared = `s3://${bucket}/read-only-${++counter}`;

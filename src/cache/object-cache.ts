@@ -324,30 +324,34 @@ async function produceEntry(
       };
       // Without create-only writes two holders are possible (a lock taken over from a slow
       // holder): never overwrite a published entry, and never return one that is not whole.
+      const keepsChanging = (): HubcacheError =>
+        new HubcacheError(
+          ErrorCode.IO,
+          `The cache entry for ${handle} at ${location} keeps being changed by another writer.`,
+          { handle, hint: "Another machine is rewriting this entry; resolve again in a moment." },
+        );
       let staged = false; // our files are under the temp prefix
+      let repaired = false;
       for (let attempt = 1; ; attempt++) {
-        // (After a lost publish, look at the winner's entry before uploading ours again.)
-        if (!staged && (attempt === 1 || !(await readManifest(storage, keys.manifest)))) {
+        if (attempt > 3) throw keepsChanging();
+        // Is there a record already (readable or not)? Then look at that entry before publishing ours.
+        const recorded = async (): Promise<boolean> => (await storage.stat(keys.manifest)) !== undefined;
+        if (!staged && (attempt === 1 || !(await recorded()))) {
           uploaded = true;
           await uploadTree(storage, stagingDir, files, tmpPrefix, { signal: options.signal });
           staged = true;
         }
-        if (await readManifest(storage, keys.manifest)) {
+        if (await recorded()) {
           const state = await inspectObjectEntry(storage, keys, { ignoreLock: true });
           if (state.state === "hit") {
             emit({ type: "publish-lost", handle, path: location });
             return { entry: entryOf(ownStaging ? state.files : files), produced: true };
           }
           // The other holder's entry is not whole (one of us removed files the other was
-          // publishing): repair it with ours, once; a second failure is reported, not looped.
-          if (attempt >= 2) {
-            throw new HubcacheError(
-              ErrorCode.IO,
-              `The cache entry for ${handle} at ${location} keeps being changed by another writer.`,
-              { handle, hint: "Another machine is rewriting this entry; resolve again in a moment." },
-            );
-          }
-          const reason = state.state === "incomplete" ? state.reason : "its record vanished";
+          // publishing), or its record cannot be read: replace it with ours, once.
+          if (repaired) throw keepsChanging();
+          repaired = true;
+          const reason = state.state === "incomplete" ? state.reason : "its record cannot be read";
           emit({ type: "cache-incomplete", handle, path: location, reason });
           await removeEntry(storage, keys);
           continue;
