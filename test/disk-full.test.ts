@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { entryPaths } from "../src/cache/layout.js";
+import { acquireLock } from "../src/cache/lock.js";
 import { diskSpace } from "../src/extract/disk-space.js";
 import { resolve } from "../src/resolve.js";
 import { gzip, tarOf } from "./helpers/archives.js";
@@ -105,6 +107,38 @@ describe("full disk", () => {
         }),
         "ERR_HUBCACHE_DISK_FULL",
       );
+    });
+  });
+
+  it("a lock is still released when the disk is full to the last byte", async (t) => {
+    await onTinyDisk(t, async (cacheDir, diskDir) => {
+      await fs.mkdir(cacheDir, { recursive: true });
+      const paths = entryPaths(cacheDir, "https://example.com/model/full");
+      const lock = await acquireLock(paths, {
+        handle: "https://example.com/model/full",
+        timeoutMs: 60_000,
+        emit: () => undefined,
+        entryReady: () => false,
+      });
+      assert.ok(lock);
+      // Fill every remaining block (tmpfs counts whole pages: write until it refuses).
+      const filler = await fs.open(path.join(diskDir, "filler"), "w");
+      try {
+        for (;;) await filler.write(Buffer.alloc(64 * 1024));
+      } catch (error) {
+        assert.equal((error as NodeJS.ErrnoException).code, "ENOSPC");
+      }
+      try {
+        for (;;) await filler.write(Buffer.alloc(512));
+      } catch {
+        // full to the last block
+      } finally {
+        await filler.close();
+      }
+      await assert.rejects(fs.writeFile(path.join(diskDir, "probe"), "x"), { code: "ENOSPC" });
+      await fs.rm(path.join(diskDir, "probe")); // (its name was created; its byte was not)
+      await lock.release();
+      assert.deepEqual(await fs.readdir(cacheDir), [], "no lock and no guard left");
     });
   });
 

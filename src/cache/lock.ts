@@ -197,21 +197,45 @@ export async function removeLockIf(
 async function takeGuard(guard: string): Promise<{ release(): Promise<void> }> {
   const content = lockContent(newUid());
   for (let attempt = 0; ; attempt++) {
-    const file = await createExclusive(guard, content);
+    const file = await createGuard(guard, content);
     if (file) {
       return {
         async release() {
-          const ino = (await file.stat().catch(() => undefined))?.ino;
+          // Still ours? (Only a remover that judged us stale would have replaced it.) Compared while
+          // our descriptor is open, so its inode number cannot have been given to a new guard.
+          const [mine, current] = await Promise.all([
+            file.stat().catch(() => undefined),
+            fs.stat(guard).catch(() => undefined),
+          ]);
+          if (mine && current && current.ino === mine.ino && current.dev === mine.dev) {
+            await fs.rm(guard, { force: true }).catch(() => undefined);
+          }
           await file.close().catch(() => undefined);
-          // Still ours? (Only a remover that judged us stale, after GUARD_STALE_MS, would have replaced it.)
-          const current = await fs.stat(guard).catch(() => undefined);
-          if (current && current.ino === ino) await fs.rm(guard, { force: true }).catch(() => undefined);
         },
       };
     }
     await breakGuardIfStale(guard);
     // Removers hold the guard for a few system calls: poll fast, with jitter so waiters spread out.
     await sleep(Math.min(1 + attempt, 20) + Math.random() * 3);
+  }
+}
+
+/**
+ * The guard with its holder's name in it; on a full disk (no block for the content), an empty one,
+ * which breakGuardIfStale judges by its age alone. Removing a lock must work on a full disk.
+ */
+async function createGuard(guard: string, content: string): Promise<FileHandle | undefined> {
+  try {
+    return await createExclusive(guard, content);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== "ENOSPC" && code !== "EDQUOT") throw error;
+    try {
+      return await fs.open(guard, "wx");
+    } catch (inner) {
+      if (errnoCode(inner) === "EEXIST") return undefined;
+      throw inner;
+    }
   }
 }
 
@@ -224,8 +248,10 @@ export async function breakGuardIfStale(guard: string): Promise<boolean> {
   try {
     const stat = await fs.stat(guard);
     const content = await fs.readFile(guard, "utf8").catch(() => "");
+    // Older than GUARD_STALE_MS, or as far in the future (a crashed remover on a host whose clock
+    // runs ahead, on a shared filesystem), or left by a process that is gone.
     const stale =
-      Date.now() - stat.mtimeMs > GUARD_STALE_MS ||
+      Math.abs(Date.now() - stat.mtimeMs) > GUARD_STALE_MS ||
       (content !== "" && holderIsGone(parseLockContent(content), stat.mtimeMs, ownLockUids()));
     if (!stale) return false;
     const again = await fs.stat(guard);
