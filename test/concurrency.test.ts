@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
-import { entryPaths, lockContent, newUid } from "../src/cache/layout.js";
+import { descriptorText, entryPaths, lockContent, newUid } from "../src/cache/layout.js";
 import {
   GUARD_STALE_MS,
   acquireLock,
@@ -370,6 +370,37 @@ describe("concurrency: many resolvers, one download", () => {
     await age(guard, GUARD_STALE_MS / 1000 + 1);
     await sweepCacheDir(cacheDir, { timeoutMs: 60_000, emit: () => undefined });
     assert.deepEqual(await leftovers(cacheDir), []);
+  });
+
+  test("a sweep installs the descriptor and record of an entry whose writer died right after publishing it", async () => {
+    const cacheDir = await tempDir("hubcache-concurrency-");
+    const handle = "https://example.com/model/published-then-killed";
+    const paths = entryPaths(cacheDir, handle);
+    const dead = await plantLock(cacheDir, handle, os.hostname(), await deadPid());
+    // It renamed its temp dir into place, then died before installing its descriptor and record.
+    await fs.rename(dead.tmpDir, paths.dir);
+    const dir = await fs.stat(paths.dir);
+    const record = {
+      version: 1,
+      handle,
+      dev: dir.dev,
+      ino: dir.ino,
+      birthtimeMs: dir.birthtimeMs,
+      createdAt: new Date().toISOString(),
+      bytes: 1000,
+      archiveBytes: 300,
+      files: [{ path: "saved_model.pb", size: 1000 }],
+    };
+    await fs.writeFile(`${paths.manifest}.tmp${dead.uid}`, JSON.stringify(record));
+    const descriptor = descriptorText(handle);
+    await fs.writeFile(`${paths.descriptor}.tmp${dead.uid}`, descriptor);
+    for (const target of [paths.lock, paths.dir]) await age(target, 30);
+    // Another entry's download sweeps the whole cache dir.
+    await sweepCacheDir(cacheDir, { timeoutMs: 60_000, emit: () => undefined });
+    assert.deepEqual(await leftovers(cacheDir), []);
+    assert.equal(await fs.readFile(paths.descriptor, "utf8"), descriptor);
+    assert.equal(inspectEntry(paths).state, "hit");
+    assert.deepEqual(JSON.parse(await fs.readFile(paths.manifest, "utf8")), record);
   });
 
   test(

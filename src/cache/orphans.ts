@@ -58,6 +58,7 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
       if (!lock) continue;
       if ((await holderGoneAndQuiet(paths, lock, now)) && (await removeLockIf(paths.lock, lock))) {
         options.emit({ type: "orphan-removed", path: paths.lock });
+        await adoptRecords(paths, lock.owner.uid); // it may have published before it died
         await removeLeftovers(paths, lock.owner.uid, options.emit);
       } else {
         liveLocks.set(hash, lock);
@@ -76,6 +77,15 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
     try {
       const newest = await newestMtime(full);
       if (newest === undefined || now - newest <= options.timeoutMs) continue;
+      // A descriptor or record of an entry its writer published before dying: install, not delete.
+      if (TMP_FILE_NAME.test(name)) {
+        await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
+        const adopted = await fs.lstat(full).then(
+          () => false,
+          () => true,
+        );
+        if (adopted) continue;
+      }
       await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
       options.emit({ type: "orphan-removed", path: full });
     } catch {
