@@ -9,15 +9,15 @@
  * change for the timeout, when the lock is older than twice the timeout, or at once when the
  * holder is a dead process on this host.
  */
-import os from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { text } from "node:stream/consumers";
-import { errnoCode } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { isObjectNotFound } from "../storage/errors.js";
 import { probeCreateOnly } from "../storage/transfer.js";
 import type { Storage } from "../storage/types.js";
+import { holderIsGone } from "./holder.js";
 import { lockContent, newUid, parseLockContent } from "./layout.js";
+import { ownLockUids } from "./lock.js";
 
 export interface ObjectLockOptions {
   handle: string;
@@ -45,17 +45,8 @@ interface Snapshot {
   version: string | undefined;
 }
 
-/** uids of locks held by this process right now. */
-const ownUids = new Set<string>();
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoCode(error) === "EPERM";
-  }
-}
+/** uids of locks held by this process right now (shared with the disk locks, and every copy of hubcache). */
+const ownUids = ownLockUids();
 
 async function readLock(storage: Storage, key: string): Promise<Snapshot | undefined> {
   const stat = await storage.stat(key);
@@ -109,10 +100,9 @@ export async function acquireObjectLock(
     const now = Date.now();
     if (snapshot === undefined) continue;
     const owner = parseLockContent(snapshot.content);
-    const deadHere =
-      owner.host === os.hostname() &&
-      owner.pid !== undefined &&
-      (owner.pid === process.pid ? !ownUids.has(owner.uid) : !isProcessAlive(owner.pid));
+    // A holder on this host that is gone (dead PID, reused PID, or this process without that
+    // uid and the lock older than it); without a modification time, only a dead PID counts.
+    const deadHere = holderIsGone(owner, snapshot.modifiedMs ?? Number.POSITIVE_INFINITY, ownUids);
     const progressed =
       last === undefined ||
       last.content !== snapshot.content ||
