@@ -294,7 +294,20 @@ export function storageSource(
         ? await reader.stream(key, { signal })
         : await reader.read(key, { signal }).then((bytes) => bytes && oneChunk(bytes));
       if (chunks === undefined) throw fileNotFound(file, location, context);
-      return chunkStream(chunks, (error) => error);
+      return chunkStream(chunks, (error) => {
+        if (error instanceof HubcacheError) return error;
+        if (signal?.aborted) {
+          return new HubcacheError(ErrorCode.ABORTED, `Reading ${file} from ${location} was aborted.`, {
+            handle: context.handle,
+            cause: error,
+          });
+        }
+        return new HubcacheError(
+          ErrorCode.TRUNCATED,
+          `${file} from ${location} broke off while it was read${error instanceof Error ? ` (${error.message})` : ""}.`,
+          { handle: context.handle, hint: "The connection to the store was cut; try again.", cause: error },
+        );
+      });
     },
     size: () => Promise.resolve(undefined),
   };
