@@ -11,11 +11,10 @@ import { after, before, describe, test } from "node:test";
 import * as converter from "@tensorflow/tfjs-converter";
 import { cacheIOHandler, entryPaths, load, modelInfo, openStorage } from "hubcache";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
-import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
+import type { GcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
-import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
-import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
+import { AWS_ISOLATION, type TestStores, startTestStores, uniqueBucket } from "./helpers/object-stores.js";
+import type { PausingProxy } from "./helpers/pausing-proxy.js";
 import { input, maxAbsDiff, run, useBackend, weightValues } from "./helpers/tfjs.js";
 import { expectCode } from "./helpers/assertions.js";
 
@@ -23,7 +22,7 @@ Object.assign(process.env, AWS_ISOLATION);
 
 const LIMIT = { timeout: 180_000 };
 const bucket = uniqueBucket();
-let s3: S3rverServer;
+let stores: TestStores;
 let s3Proxy: PausingProxy;
 let gcs: GcsFake;
 let hub: HubServer;
@@ -33,11 +32,8 @@ let reference: converter.GraphModel;
 
 before(async () => {
   await useBackend("cpu");
-  s3 = await startS3rver(await tempDir("s3rver-"));
-  await createS3Bucket(s3.endpoint, bucket);
-  s3Proxy = await startPausingProxy(s3.endpoint);
-  gcs = createGcsFake({ buckets: [bucket] });
-  env = { ...s3Env(s3Proxy.endpoint), ...gcsEnv(await gcs.listen()) };
+  stores = await startTestStores(bucket);
+  ({ s3Proxy, gcs, env } = stores);
   hub = await startHubServer();
   movenet = await movenetModelDir();
   const saved = await savedModelDir(16 * 1024);
@@ -54,7 +50,7 @@ before(async () => {
 });
 after(async () => {
   reference.dispose();
-  await Promise.all([s3Proxy.close(), s3.close(), gcs.close(), hub.close()]);
+  await Promise.all([stores.close(), hub.close()]);
 });
 
 /** The object keys a store was asked for since `from` (GET requests only). */

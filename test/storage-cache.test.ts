@@ -10,18 +10,15 @@ import { type HubcacheEvent, type Storage, entryPaths, handleHash, openStorage, 
 import { spawnResolve, resolvedPath, until, whileRunning } from "./helpers/cli.js";
 import { waitUntil } from "./helpers/processes.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
-import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
+import { AWS_ISOLATION, type TestStores, startTestStores, uniqueBucket } from "./helpers/object-stores.js";
 import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
-import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
 import { expectCode } from "./helpers/assertions.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
-let s3: S3rverServer;
+let stores: TestStores;
 let s3Proxy: PausingProxy;
-let gcs: GcsFake;
 let hub: HubServer;
 let hubProxy: PausingProxy;
 let source: string;
@@ -31,18 +28,15 @@ let counter = 0;
 const MODEL = "/team/model/1";
 
 before(async () => {
-  s3 = await startS3rver(await tempDir("s3rver-"));
-  await createS3Bucket(s3.endpoint, bucket);
-  s3Proxy = await startPausingProxy(s3.endpoint);
-  gcs = createGcsFake({ buckets: [bucket] });
-  env = { ...s3Env(s3Proxy.endpoint), ...gcsEnv(await gcs.listen()) };
+  stores = await startTestStores(bucket);
+  ({ s3Proxy, env } = stores);
   hub = await startHubServer();
   hubProxy = await startPausingProxy(hub.origin);
   source = await savedModelDir(96 * 1024);
   hub.add(MODEL, { archive: await tarGz(source) });
 });
 after(async () => {
-  await Promise.all([s3Proxy.close(), s3.close(), gcs.close(), hubProxy.close(), hub.close()]);
+  await Promise.all([stores.close(), hubProxy.close(), hub.close()]);
 });
 
 /** A handle nobody resolved yet (its own cache entry), served by the hub through its proxy. */

@@ -8,20 +8,24 @@ import { after, before, describe, test } from "node:test";
 import { type HubcacheEvent, entryPaths, modelInfo, openStorage, resolve } from "hubcache";
 import { loadSdk } from "../src/storage/sdk.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
-import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
+import type { GcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";
+import {
+  AWS_ISOLATION,
+  type TestStores,
+  s3Env,
+  startTestStores,
+  uniqueBucket,
+} from "./helpers/object-stores.js";
 import { type PausingProxy, startPausingProxy } from "./helpers/pausing-proxy.js";
-import { type S3rverServer, startS3rver } from "./helpers/s3rver.js";
 import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
 import { expectCode } from "./helpers/assertions.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
-let s3: S3rverServer;
+let stores: TestStores;
 let s3Proxy: PausingProxy;
 let gcs: GcsFake;
-let gcsUrl: string;
 let hub: HubServer;
 let web: StaticServer;
 let webRoot: string;
@@ -36,12 +40,8 @@ async function upload(location: string, dir: string, storageEnv: Record<string, 
 }
 
 before(async () => {
-  s3 = await startS3rver(await tempDir("s3rver-"));
-  await createS3Bucket(s3.endpoint, bucket);
-  s3Proxy = await startPausingProxy(s3.endpoint);
-  gcs = createGcsFake({ buckets: [bucket] });
-  gcsUrl = await gcs.listen();
-  env = { ...s3Env(s3Proxy.endpoint), ...gcsEnv(gcsUrl) };
+  stores = await startTestStores(bucket);
+  ({ s3Proxy, gcs, env } = stores);
   hub = await startHubServer();
   webRoot = await tempDir("web-");
   web = await startStaticServer(webRoot);
@@ -62,7 +62,7 @@ before(async () => {
   await fs.cp(tfjsSource, path.join(webRoot, "uncompressed", "movenet"), { recursive: true });
 });
 after(async () => {
-  await Promise.all([s3Proxy.close(), s3.close(), gcs.close(), hub.close(), web.close()]);
+  await Promise.all([stores.close(), hub.close(), web.close()]);
 });
 
 for (const scheme of ["s3", "gs"] as const) {

@@ -1,7 +1,10 @@
 /** Shared setup for tests against real object-storage servers: environments, buckets, names. */
 import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { TEST_ACCESS_KEY, TEST_SECRET_KEY } from "./s3rver.js";
+import { tempDir } from "./fixtures.js";
+import { type GcsFake, createGcsFake } from "./gcs-fake.js";
+import { type PausingProxy, startPausingProxy } from "./pausing-proxy.js";
+import { TEST_ACCESS_KEY, TEST_SECRET_KEY, startS3rver } from "./s3rver.js";
 
 /** Settings that keep the AWS SDK on this machine: no IMDS probe, no ~/.aws files, no warning. */
 export const AWS_ISOLATION: Record<string, string> = {
@@ -47,4 +50,32 @@ export async function createS3Bucket(endpoint: string, bucket: string): Promise<
   } finally {
     client.destroy();
   }
+}
+
+/** s3rver behind a recording (and pausing) proxy, and the GCS JSON API server, sharing one bucket name. */
+export interface TestStores {
+  bucket: string;
+  /** The proxy in front of s3rver: requests are recorded, and can be held. */
+  s3Proxy: PausingProxy;
+  gcs: GcsFake;
+  /** The environment that reaches both (the standard AWS and Google variables). */
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startTestStores(bucket = uniqueBucket()): Promise<TestStores> {
+  const s3 = await startS3rver(await tempDir("s3rver-"));
+  await createS3Bucket(s3.endpoint, bucket);
+  const s3Proxy = await startPausingProxy(s3.endpoint);
+  const gcs = createGcsFake({ buckets: [bucket] });
+  const env = { ...s3Env(s3Proxy.endpoint), ...gcsEnv(await gcs.listen()) };
+  return {
+    bucket,
+    s3Proxy,
+    gcs,
+    env,
+    close: async () => {
+      await Promise.all([s3Proxy.close(), s3.close(), gcs.close()]);
+    },
+  };
 }
