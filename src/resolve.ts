@@ -1,5 +1,5 @@
 /** `resolve(handle)`: a model handle becomes a location (a local directory in compressed mode). */
-import { promises as fs } from "node:fs";
+import { type Stats, promises as fs } from "node:fs";
 import path from "node:path";
 import { type CacheContext, checkCacheSettings, ensureCachedModel } from "./cache/cache-modes.js";
 import type { Downloader } from "./cache/local-cache.js";
@@ -188,9 +188,14 @@ async function resolveParsed(
 }
 
 async function resolveLocalPath(handle: string, localPath: string): Promise<string> {
+  await statLocalPath(handle, localPath);
+  return localPath;
+}
+
+/** A local path handle's stat, or ERR_HUBCACHE_NOT_FOUND saying so. */
+export async function statLocalPath(handle: string, localPath: string): Promise<Stats> {
   try {
-    await fs.stat(localPath);
-    return localPath;
+    return await fs.stat(localPath);
   } catch (error) {
     if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") {
       throw new HubcacheError(ErrorCode.NOT_FOUND, `${handle} does not exist.`, {

@@ -5,9 +5,9 @@
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelFormat, appendFormatQuery, parseHandle } from "../handle.js";
-import { type ResolveOptions, resolve, resolveSettings } from "../resolve.js";
+import { type ResolveOptions, resolve, resolveSettings, statLocalPath } from "../resolve.js";
 import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } from "./source.js";
 
 export interface LocateOptions extends ResolveOptions {
@@ -165,18 +165,7 @@ async function localModel(
   handle: string,
   localPath: string,
 ): Promise<{ source: ModelSource; modelFile: string; folder: FolderKind }> {
-  let stat;
-  try {
-    stat = await fs.stat(localPath);
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") {
-      throw new HubcacheError(ErrorCode.NOT_FOUND, `${handle} does not exist.`, {
-        handle,
-        hint: "Check the path, or give a URL (https://tfhub.dev/...) to download a model.",
-      });
-    }
-    throw error;
-  }
+  const stat = await statLocalPath(handle, localPath);
   if (stat.isFile()) {
     // A path to the model's JSON file itself (e.g. a package's movenet-lightning.json).
     return {
