@@ -49,3 +49,14 @@ export function folderError(folder: FolderKind, facts: FolderFacts): HubcacheErr
   }
   return undefined;
 }
+
+/** folderError for a located model: what its folder holds, and where it came from. */
+export function locatedModelError(located: LocatedModel): HubcacheError | undefined {
+  return folderError(located.folder, {
+    handle: located.handle,
+    dir: located.source.location,
+    cacheEntry: located.cacheEntry,
+    requestedFormat: located.requestedFormat,
+    formatDetected: located.formatDetected,
+  });
+}

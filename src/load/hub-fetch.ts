@@ -7,7 +7,7 @@
  */
 import { ErrorCode, HubcacheError } from "../errors.js";
 import type { FetchFunction } from "../net/http.js";
-import { folderError } from "./diagnose.js";
+import { locatedModelError } from "./diagnose.js";
 import { WeightReader } from "./io-handler.js";
 import { type LocateOptions, type LocatedModel, locateModel } from "./locate.js";
 import { type TfjsModelJson, parseModelJson } from "./model-json.js";
@@ -59,11 +59,7 @@ export function hubFetch(options: HubFetchOptions = {}): FetchFunction {
     if (!entry) {
       entry = (async () => {
         const located = await locateModel(handle, { ...options, modelFormat: "tfjs" });
-        const problem = folderError(located.folder, {
-          handle,
-          dir: located.source.location,
-          cacheEntry: located.cacheEntry,
-        });
+        const problem = locatedModelError(located);
         if (problem) throw problem;
         const json = (async () =>
           parseModelJson(await located.source.read(located.modelFile, options.signal), {

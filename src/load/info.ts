@@ -4,7 +4,7 @@
  * is not needed.
  */
 import { redactUrl } from "../redact.js";
-import { folderError } from "./diagnose.js";
+import { locatedModelError } from "./diagnose.js";
 import { type LocateOptions, locateModel } from "./locate.js";
 import {
   type TfjsModelJson,
@@ -65,13 +65,7 @@ export async function modelInfo(handle: string, options: LocateOptions = {}): Pr
     totalBytes: listed?.reduce((sum, f) => sum + f.size, 0),
   };
   if (located.folder.kind !== "tfjs") {
-    const problem = folderError(located.folder, {
-      handle,
-      dir: source.location,
-      cacheEntry: located.cacheEntry,
-      requestedFormat: located.requestedFormat,
-      formatDetected: located.formatDetected,
-    });
+    const problem = locatedModelError(located);
     const kind: ModelKind =
       located.folder.kind === "saved-model"
         ? located.folder.marker === "tfhub_module.pb"

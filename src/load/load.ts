@@ -6,7 +6,7 @@
 import type { GraphModel } from "@tensorflow/tfjs-converter";
 import type { LayersModel } from "@tensorflow/tfjs-layers";
 import { emitter } from "../events.js";
-import { folderError } from "./diagnose.js";
+import { locatedModelError } from "./diagnose.js";
 import { type ModelReadOptions, sourceIOHandler } from "./io-handler.js";
 import { type LocateOptions, type LocatedModel, locateModel } from "./locate.js";
 import { type TfjsModelFormat, parseModelJson, requireTfjsFormat } from "./model-json.js";
@@ -51,13 +51,7 @@ export async function load(handle: string, options: LoadOptions = {}): Promise<T
 /** Load a model already located (shared by `load` and the CLI). */
 export async function loadLocated(located: LocatedModel, options: LoadOptions = {}): Promise<TfjsModel> {
   const { source, handle } = located;
-  const problem = folderError(located.folder, {
-    handle,
-    dir: source.location,
-    cacheEntry: located.cacheEntry,
-    requestedFormat: located.requestedFormat,
-    formatDetected: located.formatDetected,
-  });
+  const problem = locatedModelError(located);
   if (problem) throw problem;
 
   const context = { handle, location: redactUrl(source.location) };
