@@ -63,12 +63,23 @@ const FLAG_OPTIONS = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAG_OPTIONS; allowPositionals: true }>>["values"];
 
-function parse(args: readonly string[], out: Output): { values: Flags; positionals: string[] } | number {
+/** The command's flags and handles, or the exit code when it is done already (--help, a usage error). */
+function parse(
+  args: readonly string[],
+  out: Output,
+  help: string,
+): { values: Flags; positionals: string[] } | number {
+  let parsed: { values: Flags; positionals: string[] };
   try {
-    return parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
+    parsed = parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
   } catch (error) {
     return usageError(error instanceof Error ? error.message : String(error), out);
   }
+  if (parsed.values.help) {
+    out.stdout(help);
+    return EXIT_OK;
+  }
+  return parsed;
 }
 
 const KIND_NAMES: Record<ModelInfo["kind"], string> = {
@@ -136,13 +147,9 @@ export async function infoCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out);
+  const parsed = parse(args, out, INFO_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    out.stdout(INFO_HELP);
-    return EXIT_OK;
-  }
   if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out);
   const setup = cacheOptions(values, out, context);
   if (typeof setup === "string") return usageError(setup, out);
@@ -180,13 +187,9 @@ export async function loadCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out);
+  const parsed = parse(args, out, LOAD_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    out.stdout(LOAD_HELP);
-    return EXIT_OK;
-  }
   if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out);
   const backend = values.backend;
   if (backend !== undefined && backend !== "cpu" && backend !== "wasm") {
