@@ -25,16 +25,9 @@ import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolv
 import { readTree, savedModelDir, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { type HubServer } from "./helpers/hub-server.js";
-import {
-  TEST_TIMEOUT_MS,
-  deadPid,
-  leftovers,
-  runCli,
-  startCli,
-  waitForFile,
-  waitUntil,
-} from "./helpers/processes.js";
+import { TEST_TIMEOUT_MS, deadPid, leftovers, runCli, startCli, waitForFile } from "./helpers/processes.js";
 import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
+import { until } from "./helpers/wait.js";
 
 let server: HubServer;
 let modelDir: string;
@@ -95,7 +88,7 @@ describe("concurrency: many resolvers, one download", () => {
         startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
       );
       try {
-        await waitUntil(
+        await until(
           () => runs.filter((run) => run.stderr().includes("waiting: ")).length === 7,
           "7 of 8 processes waiting for the lock",
         );
@@ -510,7 +503,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
       const args = ["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2.5", handle];
       const first = startCli(args);
       // The first holds the lock and has been told to come back in 7 s; then the second arrives.
-      await waitUntil(() => requests() === 1, "the first resolver's 503");
+      await until(() => requests() === 1, "the first resolver's 503");
       const second = startCli(args);
       const [a, b] = await Promise.all([first.done, second.done]);
       const expected = `${entryPaths(cacheDir, handle).dir}\n`;
@@ -539,7 +532,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
           if (event.type === "warning" && /taken over/.test(event.message)) requestsWhenStopped = requests();
         },
       });
-      await waitUntil(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
+      await until(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
       // Take the lock over as a waiter that judged it stale does (another host, or a Python
       // process): remove it and the holder's temp dir, and hold a lock of our own.
       const stale = await readLock(paths.lock);
@@ -553,7 +546,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
         entryReady: () => false,
       });
       assert.ok(ours);
-      await waitUntil(() => requestsWhenStopped !== undefined, "the first resolver to notice");
+      await until(() => requestsWhenStopped !== undefined, "the first resolver to notice");
       assert.equal(requestsWhenStopped, 1, "no request after the lock was lost");
       await ours.release(); // we publish nothing: the first resolver takes the lock again
       assert.equal(await first, paths.dir);

@@ -7,8 +7,8 @@ import os from "node:os";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import { type HubcacheEvent, type Storage, entryPaths, handleHash, openStorage, resolve } from "hubcache";
-import { spawnResolve, resolvedPath, until, whileRunning } from "./helpers/cli.js";
-import { waitUntil } from "./helpers/processes.js";
+import { spawnResolve, resolvedPath, whileRunning } from "./helpers/cli.js";
+import { until } from "./helpers/wait.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, type TestStores, startTestStores, uniqueBucket } from "./helpers/object-stores.js";
@@ -409,7 +409,7 @@ describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial 
       if (point.nth === 3) {
         // Copies run in parallel: holding the 3rd does not mean an earlier one has landed yet.
         const storage = await openStorage(cacheDir, { env });
-        await waitUntil(
+        await until(
           async () => (await keys(storage)).some((k) => k.startsWith(`${hash}/`)),
           "a first copied file",
         );
