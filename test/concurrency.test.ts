@@ -28,6 +28,7 @@ import { type HubServer } from "./helpers/hub-server.js";
 import { TEST_TIMEOUT_MS, deadPid, leftovers, runCli, startCli, waitForFile } from "./helpers/processes.js";
 import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
 import { until } from "./helpers/wait.js";
+import { expectCode } from "./helpers/assertions.js";
 
 let server: HubServer;
 let modelDir: string;
@@ -149,10 +150,10 @@ describe("concurrency: many resolvers, one download", () => {
           },
         });
         const others = Array.from({ length: 5 }, () => resolve(handle, { cacheDir }));
-        await assert.rejects(first);
+        await expectCode(first, "ERR_HUBCACHE_ABORTED");
         server.throttleBytesPerSecond = 0;
         const results = await Promise.all(others);
-        assert.equal(new Set(results).size, 1);
+        assert.deepEqual(new Set(results), new Set([entryPaths(cacheDir, handle).dir]));
       } finally {
         server.throttleBytesPerSecond = 0;
       }
@@ -177,7 +178,10 @@ describe("concurrency: many resolvers, one download", () => {
           ),
         );
         for (const result of results) assert.equal(result.code, 0, result.stderr);
-        assert.equal(new Set(results.map((r) => r.stdout)).size, 1);
+        assert.deepEqual(
+          new Set(results.map((r) => r.stdout)),
+          new Set([`${entryPaths(cacheDir, handle).dir}\n`]),
+        );
         const takeovers = results.filter((r) => r.stderr.includes(`took over the download of ${handle}`));
         assert.equal(takeovers.length, 1, "exactly one process took the lock over");
         assert.match(takeovers[0]?.stderr ?? "", new RegExp(`from ${dead.content} \\(holder is gone\\)`));
@@ -322,7 +326,7 @@ describe("concurrency: many resolvers, one download", () => {
         const results = await Promise.all(waiters);
         const held = results.filter((lock) => lock !== undefined);
         assert.equal(held.length, 1, `one holder (round ${round})`);
-        assert.ok(winner);
+        assert.equal(winner, held[0], "the first waiter to return a lock is the one holder");
         assert.equal(events.filter((e) => e.type === "lock-takeover").length, 1, "one takeover");
         assert.equal(await fs.readFile(paths.lock, "utf8"), held[0]?.content);
         await held[0]?.release();
@@ -347,6 +351,7 @@ describe("concurrency: many resolvers, one download", () => {
       pollMs: 5,
     });
     assert.ok(lock, "took over despite the dead remover's guard");
+    assert.equal(await fs.readFile(paths.lock, "utf8"), lockContent(lock.uid), "the lock is ours now");
     // A live remover's guard (this process, fresh): release waits for it, then removes the lock.
     await fs.writeFile(guard, lockContent(newUid()));
     let released = false;
@@ -593,7 +598,7 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
     "the library option reaches the lock too, and is reported with each takeover",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const { handle, cacheDir } = await fresh();
+      const { handle, cacheDir, downloads } = await fresh();
       await plantLock(cacheDir, handle, "build-agent-4", 98);
       const events: HubcacheEvent[] = [];
       await resolve(handle, { cacheDir, lockTimeoutMs: 1200, onEvent: (e) => events.push(e) });
@@ -602,6 +607,7 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
         reason: "no-progress",
         staleAfterMs: 1200,
       });
+      assert.equal(downloads(), 1);
       await assertHealthyEntry(cacheDir, handle);
     },
   );
