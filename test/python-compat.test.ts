@@ -145,6 +145,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       assert.doesNotMatch(fromPython.stderr, /Deleting lock file/);
       assert.equal(fromPython.downloaded, false, "Python reused hubcache's entry");
       assert.equal(`${fromPython.path}\n`, fromCli.stdout);
+      assert.equal(fromPython.path, paths.dir);
       assert.equal(downloads(), 1);
       const state = inspectEntry(paths);
       assert.equal(state.state === "hit" && state.writer, "hubcache");
@@ -152,6 +153,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       // And later: Python's fast path takes hubcache's finished entry without a lock.
       const again = await pythonResult(startPython(handle, cacheDir));
       assert.equal(again.downloaded, false);
+      assert.equal(again.path, paths.dir);
       assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
       assert.deepEqual(await leftovers(cacheDir), []);
     },
