@@ -142,7 +142,10 @@ for (const scheme of ["s3", "gs"] as const) {
         await resolve(handle, { cacheDir, env, offline: true, onEvent: (e) => events.push(e) }),
         `${cacheDir}/${hash}`,
       );
-      assert.ok(events.some((e) => e.type === "cache-hit" && e.writer === "other"));
+      assert.deepEqual(
+        events.map((e) => (e.type === "cache-hit" ? `${e.type} ${e.writer}` : e.type)),
+        ["cache-hit other"],
+      );
     });
 
     test("a damaged entry (a file gone, or files with no descriptor or record) never counts and is replaced", async () => {
@@ -210,6 +213,7 @@ for (const scheme of ["s3", "gs"] as const) {
         await resolve(handle, { cacheDir: machineC, sharedCache: shared, env, offline: true }),
         entryPaths(machineC, handle).dir,
       );
+      assert.deepEqual(await readTree(entryPaths(machineC, handle).dir), await readTree(source));
       await expectCode(
         resolve(freshHandle(), { cacheDir: machineC, sharedCache: shared, env, offline: true }),
         "ERR_HUBCACHE_OFFLINE",
@@ -262,6 +266,7 @@ describe("a shared cache this machine may only read", () => {
         entryPaths(cacheDir, cached).dir,
       );
       assert.equal(hub.downloads().length, downloads, "the shared hit was used, not the hub");
+      assert.deepEqual(await readTree(entryPaths(cacheDir, cached).dir), await readTree(source));
 
       const fresh = freshHandle();
       const events: HubcacheEvent[] = [];
@@ -334,6 +339,7 @@ describe("machines sharing a bucket (separate processes, separate local dirs)", 
     assert.equal(resolvedPath(rb), `${cacheDir}/${hash}`);
     assert.equal(hub.downloads().length, before + 1, "one download from the hub for the whole fleet");
     const storage = await openStorage(cacheDir, { env });
+    await sameAsSource(storage, hash);
     assert.deepEqual(
       (await keys(storage)).filter((k) => !k.startsWith(`${hash}/`)),
       [`${hash}.descriptor.txt`, `${hash}.hubcache.json`],
