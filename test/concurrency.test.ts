@@ -25,16 +25,10 @@ import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolv
 import { readTree, savedModelDir, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { type HubServer } from "./helpers/hub-server.js";
-import {
-  TEST_TIMEOUT_MS,
-  deadPid,
-  leftovers,
-  runCli,
-  startCli,
-  waitForFile,
-  waitUntil,
-} from "./helpers/processes.js";
+import { TEST_TIMEOUT_MS, deadPid, leftovers, runCli, startCli, waitForFile } from "./helpers/processes.js";
 import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
+import { until } from "./helpers/wait.js";
+import { expectCode } from "./helpers/assertions.js";
 
 let server: HubServer;
 let modelDir: string;
@@ -95,7 +89,7 @@ describe("concurrency: many resolvers, one download", () => {
         startCli(["resolve", "--cache-dir", cacheDir, "--lock-timeout", "600", handle]),
       );
       try {
-        await waitUntil(
+        await until(
           () => runs.filter((run) => run.stderr().includes("waiting: ")).length === 7,
           "7 of 8 processes waiting for the lock",
         );
@@ -156,10 +150,10 @@ describe("concurrency: many resolvers, one download", () => {
           },
         });
         const others = Array.from({ length: 5 }, () => resolve(handle, { cacheDir }));
-        await assert.rejects(first);
+        await expectCode(first, "ERR_HUBCACHE_ABORTED");
         server.throttleBytesPerSecond = 0;
         const results = await Promise.all(others);
-        assert.equal(new Set(results).size, 1);
+        assert.deepEqual(new Set(results), new Set([entryPaths(cacheDir, handle).dir]));
       } finally {
         server.throttleBytesPerSecond = 0;
       }
@@ -184,7 +178,10 @@ describe("concurrency: many resolvers, one download", () => {
           ),
         );
         for (const result of results) assert.equal(result.code, 0, result.stderr);
-        assert.equal(new Set(results.map((r) => r.stdout)).size, 1);
+        assert.deepEqual(
+          new Set(results.map((r) => r.stdout)),
+          new Set([`${entryPaths(cacheDir, handle).dir}\n`]),
+        );
         const takeovers = results.filter((r) => r.stderr.includes(`took over the download of ${handle}`));
         assert.equal(takeovers.length, 1, "exactly one process took the lock over");
         assert.match(takeovers[0]?.stderr ?? "", new RegExp(`from ${dead.content} \\(holder is gone\\)`));
@@ -329,7 +326,7 @@ describe("concurrency: many resolvers, one download", () => {
         const results = await Promise.all(waiters);
         const held = results.filter((lock) => lock !== undefined);
         assert.equal(held.length, 1, `one holder (round ${round})`);
-        assert.ok(winner);
+        assert.equal(winner, held[0], "the first waiter to return a lock is the one holder");
         assert.equal(events.filter((e) => e.type === "lock-takeover").length, 1, "one takeover");
         assert.equal(await fs.readFile(paths.lock, "utf8"), held[0]?.content);
         await held[0]?.release();
@@ -354,6 +351,7 @@ describe("concurrency: many resolvers, one download", () => {
       pollMs: 5,
     });
     assert.ok(lock, "took over despite the dead remover's guard");
+    assert.equal(await fs.readFile(paths.lock, "utf8"), lockContent(lock.uid), "the lock is ours now");
     // A live remover's guard (this process, fresh): release waits for it, then removes the lock.
     await fs.writeFile(guard, lockContent(newUid()));
     let released = false;
@@ -510,7 +508,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
       const args = ["resolve", "--cache-dir", cacheDir, "--lock-timeout", "2.5", handle];
       const first = startCli(args);
       // The first holds the lock and has been told to come back in 7 s; then the second arrives.
-      await waitUntil(() => requests() === 1, "the first resolver's 503");
+      await until(() => requests() === 1, "the first resolver's 503");
       const second = startCli(args);
       const [a, b] = await Promise.all([first.done, second.done]);
       const expected = `${entryPaths(cacheDir, handle).dir}\n`;
@@ -539,7 +537,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
           if (event.type === "warning" && /taken over/.test(event.message)) requestsWhenStopped = requests();
         },
       });
-      await waitUntil(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
+      await until(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
       // Take the lock over as a waiter that judged it stale does (another host, or a Python
       // process): remove it and the holder's temp dir, and hold a lock of our own.
       const stale = await readLock(paths.lock);
@@ -553,7 +551,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
         entryReady: () => false,
       });
       assert.ok(ours);
-      await waitUntil(() => requestsWhenStopped !== undefined, "the first resolver to notice");
+      await until(() => requestsWhenStopped !== undefined, "the first resolver to notice");
       assert.equal(requestsWhenStopped, 1, "no request after the lock was lost");
       await ours.release(); // we publish nothing: the first resolver takes the lock again
       assert.equal(await first, paths.dir);
@@ -600,7 +598,7 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
     "the library option reaches the lock too, and is reported with each takeover",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const { handle, cacheDir } = await fresh();
+      const { handle, cacheDir, downloads } = await fresh();
       await plantLock(cacheDir, handle, "build-agent-4", 98);
       const events: HubcacheEvent[] = [];
       await resolve(handle, { cacheDir, lockTimeoutMs: 1200, onEvent: (e) => events.push(e) });
@@ -609,6 +607,7 @@ describe("concurrency: the stale window (lockTimeoutMs, HUBCACHE_LOCK_TIMEOUT, -
         reason: "no-progress",
         staleAfterMs: 1200,
       });
+      assert.equal(downloads(), 1);
       await assertHealthyEntry(cacheDir, handle);
     },
   );

@@ -163,13 +163,15 @@ describe("crash safety: orphans are removed whenever hubcache sees them", () => 
       const other = `${first.handle.replace(/\/1$/, "")}-other/1`;
       server.add(new URL(other).pathname, { archive });
       const events: HubcacheEvent[] = [];
-      await resolve(other, {
+      const dir = await resolve(other, {
         cacheDir: first.cacheDir,
         lockTimeoutMs: TEN_MINUTES,
         onEvent: (e) => events.push(e),
       });
+      assert.deepEqual(await readTree(dir), await readTree(modelDir), "the other model resolved");
       assert.deepEqual(await leftovers(first.cacheDir), []);
-      assert.ok(events.some((e) => e.type === "orphan-removed"));
+      const removed = events.flatMap((e) => (e.type === "orphan-removed" ? [path.basename(e.path)] : []));
+      assert.deepEqual(removed.sort(), left, "the killed download's lock and temp dir were removed");
       assert.equal(inspectEntry(entryPaths(first.cacheDir, first.handle)).state, "missing");
     },
   );

@@ -99,7 +99,7 @@ describe("full disk", () => {
     await onTinyDisk(t, async (cacheDir, diskDir) => {
       await fs.writeFile(path.join(diskDir, "filler"), Buffer.alloc(3 << 20));
       host.route("/small", [{ body: gzip(tarOf([{ path: "a.bin", content: "tiny" }])) }]);
-      await expectCode(
+      const error = await expectCode(
         resolve(host.url("/small"), {
           cacheDir,
           retries: 0,
@@ -107,6 +107,8 @@ describe("full disk", () => {
         }),
         "ERR_HUBCACHE_DISK_FULL",
       );
+      // The reserve named is the one set, so the setting (not the default 5 %) refused it.
+      assert.match(error.message, new RegExp(` ${2 << 20} must stay free`));
     });
   });
 
@@ -144,9 +146,11 @@ describe("full disk", () => {
 
   it("a model that fits still resolves on the tiny disk", async (t) => {
     await onTinyDisk(t, async (cacheDir) => {
-      host.route("/fits", [{ body: gzip(tarOf([{ path: "w.bin", content: randomBytes(1 << 20) }])) }]);
+      const weights = randomBytes(1 << 20);
+      host.route("/fits", [{ body: gzip(tarOf([{ path: "w.bin", content: weights }])) }]);
       const dir = await resolve(host.url("/fits"), { cacheDir, retries: 0 });
-      assert.equal((await fs.stat(path.join(dir, "w.bin"))).size, 1 << 20);
+      assert.deepEqual(await fs.readdir(dir), ["w.bin"]);
+      assert.ok((await fs.readFile(path.join(dir, "w.bin"))).equals(weights), "the file's bytes");
       await fs.rm(cacheDir, { recursive: true });
       await fs.mkdir(cacheDir);
     });

@@ -109,9 +109,23 @@ for (const scheme of ["s3", "gs"] as const) {
     }
 
     test("a TF.js folder handle (gs:// or s3://) is loaded in place", LIMIT, async () => {
+      const from = requestCount(scheme);
+      const downloadsBefore = hub.downloads().length;
       const model = await load(`${scheme}://${bucket}/models/movenet`, { env });
       assert.deepEqual(await weightValues(model), await weightValues(reference));
       model.dispose();
+      const requests = (scheme === "s3" ? s3Proxy.requests : gcs.requests).slice(from);
+      assert.ok(
+        requests.some((r) => decodeURIComponent(r.url).includes("models/movenet/group1-shard1of1.bin")),
+        "the weights came from the bucket",
+      );
+      const writes = requests.filter((r) => r.method !== "GET" && r.method !== "HEAD");
+      assert.deepEqual(
+        writes.map((r) => `${r.method} ${r.url}`),
+        [],
+        "nothing was written to the bucket",
+      );
+      assert.equal(hub.downloads().length, downloadsBefore);
     });
 
     test(

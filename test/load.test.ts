@@ -18,7 +18,7 @@ import {
   load,
   resolve,
 } from "hubcache";
-import { tempDir } from "./helpers/fixtures.js";
+import { readTree, tempDir } from "./helpers/fixtures.js";
 import { startFlakyHost } from "./helpers/flaky-host.js";
 import { type LoadHub, PATHS, startLoadHub } from "./helpers/load-hub.js";
 import type { tf } from "./helpers/tfjs.js";
@@ -88,7 +88,11 @@ describe("load, compressed mode (through the cache)", () => {
     const { value: model, urls } = await requestsDuring(() => load(handle, { cacheDir }));
     assert.ok(model instanceof layers.LayersModel);
     assert.equal(urls[0], `${PATHS.upscaler}?tfjs-format=compressed`);
-    assert.ok(existsSync(path.join(entryPaths(cacheDir, handle).dir, "model.json")));
+    assert.deepEqual(
+      await readTree(entryPaths(cacheDir, handle).dir),
+      await readTree(hub.upscalerDir),
+      "the entry holds exactly the TF.js model's files",
+    );
     const x = UPSCALER_INPUT();
     const direct = await directUpscaler();
     const got = await run(model, x);
@@ -126,7 +130,12 @@ describe("load, compressed mode (through the cache)", () => {
     });
     assert.ok(model instanceof layers.LayersModel);
     assert.ok(events.some((e) => e.type === "warning" && /graph models only/.test(e.message)));
+    const direct = await directUpscaler();
+    const x = UPSCALER_INPUT();
+    assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5, "the whole model loaded");
     model.dispose();
+    direct.dispose();
+    x.dispose();
   });
 
   test("model.json without `format`: the loader is chosen from the topology", LIMIT, async () => {
@@ -151,12 +160,23 @@ describe("load, compressed mode (through the cache)", () => {
   });
 
   test("a local folder, and a path to the model's .json file, load in place", LIMIT, async () => {
-    const fromDir = await load(hub.upscalerDir);
-    const fromFile = await load(path.join(hub.upscalerDir, "model.json"));
+    const files = await readTree(hub.upscalerDir);
+    const cacheDir = path.join(await tempDir(), "never-created");
+    const { value: fromDir, urls: dirUrls } = await requestsDuring(() => load(hub.upscalerDir, { cacheDir }));
+    const { value: fromFile, urls: fileUrls } = await requestsDuring(() =>
+      load(path.join(hub.upscalerDir, "model.json"), { cacheDir }),
+    );
+    assert.deepEqual([...dirUrls, ...fileUrls], [], "read from the folder, not the host");
+    assert.equal(existsSync(cacheDir), false, "nothing cached");
+    assert.deepEqual(await readTree(hub.upscalerDir), files, "the folder is left as it was");
+    const direct = await directUpscaler();
     const x = UPSCALER_INPUT();
+    const expected = await run(direct, x);
     assert.deepEqual(await run(fromDir, x), await run(fromFile, x));
+    assert.ok(maxAbsDiff(await run(fromDir, x), expected) <= 1e-5);
     fromDir.dispose();
     fromFile.dispose();
+    direct.dispose();
     x.dispose();
   });
 });
@@ -228,7 +248,12 @@ describe("load, UNCOMPRESSED mode (read from the host, nothing written)", () => 
     ]);
     assert.ok(model instanceof converter.GraphModel);
     assert.equal(existsSync(cacheDir), false);
+    const direct = await directMovenet();
+    const x = MOVENET_INPUT();
+    assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5);
     model.dispose();
+    direct.dispose();
+    x.dispose();
   });
 
   test("a missing or short weight file on the host is a clear error", LIMIT, async () => {
@@ -304,8 +329,10 @@ describe("load: SavedModels and broken models", () => {
       assert.ok(error.message.includes(dir), error.message);
       assert.match(error.hint ?? "", /tensorflowjs_converter --input_format=tf_saved_model/);
       assert.match(error.hint ?? "", /tfJs/);
-      assert.equal(await resolve(handle, { cacheDir }), dir);
-      assert.ok(existsSync(path.join(dir, "saved_model.pb")));
+      const { value: resolved, urls } = await requestsDuring(() => resolve(handle, { cacheDir }));
+      assert.equal(resolved, dir);
+      assert.deepEqual(urls, [], "the SavedModel load() fetched is a cache hit for resolve()");
+      assert.deepEqual(await readTree(dir), await readTree(hub.savedModelDir));
     },
   );
 
@@ -326,7 +353,12 @@ describe("load: SavedModels and broken models", () => {
       );
       assert.equal(urls[0], `${PATHS.bothFormats}?tfjs-format=compressed`);
       assert.ok(model instanceof converter.GraphModel);
+      const direct = await directMovenet();
+      const x = MOVENET_INPUT();
+      assert.ok(maxAbsDiff(await run(model, x), await run(direct, x)) <= 1e-5, "the TF.js archive's model");
       model.dispose();
+      direct.dispose();
+      x.dispose();
     },
   );
 
@@ -423,7 +455,12 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
       fetchFunc: hubFetch({ cacheDir }),
     });
     assert.ok(keras instanceof layers.LayersModel);
+    const directKeras = await directUpscaler();
+    const k = UPSCALER_INPUT();
+    assert.ok(maxAbsDiff(await run(keras, k), await run(directKeras, k)) <= 1e-5);
     keras.dispose();
+    directKeras.dispose();
+    k.dispose();
     const graph = await converter.loadGraphModel(hub.handle("movenet"), {
       fromTFHub: true,
       streamWeights: true,
@@ -439,10 +476,11 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
 
   test("hubFetch checks weight files that TF.js would take short or missing", LIMIT, async () => {
     const fetchFunc = hubFetch({ cacheDir: await tempDir() });
-    await expectCode(
+    const missing = await expectCode(
       converter.loadGraphModel(hub.handle("missingShard"), { fromTFHub: true, fetchFunc }),
       "ERR_HUBCACHE_INVALID_MODEL",
     );
+    assert.match(missing.message, /group1-shard1of1\.bin/);
     const short = await expectCode(
       layers.loadLayersModel(`${hub.handle("shortShard")}/model.json?tfjs-format=file`, { fetchFunc }),
       "ERR_HUBCACHE_INVALID_MODEL",

@@ -21,10 +21,10 @@ import {
   leftovers,
   start,
   startCli,
-  waitUntil,
   TEST_TIMEOUT_MS,
 } from "./helpers/processes.js";
 import { type FreshModel, type ModelHost, startModelHost } from "./helpers/model-host.js";
+import { until } from "./helpers/wait.js";
 
 const python = findPython();
 const skip = python === undefined ? "python3 is not installed" : false;
@@ -75,7 +75,7 @@ async function pythonResult(run: Running): Promise<{ path: string; downloaded: b
 }
 
 async function lockOf(lockFile: string): Promise<string> {
-  await waitUntil(async () => (await fs.readFile(lockFile, "utf8").catch(() => "")) !== "", lockFile);
+  await until(async () => (await fs.readFile(lockFile, "utf8").catch(() => "")) !== "", lockFile);
   return fs.readFile(lockFile, "utf8");
 }
 
@@ -145,6 +145,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       assert.doesNotMatch(fromPython.stderr, /Deleting lock file/);
       assert.equal(fromPython.downloaded, false, "Python reused hubcache's entry");
       assert.equal(`${fromPython.path}\n`, fromCli.stdout);
+      assert.equal(fromPython.path, paths.dir);
       assert.equal(downloads(), 1);
       const state = inspectEntry(paths);
       assert.equal(state.state === "hit" && state.writer, "hubcache");
@@ -152,6 +153,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       // And later: Python's fast path takes hubcache's finished entry without a lock.
       const again = await pythonResult(startPython(handle, cacheDir));
       assert.equal(again.downloaded, false);
+      assert.equal(again.path, paths.dir);
       assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
       assert.deepEqual(await leftovers(cacheDir), []);
     },
@@ -166,7 +168,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       const py = startPython(handle, cacheDir, { chunkDelay: 0.2 });
       const lock = await lockOf(paths.lock);
       const uid = lock.split(".").pop() ?? "";
-      await waitUntil(async () => (await fs.readdir(paths.tmpDir(uid)).catch(() => [])).length > 0, "data");
+      await until(async () => (await fs.readdir(paths.tmpDir(uid)).catch(() => [])).length > 0, "data");
       py.child.kill("SIGKILL");
       await py.done;
       assert.deepEqual(await leftovers(cacheDir), [`${paths.hash}.${uid}.tmp`, `${paths.hash}.lock`].sort());

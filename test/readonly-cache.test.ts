@@ -107,11 +107,18 @@ describe("read-only cache dir owned by another user", { skip }, () => {
     { timeout: TEST_TIMEOUT_MS },
     async () => {
       const lock = entryPaths(cacheDir, uncached).lock;
-      await fs.writeFile(lock, `${os.hostname()}.${process.pid}.${newUid()}`); // this (root) process: alive
+      const holder = `${os.hostname()}.${process.pid}.${newUid()}`; // this (root) process: alive
+      await fs.writeFile(lock, holder);
       try {
+        const before = await snapshot(cacheDir);
+        const requests = server.requests.length;
         const result = await resolveAsNobody(uncached); // a 10-minute window: waiting would time out
         assert.equal(result.code, 1);
         assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
+        assert.doesNotMatch(result.stderr, /waiting: /, "it did not wait for the holder");
+        assert.equal(server.requests.length, requests, "no request");
+        assert.deepEqual(await snapshot(cacheDir), before, "nothing written");
+        assert.equal(await fs.readFile(lock, "utf8"), holder, "the live holder's lock is untouched");
       } finally {
         await fs.rm(lock);
       }
@@ -123,12 +130,16 @@ describe("read-only cache dir owned by another user", { skip }, () => {
     { timeout: TEST_TIMEOUT_MS },
     async () => {
       const lock = entryPaths(cacheDir, cached).lock;
-      await fs.writeFile(lock, `${os.hostname()}.${await deadPid()}.${newUid()}`);
+      const holder = `${os.hostname()}.${await deadPid()}.${newUid()}`;
+      await fs.writeFile(lock, holder);
       try {
+        const requests = server.requests.length;
         const result = await resolveAsNobody(cached);
         assert.equal(result.code, 0, result.stderr);
         assert.equal(result.stdout, `${entryPaths(cacheDir, cached).dir}\n`);
-        await fs.stat(lock); // still there: only a user who may write the cache dir removes it
+        assert.equal(server.requests.length, requests, "a hit: no request");
+        // Still there: only a user who may write the cache dir removes it.
+        assert.equal(await fs.readFile(lock, "utf8"), holder);
       } finally {
         await fs.rm(lock);
       }

@@ -123,18 +123,23 @@ describe("resolve, compressed mode", () => {
     const tmp = await tempDir();
     const handle = hub.handle("/upscaler/default/1");
     const hash = entryPaths("/", handle).hash;
+    const model = await readTree(sources.get("/upscaler/default/1") ?? "");
     assert.equal(
       await resolve(handle, { env: { TFHUB_CACHE_DIR: envDir }, flags: { tfhub_cache_dir: flagDir } }),
       path.join(envDir, hash),
     );
+    assert.deepEqual(await readTree(path.join(envDir, hash)), model);
+    assert.deepEqual(await listCache(flagDir), [], "the flag lost to TFHUB_CACHE_DIR");
     assert.equal(
       await resolve(handle, { env: { TFHUB_CACHE_DIR: "" }, flags: { tfhub_cache_dir: flagDir } }),
       path.join(flagDir, hash),
     );
+    assert.deepEqual(await readTree(path.join(flagDir, hash)), model);
     assert.equal(
       await resolve(handle, { env: { TMPDIR: tmp }, flags: {} }),
       path.join(tmp, "tfhub_modules", hash),
     );
+    assert.deepEqual(await readTree(path.join(tmp, "tfhub_modules", hash)), model);
   });
 
   test("a partly deleted entry is detected and downloaded again", async () => {
@@ -156,8 +161,14 @@ describe("resolve, compressed mode", () => {
     const dir = await resolve(handle, { cacheDir });
     await fs.truncate(path.join(dir, "group1-shard1of1.bin"), 100);
     const downloads = hub.downloads().length;
-    await resolve(handle, { cacheDir });
+    const events: HubcacheEvent[] = [];
+    assert.equal(await resolve(handle, { cacheDir, onEvent: (e) => events.push(e) }), dir);
     assert.equal(hub.downloads().length, downloads + 1);
+    assert.ok(
+      events.some((e) => e.type === "cache-incomplete" && /group1-shard1of1\.bin/.test(e.reason)),
+      "the truncated file is named",
+    );
+    assert.deepEqual(await readTree(dir), await readTree(sources.get("/upscaler/default/1") ?? ""));
   });
 
   test("an entry written by Python tensorflow_hub (no hubcache record) is a hit when non-empty", async () => {
@@ -179,8 +190,11 @@ describe("resolve, compressed mode", () => {
     const handle = hub.handle("/upscaler/default/1");
     const paths = entryPaths(cacheDir, handle);
     await fs.mkdir(paths.dir);
-    await resolve(handle, { cacheDir });
+    const downloads = hub.downloads().length;
+    assert.equal(await resolve(handle, { cacheDir }), paths.dir);
     assert.deepEqual((await fs.readdir(paths.dir)).sort(), ["group1-shard1of1.bin", "model.json"]);
+    assert.deepEqual(await readTree(paths.dir), await readTree(sources.get("/upscaler/default/1") ?? ""));
+    assert.equal(hub.downloads().length, downloads + 1);
   });
 
   test("a hubcache record left from another download does not vouch for a foreign directory", async () => {
@@ -193,8 +207,15 @@ describe("resolve, compressed mode", () => {
     await fs.mkdir(paths.dir);
     await fs.writeFile(path.join(paths.dir, "model.json"), "{}");
     const events: HubcacheEvent[] = [];
-    await resolve(handle, { cacheDir, onEvent: (e) => events.push(e) });
+    const before = hub.requests.length;
+    assert.equal(await resolve(handle, { cacheDir, onEvent: (e) => events.push(e) }), paths.dir);
     assert.deepEqual(events, [{ type: "cache-hit", handle, path: paths.dir, writer: "other" }]);
+    assert.equal(hub.requests.length, before);
+    assert.deepEqual(
+      await readTree(paths.dir),
+      new Map([["model.json", Buffer.from("{}")]]),
+      "left as it is",
+    );
   });
 });
 
@@ -203,6 +224,7 @@ describe("offline mode", () => {
     const cacheDir = await tempDir();
     const handle = hub.handle("/upscaler/default/1");
     const dir = await resolve(handle, { cacheDir });
+    const cached = await listCache(cacheDir);
     const before = hub.requests.length;
     assert.equal(await resolve(handle, { cacheDir, offline: true }), dir);
     assert.equal(await resolve(handle, { cacheDir, env: { HUBCACHE_OFFLINE: "1" } }), dir);
@@ -215,10 +237,7 @@ describe("offline mode", () => {
       "ERR_HUBCACHE_OFFLINE",
     );
     assert.equal(hub.requests.length, before);
-    assert.deepEqual(
-      await listCache(cacheDir),
-      (await listCache(cacheDir)).filter((n) => !n.includes(".tmp") && !n.endsWith(".lock")),
-    );
+    assert.deepEqual(await listCache(cacheDir), cached, "offline wrote nothing: no lock, no temp dir");
   });
 });
 

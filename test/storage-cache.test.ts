@@ -7,8 +7,8 @@ import os from "node:os";
 import { text } from "node:stream/consumers";
 import { after, before, describe, test } from "node:test";
 import { type HubcacheEvent, type Storage, entryPaths, handleHash, openStorage, resolve } from "hubcache";
-import { spawnResolve, resolvedPath, until, whileRunning } from "./helpers/cli.js";
-import { waitUntil } from "./helpers/processes.js";
+import { spawnResolve, resolvedPath, whileRunning } from "./helpers/cli.js";
+import { until } from "./helpers/wait.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, type TestStores, startTestStores, uniqueBucket } from "./helpers/object-stores.js";
@@ -142,7 +142,10 @@ for (const scheme of ["s3", "gs"] as const) {
         await resolve(handle, { cacheDir, env, offline: true, onEvent: (e) => events.push(e) }),
         `${cacheDir}/${hash}`,
       );
-      assert.ok(events.some((e) => e.type === "cache-hit" && e.writer === "other"));
+      assert.deepEqual(
+        events.map((e) => (e.type === "cache-hit" ? `${e.type} ${e.writer}` : e.type)),
+        ["cache-hit other"],
+      );
     });
 
     test("a damaged entry (a file gone, or files with no descriptor or record) never counts and is replaced", async () => {
@@ -210,6 +213,7 @@ for (const scheme of ["s3", "gs"] as const) {
         await resolve(handle, { cacheDir: machineC, sharedCache: shared, env, offline: true }),
         entryPaths(machineC, handle).dir,
       );
+      assert.deepEqual(await readTree(entryPaths(machineC, handle).dir), await readTree(source));
       await expectCode(
         resolve(freshHandle(), { cacheDir: machineC, sharedCache: shared, env, offline: true }),
         "ERR_HUBCACHE_OFFLINE",
@@ -262,6 +266,7 @@ describe("a shared cache this machine may only read", () => {
         entryPaths(cacheDir, cached).dir,
       );
       assert.equal(hub.downloads().length, downloads, "the shared hit was used, not the hub");
+      assert.deepEqual(await readTree(entryPaths(cacheDir, cached).dir), await readTree(source));
 
       const fresh = freshHandle();
       const events: HubcacheEvent[] = [];
@@ -334,6 +339,7 @@ describe("machines sharing a bucket (separate processes, separate local dirs)", 
     assert.equal(resolvedPath(rb), `${cacheDir}/${hash}`);
     assert.equal(hub.downloads().length, before + 1, "one download from the hub for the whole fleet");
     const storage = await openStorage(cacheDir, { env });
+    await sameAsSource(storage, hash);
     assert.deepEqual(
       (await keys(storage)).filter((k) => !k.startsWith(`${hash}/`)),
       [`${hash}.descriptor.txt`, `${hash}.hubcache.json`],
@@ -409,7 +415,7 @@ describe("a machine killed mid-publish (SIGKILL) never leaves a visible partial 
       if (point.nth === 3) {
         // Copies run in parallel: holding the 3rd does not mean an earlier one has landed yet.
         const storage = await openStorage(cacheDir, { env });
-        await waitUntil(
+        await until(
           async () => (await keys(storage)).some((k) => k.startsWith(`${hash}/`)),
           "a first copied file",
         );

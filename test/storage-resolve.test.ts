@@ -121,6 +121,9 @@ for (const scheme of ["s3", "gs"] as const) {
     test("a folder is used in place: checked, returned as it is, nothing written", async () => {
       const cacheDir = path.join(await tempDir(), "never-created");
       const folder = `${scheme}://${bucket}/uncompressed/movenet`;
+      const store = (): { method: string; url: string }[] =>
+        scheme === "s3" ? s3Proxy.requests : gcs.requests;
+      const from = store().length;
       assert.equal(await resolve(folder, { cacheDir, env }), folder);
       assert.equal(await resolve(`${folder}/`, { cacheDir, env }), `${folder}/`);
       assert.equal(await resolve(`${scheme}://${bucket}`, { cacheDir, env }), `${scheme}://${bucket}`);
@@ -130,6 +133,13 @@ for (const scheme of ["s3", "gs"] as const) {
       );
       await expectCode(resolve(folder, { cacheDir, env, offline: true }), "ERR_HUBCACHE_OFFLINE");
       await assert.rejects(fs.stat(cacheDir), { code: "ENOENT" });
+      const sent = store().slice(from);
+      assert.ok(sent.length > 0, "the folder was checked at the store");
+      assert.deepEqual(
+        sent.filter((r) => r.method !== "GET" && r.method !== "HEAD").map((r) => `${r.method} ${r.url}`),
+        [],
+        "nothing was written to the bucket",
+      );
     });
   });
 }
@@ -202,7 +212,7 @@ describe("credentials, endpoints and SDKs", () => {
       const from = s3Proxy.requests.length;
       const storage = await openStorage(`s3://${bucket}/uncompressed/movenet`, { env: anonymous });
       const bytes = await buffer((await storage.read("model.json")).body);
-      assert.ok(bytes.length > 0);
+      assert.deepEqual(bytes, await fs.readFile(path.join(tfjsSource, "model.json")));
       const sent = s3Proxy.requests.slice(from);
       assert.ok(sent.length > 0);
       assert.ok(

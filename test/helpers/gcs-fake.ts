@@ -14,8 +14,8 @@
  * Keep objects small: everything is held in RAM.
  */
 import crypto from "node:crypto";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
+import { type RequestRecord, createLocalServer } from "./local-server.js";
 
 interface StoredObject {
   bucket: string;
@@ -133,8 +133,8 @@ export interface GcsFake {
   addBucket(name: string): void;
   /** Store an object directly (test setup). */
   putObject(bucket: string, name: string, data: Buffer | string): void;
-  /** Every request seen: method and URL. */
-  requests: { method: string; url: string }[];
+  /** Every request seen. */
+  requests: RequestRecord[];
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -142,7 +142,6 @@ export interface GcsFake {
 export function createGcsFake(options: GcsFakeOptions = {}): GcsFake {
   const buckets = new Map<string, Bucket>();
   const sessions = new Map<string, Session>();
-  const requests: { method: string; url: string }[] = [];
   let generationCounter = Date.now() * 1000;
   let base = "";
   const addBucket = (name: string): void => {
@@ -620,46 +619,46 @@ export function createGcsFake(options: GcsFakeOptions = {}): GcsFake {
     throw new HttpError(404, `Not Found: ${method} ${url.pathname}`, "notFound");
   }
 
-  const server = http.createServer((req, res) => {
-    requests.push({ method: req.method ?? "GET", url: req.url ?? "/" });
-    if (options.log) console.error(`[gcs-fake] ${req.method} ${req.url}`);
-    handle(req, res).catch((error: unknown) => {
-      const status = error instanceof HttpError ? error.status : 500;
-      const message = error instanceof Error ? error.message : String(error);
-      if (options.log || status === 500) {
-        console.error(`[gcs-fake] ${req.method} ${req.url} -> ${status} ${message}`);
-      }
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const reason = error instanceof HttpError ? error.reason : "backendError";
-      res.writeHead(status, { "Content-Type": "application/json; charset=UTF-8" });
-      res.end(
-        JSON.stringify({ error: { code: status, message, errors: [{ domain: "global", reason, message }] } }),
-      );
-    });
-  });
+  const local = createLocalServer(
+    (req, res) => {
+      if (options.log) console.error(`[gcs-fake] ${req.method} ${req.url}`);
+      return handle(req, res).catch((error: unknown) => answerError(req, res, error, options.log === true));
+    },
+    { ...(options.host === undefined ? {} : { host: options.host }), port: options.port ?? 0 },
+  );
   return {
-    server,
+    server: local.server,
     buckets,
     addBucket,
     putObject: (bucket, name, data) => {
       store(bucket, name, Buffer.from(data), {}, new URLSearchParams());
     },
-    requests,
+    requests: local.requests,
     async listen(): Promise<string> {
-      await new Promise<void>((resolve) =>
-        server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve),
-      );
-      const address = server.address() as AddressInfo;
-      base = `http://${options.host ?? "127.0.0.1"}:${address.port}`;
+      base = await local.listen();
       return base;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => local.close(),
   };
+}
+
+/** The JSON API's error body, or a broken connection once the answer has started. */
+function answerError(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  error: unknown,
+  log: boolean,
+): void {
+  const status = error instanceof HttpError ? error.status : 500;
+  const message = error instanceof Error ? error.message : String(error);
+  if (log || status === 500) console.error(`[gcs-fake] ${req.method} ${req.url} -> ${status} ${message}`);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const reason = error instanceof HttpError ? error.reason : "backendError";
+  res.writeHead(status, { "Content-Type": "application/json; charset=UTF-8" });
+  res.end(
+    JSON.stringify({ error: { code: status, message, errors: [{ domain: "global", reason, message }] } }),
+  );
 }

@@ -9,9 +9,11 @@
  * for UNCOMPRESSED mode).
  */
 import { createReadStream, promises as fs } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
 import path from "node:path";
+import { type RequestRecord, startLocalServer } from "./local-server.js";
+
+export type { RequestRecord } from "./local-server.js";
 
 export interface HostedModel {
   /** The archive's bytes, or a file to stream them from. */
@@ -22,12 +24,6 @@ export interface HostedModel {
   dir?: string;
   /** A different archive for `?tfjs-format=compressed` (a host serving both formats). */
   tfjsArchive?: Buffer;
-}
-
-export interface RequestRecord {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
 }
 
 export interface HubServer {
@@ -47,11 +43,9 @@ export interface HubServer {
 
 export async function startHubServer(): Promise<HubServer> {
   const models = new Map<string, HostedModel>();
-  const requests: RequestRecord[] = [];
   const state: { throttle: number; gate: Promise<void> | undefined } = { throttle: 0, gate: undefined };
 
-  const server = http.createServer((req, res) => {
-    requests.push({ method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers });
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (url.pathname.startsWith("/storage/")) {
       if (state.gate) void state.gate.then(() => serveStorage(url, res));
@@ -97,7 +91,7 @@ export async function startHubServer(): Promise<HubServer> {
     res
       .writeHead(200, { "content-type": "text/html; charset=utf-8" })
       .end("<!DOCTYPE html><html><head><title>Model</title></head></html>");
-  });
+  };
 
   /** One file of a model registered with a `dir`; `filePath` is `<model path>/<file>`. */
   async function serveFile(filePath: string, res: http.ServerResponse): Promise<void> {
@@ -164,15 +158,13 @@ export async function startHubServer(): Promise<HubServer> {
     }
   }
 
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  const origin = `http://127.0.0.1:${port}`;
+  const local = await startLocalServer(answer);
   return {
-    origin,
-    handle: (modelPath) => `${origin}${modelPath}`,
+    origin: local.origin,
+    handle: (modelPath) => local.url(modelPath),
     add: (modelPath, model) => models.set(modelPath, model),
-    requests,
-    downloads: () => requests.filter((r) => r.url.startsWith("/storage/")),
+    requests: local.requests,
+    downloads: () => local.requests.filter((r) => r.path.startsWith("/storage/")),
     get throttleBytesPerSecond() {
       return state.throttle;
     },
@@ -187,10 +179,6 @@ export async function startHubServer(): Promise<HubServer> {
         open();
       };
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => local.close(),
   };
 }

@@ -34,7 +34,7 @@ export async function startModelHost(name: string, modelDir: string): Promise<Mo
       return {
         handle: server.handle(modelPath),
         cacheDir: await tempDir(`hubcache-${name}-`),
-        downloads: () => server.downloads().filter((r) => r.url.startsWith(storagePath)).length,
+        downloads: () => server.downloads().filter((r) => r.path === storagePath).length,
       };
     },
   };

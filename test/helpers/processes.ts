@@ -7,8 +7,8 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { until } from "./wait.js";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = path.join(REPO_ROOT, "bin", "hubcache.js");
@@ -102,21 +102,14 @@ export function unprivilegedRunner(): { uid: number } | { skip: string } {
   return { uid: 65534 };
 }
 
-/** Poll until `predicate` is true; throws after `timeoutMs` (a generous bound, not a timing assertion). */
-export async function waitUntil(
-  predicate: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+/**
+ * The old name of `until` (test/helpers/wait.ts), kept while files owned elsewhere still import it.
+ * Import `until` from "./wait.js" instead.
+ */
+export const waitUntil = until;
 
 export function waitForFile(file: string, timeoutMs?: number): Promise<void> {
-  return waitUntil(() => existsSync(file), file, timeoutMs);
+  return until(() => existsSync(file), file, timeoutMs);
 }
 
 /** The pid of a process that has exited (and was reaped): a lock naming it has a dead holder. */

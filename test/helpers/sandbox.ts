@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import path from "node:path";
+import type { HubcacheError } from "../../src/errors.js";
+import { expectCode as expectCodeOf } from "./assertions.js";
 import { tempDir } from "./fixtures.js";
 
 export interface Sandbox {
@@ -81,28 +83,9 @@ export async function assertNoTrace(sandbox: Sandbox): Promise<void> {
   assert.equal(await fs.readFile(path.join(sandbox.outside, "secret.txt"), "utf8"), SECRET);
 }
 
-/** Run `work`, which must reject with a HubcacheError of `code`; returns that error. */
-export async function expectCode<T>(work: Promise<T>, code: string): Promise<HubcacheErrorLike> {
-  try {
-    await work;
-  } catch (error) {
-    const e = error as HubcacheErrorLike;
-    assert.equal(e.name, "HubcacheError", `expected a HubcacheError, got ${String(error)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(e.hint && e.hint.length > 10, "every error carries a hint");
-    assert.ok(e.handle, "every error names the handle");
-    return e;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
+/** Run `work`, which must reject with a HubcacheError of `code` that has a hint and names the handle. */
+export function expectCode(work: Promise<unknown>, code: string): Promise<HubcacheErrorLike> {
+  return expectCodeOf(work, code, { described: true });
 }
 
-export interface HubcacheErrorLike {
-  name: string;
-  code: string;
-  message: string;
-  hint?: string;
-  handle?: string;
-  status?: number;
-  cause?: unknown;
-  toJSON(): Record<string, unknown>;
-}
+export type HubcacheErrorLike = HubcacheError;

@@ -90,6 +90,8 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
       const storage = await target.open();
       for (const bad of ["../escape", "a/../../b", "/absolute", "a//b", "./a"]) {
         await expectCode(storage.read(bad), "ERR_HUBCACHE_INVALID_CONFIG");
+        await expectCode(storage.stat(bad), "ERR_HUBCACHE_INVALID_CONFIG");
+        if (!readOnly) await expectCode(storage.write(bad, "x"), "ERR_HUBCACHE_INVALID_CONFIG");
       }
     });
 
@@ -185,8 +187,16 @@ export function storageConformance(name: string, target: ConformanceTarget): voi
     test("parallel writes of different keys all land", async () => {
       const storage = await target.open();
       const names = Array.from({ length: 8 }, (_, i) => `p/${i}.bin`);
-      await Promise.all(names.map((key) => storage.write(key, randomBytes(5000))));
+      const contents = names.map(() => randomBytes(5000));
+      const written = await Promise.all(names.map((key, i) => storage.write(key, contents[i] as Buffer)));
+      assert.deepEqual(
+        written,
+        names.map(() => true),
+      );
       assert.deepEqual(await keys(storage, "p/"), names);
+      for (const [i, key] of names.entries()) {
+        assert.deepEqual(await readAll(storage, key), contents[i], `${key} holds its own bytes`);
+      }
     });
   });
 }
