@@ -1,12 +1,12 @@
 /**
- * docs/settings.md, generated from src/settings.ts (the one place settings and defaults are
+ * docs/settings.md, generated from src/settings-table.ts (the one place settings and defaults are
  * written). `npm run docs:settings` rewrites the page; test/settings-doc.test.ts fails when the
  * page is out of date.
  */
 import { promises as fs } from "node:fs";
 import { fileURLToPath } from "node:url";
 import prettier from "prettier";
-import { SETTINGS, type SettingDoc } from "../src/settings.js";
+import { SETTINGS, type SettingDoc } from "../src/settings-table.js";
 
 export const SETTINGS_DOC = fileURLToPath(new URL("../docs/settings.md", import.meta.url));
 
@@ -34,7 +34,7 @@ export async function renderSettingsDoc(): Promise<string> {
   const text = [
     "# Settings",
     "",
-    "<!-- Generated from src/settings.ts by `npm run docs:settings`: edit that file, not this one. -->",
+    "<!-- Generated from src/settings-table.ts by `npm run docs:settings`: edit that file, not this one. -->",
     "",
     "Every setting hubcache reads, with its library option (`resolve`, `load` and `modelInfo` take them all), its",
     "environment variable, its CLI flag (`resolve`, `info` and `load` take them all) and its default. An option or",
