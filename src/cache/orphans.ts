@@ -13,7 +13,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { EventListener } from "../events.js";
-import { newestMtime } from "./fs-util.js";
+import { newestMtime } from "./file-tree.js";
 import { holderIsGone } from "./holder.js";
 import { type EntryPaths, entryPathsForHash } from "./layout.js";
 import {
@@ -21,11 +21,11 @@ import {
   breakGuardIfStale,
   holderGoneAndQuiet,
   ownLockUids,
-  readLock,
+  readLockFile,
   removeLeftovers,
   removeLockIf,
-} from "./lock.js";
-import type { Manifest } from "./manifest.js";
+} from "./disk-lock.js";
+import type { DiskRecord } from "./record.js";
 
 const LOCK_NAME = /^([0-9a-f]{40})\.lock$/;
 const TMP_DIR_NAME = /^([0-9a-f]{40})\.([0-9a-f]{32})\.tmp$/;
@@ -54,7 +54,7 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
     if (hash === undefined) continue;
     try {
       const paths = entryPathsForHash(cacheDir, hash);
-      const lock = await readLock(paths.lock);
+      const lock = await readLockFile(paths.lock);
       if (!lock) continue;
       if ((await holderGoneAndQuiet(paths, lock, now)) && (await removeLockIf(paths.lock, lock))) {
         options.emit({ type: "orphan-removed", path: paths.lock });
@@ -102,7 +102,7 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
  */
 export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListener): Promise<void> {
   try {
-    const lock = await readLock(paths.lock);
+    const lock = await readLockFile(paths.lock);
     if (!lock || !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids())) return;
     if (!(await removeLockIf(paths.lock, lock))) return;
     emit({ type: "orphan-removed", path: paths.lock });
@@ -118,15 +118,14 @@ export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListe
  * now in place (it published that directory and was killed before installing them).
  */
 async function adoptRecords(paths: EntryPaths, uid: string): Promise<void> {
-  const tmp = `${paths.manifest}.tmp${uid}`;
+  const tmp = `${paths.record}.tmp${uid}`;
   try {
-    const manifest = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<Manifest>;
+    const record = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<DiskRecord>;
     const dir = await fs.stat(paths.dir);
-    const same =
-      manifest.ino === dir.ino && manifest.dev === dir.dev && manifest.birthtimeMs === dir.birthtimeMs;
+    const same = record.ino === dir.ino && record.dev === dir.dev && record.birthtimeMs === dir.birthtimeMs;
     if (!same) return;
     await fs.rename(`${paths.descriptor}.tmp${uid}`, paths.descriptor).catch(() => undefined);
-    await fs.rename(tmp, paths.manifest);
+    await fs.rename(tmp, paths.record);
   } catch {
     // not there, or not about this directory: removeLeftovers deletes them
   }
