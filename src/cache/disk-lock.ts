@@ -23,7 +23,7 @@ import { ErrorCode, HubcacheError, errnoCode, notWritableError, writeFailure } f
 import type { EventListener } from "../events.js";
 import { newUid } from "../uid.js";
 import { newestMtime, treeSize } from "./file-tree.js";
-import { holderIsGone } from "./holder.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import {
   type HeldLock,
   type LockKind,
@@ -70,16 +70,6 @@ export function cacheDirNotWritable(dir: string, handle: string | undefined, cau
   };
   const mapped = writeFailure(cause, text);
   return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);
-}
-
-/**
- * uids of the locks this process holds right now, shared by every copy of hubcache loaded in this
- * JavaScript realm (a lock naming our PID but none of these uids is a leftover, see holder.ts).
- */
-export function ownLockUids(): Set<string> {
-  const key = Symbol.for("hubcache.ownLockUids");
-  const store = globalThis as unknown as Record<symbol, Set<string> | undefined>;
-  return (store[key] ??= new Set<string>());
 }
 
 /** Create `file` holding `content`, exclusively; undefined if it exists. Keeps it open for the heartbeat. */

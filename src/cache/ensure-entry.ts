@@ -243,13 +243,7 @@ async function produceUnderLock(
     };
     const report = await produce(staged.dir, touch, leaseOf(lock, handle));
     testPause("after-extract");
-    const files = await listDirTree(staged.dir);
-    if (files.length === 0) {
-      throw new HubcacheError(ErrorCode.CORRUPT, `The archive of ${handle} holds no files.`, {
-        handle,
-        hint: "The host sent an empty model; check the handle.",
-      });
-    }
+    const files = await producedFiles(staged.dir, handle);
     const bytes = files.reduce((sum, file) => sum + file.size, 0);
     const produced = { handle, files, bytes, archiveBytes: report.archiveBytes };
     const result = await store.commit(hash, staged, lock, produced, options);
@@ -271,6 +265,18 @@ async function produceUnderLock(
   } finally {
     await staged?.cleanup().catch(() => undefined);
   }
+}
+
+/** The files a producer left in `dir`; none is an error (an empty archive). */
+async function producedFiles(dir: string, handle: string): Promise<TreeFile[]> {
+  const files = await listDirTree(dir);
+  if (files.length === 0) {
+    throw new HubcacheError(ErrorCode.CORRUPT, `The archive of ${handle} holds no files.`, {
+      handle,
+      hint: "The host sent an empty model; check the handle.",
+    });
+  }
+  return files;
 }
 
 function leaseOf(lock: HeldLock, handle: string): DownloadLease {

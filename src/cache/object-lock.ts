@@ -16,8 +16,7 @@ import { isObjectNotFound } from "../storage/errors.js";
 import { probeCreateOnly } from "../storage/transfer.js";
 import type { Storage } from "../storage/types.js";
 import { newUid } from "../uid.js";
-import { ownLockUids } from "./disk-lock.js";
-import { holderIsGone } from "./holder.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import { lockContent, parseLockContent } from "./layout.js";
 import {
   type HeldLock,

@@ -14,13 +14,12 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { EventListener } from "../events.js";
 import { newestMtime } from "./file-tree.js";
-import { holderIsGone } from "./holder.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import { type EntryPaths, entryPathsForHash } from "./layout.js";
 import {
   type LockState,
   breakGuardIfStale,
   holderGoneAndQuiet,
-  ownLockUids,
   readLockFile,
   removeLeftovers,
   removeLockIf,
