@@ -251,7 +251,7 @@ export class DiskEntryStore implements EntryStore {
     }
     const hashes = new Set<string>();
     for (const name of names) {
-      const hash = /^([0-9a-f]{40})(?:$|\.lock$)/.exec(name)?.[1];
+      const hash = /^([0-9a-f]{40})(?:$|\.lock$|\.descriptor\.txt$|\.hubcache\.json$)/.exec(name)?.[1];
       if (hash !== undefined) hashes.add(hash);
     }
     for (const hash of [...hashes].sort()) yield this.listed(hash);

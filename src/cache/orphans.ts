@@ -47,6 +47,23 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
     return;
   }
   const now = Date.now();
+  const liveLocks = await removeGoneLocks(cacheDir, names, now, options);
+  for (const name of names) {
+    if (GUARD_NAME.test(name)) await breakGuardIfStale(path.join(cacheDir, name)).catch(() => false);
+    const [, hash, uid] = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name) ?? [];
+    if (hash === undefined || uid === undefined) continue;
+    if (liveLocks.get(hash)?.owner.uid === uid) continue; // the current holder's
+    await removeOrphanTemp(cacheDir, name, hash, uid, now, options).catch(() => undefined); // best effort
+  }
+}
+
+/** Remove the locks whose holder is gone (with what they left); the others, by hash. */
+async function removeGoneLocks(
+  cacheDir: string,
+  names: string[],
+  now: number,
+  options: SweepOptions,
+): Promise<Map<string, LockState>> {
   const liveLocks = new Map<string, LockState>();
   for (const name of names) {
     const hash = LOCK_NAME.exec(name)?.[1];
@@ -66,31 +83,32 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
       // best effort
     }
   }
-  for (const name of names) {
-    if (GUARD_NAME.test(name)) await breakGuardIfStale(path.join(cacheDir, name)).catch(() => false);
-    const match = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name);
-    const [, hash, uid] = match ?? [];
-    if (hash === undefined || uid === undefined) continue;
-    if (liveLocks.get(hash)?.owner.uid === uid) continue; // the current holder's
-    const full = path.join(cacheDir, name);
-    try {
-      const newest = await newestMtime(full);
-      if (newest === undefined || now - newest <= options.timeoutMs) continue;
-      // A descriptor or record of an entry its writer published before dying: install, not delete.
-      if (TMP_FILE_NAME.test(name)) {
-        await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
-        const adopted = await fs.lstat(full).then(
-          () => false,
-          () => true,
-        );
-        if (adopted) continue;
-      }
-      await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
-      options.emit({ type: "orphan-removed", path: full });
-    } catch {
-      // best effort
-    }
+  return liveLocks;
+}
+
+/** A temp dir or file of no current lock: removed once quiet for the window (a record is adopted). */
+async function removeOrphanTemp(
+  cacheDir: string,
+  name: string,
+  hash: string,
+  uid: string,
+  now: number,
+  options: SweepOptions,
+): Promise<void> {
+  const full = path.join(cacheDir, name);
+  const newest = await newestMtime(full);
+  if (newest === undefined || now - newest <= options.timeoutMs) return;
+  // A descriptor or record of an entry its writer published before dying: install, not delete.
+  if (TMP_FILE_NAME.test(name)) {
+    await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
+    const adopted = await fs.lstat(full).then(
+      () => false,
+      () => true,
+    );
+    if (adopted) return;
   }
+  await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
+  options.emit({ type: "orphan-removed", path: full });
 }
 
 /**
