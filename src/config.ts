@@ -39,13 +39,9 @@ export function pythonTempDir(env: Env): string {
   return os.tmpdir();
 }
 
-function isRemoteLocation(location: string): boolean {
-  return location.includes("://");
-}
-
-/** TF Hub's `absolute_path`: anything with `://` is left alone, the rest made absolute. */
+/** TF Hub's `absolute_path`: anything with `://` (a URL of any scheme) is left alone, the rest made absolute. */
 export function absoluteLocation(location: string): string {
-  return isRemoteLocation(location) ? location : path.resolve(location);
+  return location.includes("://") ? location : path.resolve(location);
 }
 
 export interface CacheDirSources {

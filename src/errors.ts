@@ -116,3 +116,62 @@ export function errnoCode(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** The hint every ERR_HUBCACHE_ABORTED carries. */
+const ABORTED_HINT = "The caller's AbortSignal fired; nothing was cached.";
+
+/**
+ * ERR_HUBCACHE_ABORTED, the one way to build it: `what` says what stopped ("Downloading x",
+ * "Waiting for the download lock of x"); `cause` is the signal's reason or the AbortError.
+ */
+export function abortedError(handle: string | undefined, what: string, cause?: unknown): HubcacheError {
+  return new HubcacheError(ErrorCode.ABORTED, `${what} was aborted.`, { handle, hint: ABORTED_HINT, cause });
+}
+
+/** Is this the error an aborted signal makes a Node or web API throw (not yet a HubcacheError)? */
+export function isAbortError(error: unknown): boolean {
+  return error instanceof Error && (error.name === "AbortError" || error.name === "TimeoutError");
+}
+
+/** Errno codes of a write that failed for want of space (a full disk, or a quota). */
+const DISK_FULL_CODES = new Set(["ENOSPC", "EDQUOT"]);
+/** Errno codes of a write that was refused (permissions, a read-only filesystem). */
+const NOT_WRITABLE_CODES = new Set(["EACCES", "EPERM", "EROFS"]);
+
+export interface WriteFailureText {
+  handle?: string | undefined;
+  /** What could not be written, e.g. "the cache directory /x" (used in both messages). */
+  what: string;
+  /** Hint for a refused write (the disk-full hint is the same everywhere). */
+  notWritableHint: string;
+  /** Message for a refused write; default: "<what> is not writable (<code>)." */
+  notWritableMessage?: string | undefined;
+}
+
+/**
+ * The one ENOSPC/EDQUOT → ERR_HUBCACHE_DISK_FULL and EACCES/EPERM/EROFS → ERR_HUBCACHE_NOT_WRITABLE
+ * mapping. Any other error (or `error` already coded) is returned as it is.
+ */
+export function writeFailure(error: unknown, text: WriteFailureText): unknown {
+  if (error instanceof HubcacheError) return error;
+  const code = errnoCode(error);
+  if (code !== undefined && DISK_FULL_CODES.has(code)) {
+    return new HubcacheError(ErrorCode.DISK_FULL, `No space left to write ${text.what} (${code}).`, {
+      handle: text.handle,
+      hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk.",
+      cause: error,
+    });
+  }
+  if (code !== undefined && NOT_WRITABLE_CODES.has(code)) return notWritableError(error, text);
+  return error;
+}
+
+/** ERR_HUBCACHE_NOT_WRITABLE for a write that failed (any errno, or none). */
+export function notWritableError(error: unknown, text: WriteFailureText): HubcacheError {
+  const code = errnoCode(error) ?? "error";
+  return new HubcacheError(
+    ErrorCode.NOT_WRITABLE,
+    text.notWritableMessage ?? `${text.what} is not writable (${code}).`,
+    { handle: text.handle, hint: text.notWritableHint, cause: error },
+  );
+}

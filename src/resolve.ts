@@ -1,138 +1,31 @@
-/** `resolve(handle)`: a model handle becomes a location (a local directory in compressed mode). */
-import { type Stats, promises as fs } from "node:fs";
-import path from "node:path";
-import { type CacheContext, checkCacheSettings, ensureCachedModel } from "./cache/cache-modes.js";
-import type { Downloader } from "./cache/local-cache.js";
-import {
-  type Env,
-  type TfhubFlags,
-  chooseCacheDir,
-  chooseLoadFormat,
-  envFlag,
-  envNumber,
-  optionNumber,
-  readTfhubFlags,
-} from "./config.js";
-import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "./errors.js";
-import { type EventListener, type HubcacheEvent, type ProgressEvent, emitter } from "./events.js";
-import { loadTar } from "./extract/extract.js";
-import { extractWithProgress } from "./extract/with-progress.js";
-import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
-import { type NetworkSettings, httpStack } from "./net/client.js";
-import { type Transport, openDownload } from "./net/download.js";
-import type { FetchFunction } from "./net/http.js";
-import { readProxyEnv } from "./net/proxy.js";
-import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
+/**
+ * `resolve(handle)`: a model handle becomes a location (a local directory in compressed mode).
+ * Parse the handle, resolve the settings (settings.ts), then by the handle's kind: use a local path
+ * in place, check a remote folder, or have the cache (cache/open-cache.ts) make sure the model a
+ * source (sources/) produces is cached.
+ */
+import { type CacheContext, ensureCachedModel } from "./cache/open-cache.js";
+import { ErrorCode, HubcacheError } from "./errors.js";
+import { type EventListener, emitter } from "./events.js";
+import { type ParsedHandle, parseHandle } from "./handle.js";
 import { resolveUncompressed } from "./net/uncompressed.js";
-import { redactUrl } from "./redact.js";
-import { extractFromStorage } from "./storage/archive.js";
+import { type ResolveOptions, type ResolvedSettings, resolveSettings } from "./settings.js";
+import { httpArchiveProducer } from "./sources/http-archive.js";
+import { withHttpClient } from "./sources/http-client.js";
+import { statLocalPath } from "./sources/local-path.js";
+import { objectArchiveProducer } from "./sources/object-archive.js";
 import { objectNotFound } from "./storage/errors.js";
 import { type StorageOptions, openStorage } from "./storage/open.js";
 import { folderExists } from "./storage/transfer.js";
 
-export interface ResolveOptions {
-  /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
-  cacheDir?: string;
-  /**
-   * A shared cache on object storage (s3://… or gs://…) behind the local one: a local miss looks
-   * there before asking the hub, and downloads are published to it. Default: HUBCACHE_SHARED_CACHE.
-   */
-  sharedCache?: string;
-  /** Settings for s3:// and gs:// locations (endpoint, region, credentials, project). Default: the SDKs' own. */
-  storage?: Pick<StorageOptions, "s3" | "gcs">;
-  /** COMPRESSED (download and cache), UNCOMPRESSED (return the host's remote location) or AUTO (= COMPRESSED). */
-  loadFormat?: LoadFormat;
-  /** Force the hosting protocol family; by default TF.js handles are detected from the URL. */
-  modelFormat?: ModelFormat;
-  /** Resolve from the cache only; a miss fails at once with ERR_HUBCACHE_OFFLINE. Default: HUBCACHE_OFFLINE. */
-  offline?: boolean;
-  /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (s) or 60 s. */
-  lockTimeoutMs?: number;
-  /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
-  maxExtractBytes?: number;
-  /**
-   * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
-   * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
-   */
-  minFreeBytes?: number;
-  /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
-  connectTimeoutMs?: number;
-  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
-  idleTimeoutMs?: number;
-  /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
-  retries?: number;
-  /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default 1000. */
-  retryDelayMs?: number;
-  /** Every event: cache hits, downloads, lock waits, progress... */
-  onEvent?: (event: HubcacheEvent) => void;
-  /** Download progress only (throttled to about 10 per second, plus a last one with `done: true`). */
-  onProgress?: (event: ProgressEvent) => void;
-  /**
-   * A fetch implementation to use instead of hubcache's own client. hubcache's client applies the
-   * connect timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY and TFHUB_DISABLE_CERT_VALIDATION; a custom
-   * fetch must do those itself (hubcache still applies the idle timeout, retries and resume).
-   */
-  fetch?: FetchFunction;
-  signal?: AbortSignal;
-  /** Environment to read settings from. Default: process.env. */
-  env?: Env;
-  /** TF Hub flags (`--tfhub_cache_dir`, `--tfhub_model_load_format`). Default: read from process.argv. */
-  flags?: TfhubFlags;
-}
-
-export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-// Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
-export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-
-/** Settings after precedence is applied. */
-export interface ResolvedSettings {
-  cacheDir: string;
-  sharedCache: string | undefined;
-  loadFormat: LoadFormat;
-  offline: boolean;
-  lockTimeoutMs: number;
-  maxExtractBytes: number | undefined;
-  minFreeBytes: number | undefined;
-  retries: number;
-  retryDelayMs: number;
-  network: NetworkSettings;
-}
-
-export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings {
-  const env = options.env ?? process.env;
-  const flags = options.flags ?? readTfhubFlags(process.argv.slice(2));
-  const seconds = (name: string): number | undefined => {
-    const value = envNumber(env, name);
-    return value === undefined ? undefined : value * 1000;
-  };
-  const option = (name: keyof ResolveOptions): number | undefined =>
-    optionNumber(name, options[name] as number | undefined);
-  const cacheDir = chooseCacheDir({ cacheDir: options.cacheDir, env, flags });
-  const sharedCache = options.sharedCache || env.HUBCACHE_SHARED_CACHE || undefined;
-  checkCacheSettings(cacheDir, sharedCache);
-  return {
-    cacheDir,
-    sharedCache,
-    loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
-    offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),
-    lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
-    maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
-    minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
-    retries: Math.floor(
-      option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
-    ),
-    retryDelayMs: option("retryDelayMs") ?? DEFAULT_RETRY_POLICY.baseDelayMs,
-    network: {
-      connectTimeoutMs:
-        option("connectTimeoutMs") ?? seconds("HUBCACHE_CONNECT_TIMEOUT") ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      idleTimeoutMs: option("idleTimeoutMs") ?? seconds("HUBCACHE_IDLE_TIMEOUT") ?? DEFAULT_IDLE_TIMEOUT_MS,
-      // Exactly as TF Hub: only the string "true" turns certificate checks off.
-      insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
-      proxy: readProxyEnv(env),
-    },
-  };
-}
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  type ResolveOptions,
+  type ResolvedSettings,
+  resolveSettings,
+} from "./settings.js";
 
 /**
  * Turn a model handle into a location: a local directory for http(s) and archive handles
@@ -192,21 +85,6 @@ async function resolveLocalPath(handle: string, localPath: string): Promise<stri
   return localPath;
 }
 
-/** A local path handle's stat, or ERR_HUBCACHE_NOT_FOUND saying so. */
-export async function statLocalPath(handle: string, localPath: string): Promise<Stats> {
-  try {
-    return await fs.stat(localPath);
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") {
-      throw new HubcacheError(ErrorCode.NOT_FOUND, `${handle} does not exist.`, {
-        handle,
-        hint: "Check the path, or give a URL (https://tfhub.dev/...) to download a model.",
-      });
-    }
-    throw error;
-  }
-}
-
 function storageOptions(options: ResolveOptions): StorageOptions {
   return { ...options.storage, env: options.env, fetch: options.fetch, signal: options.signal };
 }
@@ -256,105 +134,23 @@ async function resolveObjectArchive(
   options: ResolveOptions,
   emit: EventListener,
 ): Promise<string> {
-  const download: Downloader = async (tmpDir, touch) => {
-    const storage = await openStorage(`${parsed.scheme}://${parsed.bucket}`, storageOptions(options));
-    return extractFromStorage(storage, parsed.key, tmpDir, {
-      handle: parsed.handle,
-      emit,
-      maxExtractBytes: settings.maxExtractBytes,
-      minFreeBytes: settings.minFreeBytes,
-      signal: options.signal,
-      touch,
-    });
-  };
-  return ensureCachedModel(cacheContext(parsed.handle, settings, options, emit), download);
+  const produce = objectArchiveProducer(parsed, {
+    emit,
+    maxExtractBytes: settings.maxExtractBytes,
+    minFreeBytes: settings.minFreeBytes,
+    signal: options.signal,
+    storage: storageOptions(options),
+  });
+  return ensureCachedModel(cacheContext(parsed.handle, settings, options, emit), produce);
 }
 
+/** http(s) archives: downloaded (retries, resume, restarts) and extracted into the cache. */
 async function resolveHttpArchive(
   parsed: Extract<ParsedHandle, { kind: "http-archive" }>,
   settings: ResolvedSettings,
   options: ResolveOptions,
   emit: EventListener,
 ): Promise<string> {
-  const { handle } = parsed;
-  return ensureCachedModel(cacheContext(handle, settings, options, emit), (tmpDir, touch, lease) =>
-    withHttpClient(settings, options, handle, emit, async (_fetch, transport) => {
-      // One retry budget for the whole download: first tries, resumes and restarts share it.
-      const budget = new RetryBudget({
-        ...DEFAULT_RETRY_POLICY,
-        retries: settings.retries,
-        baseDelayMs: settings.retryDelayMs,
-      });
-      void loadTar().catch(() => undefined); // import tar while the request is in flight
-      for (;;) {
-        emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
-        const download = await openDownload(parsed.downloadUrl, {
-          handle,
-          transport,
-          idleTimeoutMs: settings.network.idleTimeoutMs,
-          budget,
-          emit,
-          signal: options.signal,
-          // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
-          hooks: lease && { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
-        });
-        try {
-          const result = await extractWithProgress(download.stream, tmpDir, {
-            handle,
-            emit,
-            touch,
-            totalBytes: download.contentLength,
-            contentType: download.contentType,
-            maxExtractBytes: settings.maxExtractBytes,
-            minFreeBytes: settings.minFreeBytes,
-            signal: options.signal,
-          });
-          return { archiveBytes: result.compressedBytes };
-        } catch (error) {
-          if (!(error instanceof RestartRequired)) throw error;
-          // The host cannot resume: wipe what this attempt extracted and start from byte 0.
-          await emptyDir(tmpDir);
-        }
-      }
-    }),
-  );
-}
-
-/**
- * Run `work` with an HTTP stack: the caller's fetch if given; else hubcache's undici client
- * (proxies, connect timeout, TLS flag) for small requests, and for archive bodies the node:http
- * fast path unless a proxy is configured. The client is closed afterwards.
- */
-async function withHttpClient<T>(
-  settings: ResolvedSettings,
-  options: ResolveOptions,
-  handle: string,
-  emit: EventListener,
-  work: (fetch: FetchFunction, transport: Transport) => Promise<T>,
-): Promise<T> {
-  if (options.fetch) {
-    const stack = httpStack(settings.network, options.fetch);
-    return work(stack.fetch, stack.transport);
-  }
-  if (settings.network.insecureTls) {
-    emit({
-      type: "warning",
-      handle,
-      message:
-        "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are not checked, so anyone on the network path can substitute the model.",
-    });
-  }
-  const stack = httpStack(settings.network);
-  try {
-    return await work(stack.fetch, stack.transport);
-  } finally {
-    await stack.close();
-  }
-}
-
-/** Remove everything inside `dir`, keeping `dir` itself. */
-async function emptyDir(dir: string): Promise<void> {
-  for (const name of await fs.readdir(dir)) {
-    await fs.rm(path.join(dir, name), { recursive: true, force: true, maxRetries: 3 });
-  }
+  const produce = httpArchiveProducer(parsed, settings, options, emit);
+  return ensureCachedModel(cacheContext(parsed.handle, settings, options, emit), produce);
 }

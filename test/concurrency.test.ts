@@ -8,17 +8,18 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
-import { descriptorText, entryPaths, lockContent, newUid } from "../src/cache/layout.js";
+import { descriptorText, entryPaths, lockContent } from "../src/cache/layout.js";
+import { newUid } from "../src/uid.js";
 import {
   GUARD_STALE_MS,
   acquireLock,
   lockGuardPath,
-  readLock,
+  readLockFile,
   removeLeftovers,
   removeLockIf,
-} from "../src/cache/lock.js";
+} from "../src/cache/disk-lock.js";
 import { sweepCacheDir } from "../src/cache/orphans.js";
-import { inspectEntry } from "../src/cache/manifest.js";
+import { inspectDiskEntry } from "../src/cache/disk-store.js";
 import { ErrorCode, HubcacheError } from "../src/errors.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, resolve, resolveSettings } from "../src/resolve.js";
@@ -47,7 +48,7 @@ const fresh = (): Promise<FreshModel> => host.fresh();
 async function assertHealthyEntry(cacheDir: string, handle: string): Promise<void> {
   const paths = entryPaths(cacheDir, handle);
   assert.deepEqual(await readTree(paths.dir), await readTree(modelDir), "the entry holds the model");
-  assert.equal(inspectEntry(paths).state, "hit");
+  assert.equal(inspectDiskEntry(paths).state, "hit");
   assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left in the cache dir");
 }
 
@@ -277,7 +278,7 @@ describe("concurrency: many resolvers, one download", () => {
       });
       await waitForFile(pauseFile);
       // Python's waiter removes a stale lock and leaves the old holder's temp dir alone.
-      const stale = await readLock(paths.lock);
+      const stale = await readLockFile(paths.lock);
       assert.ok(stale);
       assert.ok(await removeLockIf(paths.lock, stale));
       await resolve(handle, { cacheDir });
@@ -389,7 +390,7 @@ describe("concurrency: many resolvers, one download", () => {
       archiveBytes: 300,
       files: [{ path: "saved_model.pb", size: 1000 }],
     };
-    await fs.writeFile(`${paths.manifest}.tmp${dead.uid}`, JSON.stringify(record));
+    await fs.writeFile(`${paths.record}.tmp${dead.uid}`, JSON.stringify(record));
     const descriptor = descriptorText(handle);
     await fs.writeFile(`${paths.descriptor}.tmp${dead.uid}`, descriptor);
     for (const target of [paths.lock, paths.dir]) await age(target, 30);
@@ -397,8 +398,8 @@ describe("concurrency: many resolvers, one download", () => {
     await sweepCacheDir(cacheDir, { timeoutMs: 60_000, emit: () => undefined });
     assert.deepEqual(await leftovers(cacheDir), []);
     assert.equal(await fs.readFile(paths.descriptor, "utf8"), descriptor);
-    assert.equal(inspectEntry(paths).state, "hit");
-    assert.deepEqual(JSON.parse(await fs.readFile(paths.manifest, "utf8")), record);
+    assert.equal(inspectDiskEntry(paths).state, "hit");
+    assert.deepEqual(JSON.parse(await fs.readFile(paths.record, "utf8")), record);
   });
 
   test(
@@ -540,7 +541,7 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
       await until(() => events.some((e) => e.type === "retry"), "the first resolver's backoff");
       // Take the lock over as a waiter that judged it stale does (another host, or a Python
       // process): remove it and the holder's temp dir, and hold a lock of our own.
-      const stale = await readLock(paths.lock);
+      const stale = await readLockFile(paths.lock);
       assert.ok(stale);
       assert.ok(await removeLockIf(paths.lock, stale));
       await removeLeftovers(paths, stale.owner.uid, () => undefined);

@@ -10,8 +10,9 @@ import { existsSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { entryPaths, newUid } from "../src/cache/layout.js";
-import { inspectEntry } from "../src/cache/manifest.js";
+import { entryPaths } from "../src/cache/layout.js";
+import { newUid } from "../src/uid.js";
+import { inspectDiskEntry } from "../src/cache/disk-store.js";
 import { PAUSE_POINTS, type PausePoint } from "../src/cache/test-pause.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
@@ -103,7 +104,7 @@ describe("crash safety: kill -9 at any step", () => {
         assert.equal(lock, `${os.hostname()}.${run.pid}.${uid}`, "the lock names the frozen process");
         assert.deepEqual(await leftovers(cacheDir), expectedLeftovers(point, paths.hash, uid));
         const published = PUBLISHED.includes(point);
-        assert.equal(inspectEntry(paths).state, published ? "hit" : "missing", "never a partial entry");
+        assert.equal(inspectDiskEntry(paths).state, published ? "hit" : "missing", "never a partial entry");
         assert.equal(
           existsSync(paths.descriptor),
           point === "before-release",
@@ -119,7 +120,7 @@ describe("crash safety: kill -9 at any step", () => {
         });
         assert.equal(dir, paths.dir);
         assert.deepEqual(await readTree(dir), await readTree(modelDir));
-        const state = inspectEntry(paths);
+        const state = inspectDiskEntry(paths);
         assert.equal(state.state === "hit" && state.writer, "hubcache", "hubcache's record is in place");
         assert.deepEqual(await leftovers(cacheDir), [], "no .lock or .tmp left");
         // The descriptor names whoever published the entry: the killed process, or this one.
@@ -172,7 +173,7 @@ describe("crash safety: orphans are removed whenever hubcache sees them", () => 
       assert.deepEqual(await leftovers(first.cacheDir), []);
       const removed = events.flatMap((e) => (e.type === "orphan-removed" ? [path.basename(e.path)] : []));
       assert.deepEqual(removed.sort(), left, "the killed download's lock and temp dir were removed");
-      assert.equal(inspectEntry(entryPaths(first.cacheDir, first.handle)).state, "missing");
+      assert.equal(inspectDiskEntry(entryPaths(first.cacheDir, first.handle)).state, "missing");
     },
   );
 

@@ -7,7 +7,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { entryPaths } from "../src/cache/layout.js";
-import { acquireLock } from "../src/cache/lock.js";
+import { acquireLock } from "../src/cache/disk-lock.js";
 import { diskSpace } from "../src/extract/disk-space.js";
 import { resolve } from "../src/resolve.js";
 import { gzip, tarOf } from "./helpers/archives.js";

@@ -9,7 +9,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import { after, before, describe, test } from "node:test";
 import { entryPaths } from "../src/cache/layout.js";
-import { inspectEntry } from "../src/cache/manifest.js";
+import { inspectDiskEntry } from "../src/cache/disk-store.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
 import { readTree, upscalerModelDir } from "./helpers/fixtures.js";
@@ -104,7 +104,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       assert.doesNotMatch(fromCli.stderr, /took over/);
       assert.equal(downloads(), 0, "hubcache never downloaded: it used Python's entry");
       assert.deepEqual(await readTree(paths.dir), await readTree(modelDir));
-      const state = inspectEntry(paths);
+      const state = inspectDiskEntry(paths);
       assert.equal(state.state === "hit" && state.writer, "other", "an entry without hubcache's record");
       assert.match(
         await fs.readFile(paths.descriptor, "utf8"),
@@ -147,7 +147,7 @@ describe("Python tensorflow_hub compatibility (re-enacted protocol, real python3
       assert.equal(`${fromPython.path}\n`, fromCli.stdout);
       assert.equal(fromPython.path, paths.dir);
       assert.equal(downloads(), 1);
-      const state = inspectEntry(paths);
+      const state = inspectDiskEntry(paths);
       assert.equal(state.state === "hit" && state.writer, "hubcache");
 
       // And later: Python's fast path takes hubcache's finished entry without a lock.

@@ -7,6 +7,17 @@ import os from "node:os";
 import { errnoCode } from "../errors.js";
 import type { LockOwner } from "./layout.js";
 
+/**
+ * uids of the locks this process holds right now (disk and object-storage locks alike), shared by
+ * every copy of hubcache loaded in this JavaScript realm (a lock naming our PID but none of these
+ * uids is a leftover, see holderIsGone).
+ */
+export function ownLockUids(): Set<string> {
+  const key = Symbol.for("hubcache.ownLockUids");
+  const store = globalThis as unknown as Record<symbol, Set<string> | undefined>;
+  return (store[key] ??= new Set<string>());
+}
+
 /** /proc/<pid>/stat's start time has 10 ms ticks, but /proc/stat's boot time only whole seconds. */
 const START_TIME_SLACK_MS = 2000;
 

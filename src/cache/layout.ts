@@ -6,19 +6,15 @@
  *   <cacheDir>/<sha1(handle)>.<uid32hex>.tmp/  a download in progress (uid = the lock holder's)
  *   <cacheDir>/<sha1(handle)>.*.tmp<uid32hex>  transient temp files (atomic writes)
  * hubcache adds one file of its own, which Python ignores:
- *   <cacheDir>/<sha1(handle)>.hubcache.json    what was extracted (files and sizes)
+ *   <cacheDir>/<sha1(handle)>.hubcache.json    its record of the entry (files and sizes), see record.ts
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
+import { redactUrl } from "../redact.js";
 
 export function handleHash(handle: string): string {
   return createHash("sha1").update(handle, "utf8").digest("hex");
-}
-
-/** A fresh 32-hex-digit id, like Python's `uuid.uuid4().hex`. */
-export function newUid(): string {
-  return randomUUID().replaceAll("-", "");
 }
 
 export interface EntryPaths {
@@ -28,7 +24,8 @@ export interface EntryPaths {
   dir: string;
   descriptor: string;
   lock: string;
-  manifest: string;
+  /** hubcache's record, `<hash>.hubcache.json`. */
+  record: string;
   /** The download directory for one attempt. */
   tmpDir(uid: string): string;
 }
@@ -46,7 +43,7 @@ export function entryPathsForHash(cacheDir: string, hash: string): EntryPaths {
     dir,
     descriptor: `${dir}.descriptor.txt`,
     lock: `${dir}.lock`,
-    manifest: `${dir}.hubcache.json`,
+    record: `${dir}.hubcache.json`,
     tmpDir: (uid) => `${dir}.${uid}.tmp`,
   };
 }
@@ -61,10 +58,13 @@ export function pythonDateTime(date: Date, micros = 0): string {
   return fraction === 0 ? base : `${base}.${pad(fraction, 6)}`;
 }
 
-/** TF Hub's descriptor text, byte for byte (no trailing newline). */
+/**
+ * TF Hub's descriptor text, byte for byte (no trailing newline), with the handle redacted: a
+ * descriptor never holds a credential or a signed URL's query.
+ */
 export function descriptorText(handle: string, date = new Date(), pid = process.pid): string {
   const micros = Number(process.hrtime.bigint() % 1000n);
-  return `Module: ${handle}\nDownload Time: ${pythonDateTime(date, micros)}\nDownloader Hostname: ${os.hostname()} (PID:${pid})`;
+  return `Module: ${redactUrl(handle)}\nDownload Time: ${pythonDateTime(date, micros)}\nDownloader Hostname: ${os.hostname()} (PID:${pid})`;
 }
 
 /** Lock file content: "hostname.pid.uid". */

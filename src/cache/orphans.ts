@@ -13,19 +13,18 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { EventListener } from "../events.js";
-import { newestMtime } from "./fs-util.js";
-import { holderIsGone } from "./holder.js";
+import { newestMtime } from "./file-tree.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import { type EntryPaths, entryPathsForHash } from "./layout.js";
 import {
   type LockState,
   breakGuardIfStale,
   holderGoneAndQuiet,
-  ownLockUids,
-  readLock,
+  readLockFile,
   removeLeftovers,
   removeLockIf,
-} from "./lock.js";
-import type { Manifest } from "./manifest.js";
+} from "./disk-lock.js";
+import type { DiskRecord } from "./record.js";
 
 const LOCK_NAME = /^([0-9a-f]{40})\.lock$/;
 const TMP_DIR_NAME = /^([0-9a-f]{40})\.([0-9a-f]{32})\.tmp$/;
@@ -48,13 +47,30 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
     return;
   }
   const now = Date.now();
+  const liveLocks = await removeGoneLocks(cacheDir, names, now, options);
+  for (const name of names) {
+    if (GUARD_NAME.test(name)) await breakGuardIfStale(path.join(cacheDir, name)).catch(() => false);
+    const [, hash, uid] = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name) ?? [];
+    if (hash === undefined || uid === undefined) continue;
+    if (liveLocks.get(hash)?.owner.uid === uid) continue; // the current holder's
+    await removeOrphanTemp(cacheDir, name, hash, uid, now, options).catch(() => undefined); // best effort
+  }
+}
+
+/** Remove the locks whose holder is gone (with what they left); the others, by hash. */
+async function removeGoneLocks(
+  cacheDir: string,
+  names: string[],
+  now: number,
+  options: SweepOptions,
+): Promise<Map<string, LockState>> {
   const liveLocks = new Map<string, LockState>();
   for (const name of names) {
     const hash = LOCK_NAME.exec(name)?.[1];
     if (hash === undefined) continue;
     try {
       const paths = entryPathsForHash(cacheDir, hash);
-      const lock = await readLock(paths.lock);
+      const lock = await readLockFile(paths.lock);
       if (!lock) continue;
       if ((await holderGoneAndQuiet(paths, lock, now)) && (await removeLockIf(paths.lock, lock))) {
         options.emit({ type: "orphan-removed", path: paths.lock });
@@ -67,31 +83,32 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
       // best effort
     }
   }
-  for (const name of names) {
-    if (GUARD_NAME.test(name)) await breakGuardIfStale(path.join(cacheDir, name)).catch(() => false);
-    const match = TMP_DIR_NAME.exec(name) ?? TMP_FILE_NAME.exec(name);
-    const [, hash, uid] = match ?? [];
-    if (hash === undefined || uid === undefined) continue;
-    if (liveLocks.get(hash)?.owner.uid === uid) continue; // the current holder's
-    const full = path.join(cacheDir, name);
-    try {
-      const newest = await newestMtime(full);
-      if (newest === undefined || now - newest <= options.timeoutMs) continue;
-      // A descriptor or record of an entry its writer published before dying: install, not delete.
-      if (TMP_FILE_NAME.test(name)) {
-        await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
-        const adopted = await fs.lstat(full).then(
-          () => false,
-          () => true,
-        );
-        if (adopted) continue;
-      }
-      await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
-      options.emit({ type: "orphan-removed", path: full });
-    } catch {
-      // best effort
-    }
+  return liveLocks;
+}
+
+/** A temp dir or file of no current lock: removed once quiet for the window (a record is adopted). */
+async function removeOrphanTemp(
+  cacheDir: string,
+  name: string,
+  hash: string,
+  uid: string,
+  now: number,
+  options: SweepOptions,
+): Promise<void> {
+  const full = path.join(cacheDir, name);
+  const newest = await newestMtime(full);
+  if (newest === undefined || now - newest <= options.timeoutMs) return;
+  // A descriptor or record of an entry its writer published before dying: install, not delete.
+  if (TMP_FILE_NAME.test(name)) {
+    await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
+    const adopted = await fs.lstat(full).then(
+      () => false,
+      () => true,
+    );
+    if (adopted) return;
   }
+  await fs.rm(full, { recursive: true, force: true, maxRetries: 3 });
+  options.emit({ type: "orphan-removed", path: full });
 }
 
 /**
@@ -102,7 +119,7 @@ export async function sweepCacheDir(cacheDir: string, options: SweepOptions): Pr
  */
 export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListener): Promise<void> {
   try {
-    const lock = await readLock(paths.lock);
+    const lock = await readLockFile(paths.lock);
     if (!lock || !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids())) return;
     if (!(await removeLockIf(paths.lock, lock))) return;
     emit({ type: "orphan-removed", path: paths.lock });
@@ -118,15 +135,14 @@ export async function cleanupAfterGoneHolder(paths: EntryPaths, emit: EventListe
  * now in place (it published that directory and was killed before installing them).
  */
 async function adoptRecords(paths: EntryPaths, uid: string): Promise<void> {
-  const tmp = `${paths.manifest}.tmp${uid}`;
+  const tmp = `${paths.record}.tmp${uid}`;
   try {
-    const manifest = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<Manifest>;
+    const record = JSON.parse(await fs.readFile(tmp, "utf8")) as Partial<DiskRecord>;
     const dir = await fs.stat(paths.dir);
-    const same =
-      manifest.ino === dir.ino && manifest.dev === dir.dev && manifest.birthtimeMs === dir.birthtimeMs;
+    const same = record.ino === dir.ino && record.dev === dir.dev && record.birthtimeMs === dir.birthtimeMs;
     if (!same) return;
     await fs.rename(`${paths.descriptor}.tmp${uid}`, paths.descriptor).catch(() => undefined);
-    await fs.rename(tmp, paths.manifest);
+    await fs.rename(tmp, paths.record);
   } catch {
     // not there, or not about this directory: removeLeftovers deletes them
   }

@@ -7,7 +7,9 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelFormat, appendFormatQuery, parseHandle } from "../handle.js";
-import { type ResolveOptions, resolve, resolveSettings, statLocalPath } from "../resolve.js";
+import { resolve } from "../resolve.js";
+import { type ResolveOptions, resolveSettings } from "../settings.js";
+import { statLocalPath } from "../sources/local-path.js";
 import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } from "./source.js";
 
 export interface LocateOptions extends ResolveOptions {

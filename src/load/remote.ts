@@ -9,7 +9,7 @@ import { httpStack } from "../net/client.js";
 import { openDownload } from "../net/download.js";
 import type { FetchFunction } from "../net/http.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
-import type { ResolvedSettings } from "../resolve.js";
+import type { ResolvedSettings } from "../settings.js";
 
 export interface RemoteFileOptions {
   handle: string;

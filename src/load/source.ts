@@ -12,7 +12,7 @@ import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.
 import { type HubcacheEvent, emitter } from "../events.js";
 import type { FetchFunction } from "../net/http.js";
 import { redactUrl } from "../redact.js";
-import { type ResolvedSettings, resolveSettings } from "../resolve.js";
+import { type ResolvedSettings, resolveSettings } from "../settings.js";
 import { isObjectNotFound } from "../storage/errors.js";
 import { parseStorageLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";

@@ -6,8 +6,8 @@ import { constants, createReadStream, createWriteStream, promises as fs } from "
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
-import { newUid } from "../cache/layout.js";
+import { errnoCode, writeFailure } from "../errors.js";
+import { newUid } from "../uid.js";
 import { objectNotFound } from "./errors.js";
 import { checkKey } from "./location.js";
 import type { ByteRange, ObjectBody, Storage, StoredObject, WriteBody, WriteOptions } from "./types.js";
@@ -15,17 +15,11 @@ import type { ByteRange, ObjectBody, Storage, StoredObject, WriteBody, WriteOpti
 /** Our own in-flight temp files (`name.tmp<32 hex>`), hidden from listings. */
 const TEMP_NAME = /\.tmp[0-9a-f]{32}$/;
 
-function notWritable(location: string, cause: unknown): HubcacheError {
-  const code = errnoCode(cause);
-  if (code === "ENOSPC" || code === "EDQUOT") {
-    return new HubcacheError(ErrorCode.DISK_FULL, `No space left to write ${location}.`, {
-      hint: "Free some space or use a larger disk.",
-      cause,
-    });
-  }
-  return new HubcacheError(ErrorCode.NOT_WRITABLE, `${location} cannot be written (${code ?? "error"}).`, {
-    hint: "Check the directory's permissions, or choose a directory you can write.",
-    cause,
+function notWritable(location: string, cause: unknown): unknown {
+  return writeFailure(cause, {
+    what: location,
+    notWritableMessage: `${location} cannot be written (${errnoCode(cause) ?? "error"}).`,
+    notWritableHint: "Check the directory's permissions, or choose a directory you can write.",
   });
 }
 

@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream, promises as fs } from "node:fs";
 import path from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { newUid } from "../cache/layout.js";
+import { newUid } from "../uid.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { checkKey } from "./location.js";
 import type { Storage } from "./types.js";

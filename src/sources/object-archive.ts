@@ -1,9 +1,11 @@
-/** An archive stored at s3://, gs:// (or any Storage) streamed into a directory, with progress. */
+/** An archive stored at s3://, gs:// (or any Storage), streamed into a directory with progress. */
+import type { DownloadReport, Producer } from "../cache/ensure-entry.js";
 import type { EventListener } from "../events.js";
 import { extractWithProgress } from "../extract/with-progress.js";
-import type { DownloadReport } from "../cache/local-cache.js";
+import type { ParsedHandle } from "../handle.js";
 import { redactUrl } from "../redact.js";
-import type { Storage } from "./types.js";
+import { type StorageOptions, openStorage } from "../storage/open.js";
+import type { Storage } from "../storage/types.js";
 
 export interface ExtractFromStorageOptions {
   handle: string;
@@ -35,4 +37,15 @@ export async function extractFromStorage(
     signal: options.signal,
   });
   return { archiveBytes: result.compressedBytes };
+}
+
+/** The producer of a gs:// or s3:// archive handle: the bucket's object, extracted. */
+export function objectArchiveProducer(
+  parsed: Extract<ParsedHandle, { kind: "object-archive" }>,
+  options: Omit<ExtractFromStorageOptions, "handle" | "touch"> & { storage: StorageOptions },
+): Producer {
+  return async (dir, touch) => {
+    const storage = await openStorage(`${parsed.scheme}://${parsed.bucket}`, options.storage);
+    return extractFromStorage(storage, parsed.key, dir, { ...options, handle: parsed.handle, touch });
+  };
 }

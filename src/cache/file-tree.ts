@@ -1,20 +1,17 @@
-/** Small filesystem helpers shared by the cache: atomic writes, sizes, removal. */
+/** A local directory as a tree of files: its listing, its byte size, its newest mtime, its removal. */
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
+import type { TreeFile } from "../storage/transfer.js";
+
+export type { TreeFile };
 
 export async function removeTree(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true, maxRetries: 3 });
 }
 
-export interface TreeFile {
-  /** Path relative to the tree's root, with "/" separators. */
-  path: string;
-  size: number;
-}
-
 /** All regular files below `root`, sorted by path. */
-export async function listTree(root: string): Promise<TreeFile[]> {
+export async function listDirTree(root: string): Promise<TreeFile[]> {
   const files: TreeFile[] = [];
   const walk = async (dir: string, prefix: string): Promise<void> => {
     const entries = await fs.readdir(dir, { withFileTypes: true });
@@ -32,7 +29,7 @@ export async function listTree(root: string): Promise<TreeFile[]> {
 /** Total size in bytes of the files below `root` (0 if it does not exist), as TF Hub measures progress. */
 export async function treeSize(root: string): Promise<number> {
   try {
-    return (await listTree(root)).reduce((sum, file) => sum + file.size, 0);
+    return (await listDirTree(root)).reduce((sum, file) => sum + file.size, 0);
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return 0;
     throw error;

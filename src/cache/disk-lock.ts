@@ -5,7 +5,7 @@
  * - created atomically and exclusively, content included (link() of a fully written temp file;
  *   an O_EXCL create where the filesystem has no hard links);
  * - the holder keeps the lock file open and touches its mtime (through that descriptor, so never
- *   someone else's lock) while the download makes progress;
+ *   someone else's lock) at most once a second, by the heartbeat policy of lock-wait.ts;
  * - a holder on this host that is gone (dead PID, reused PID, zombie) is taken over within seconds;
  * - any other holder is taken over only after `timeoutMs` without progress (lock content or mtime, or
  *   the byte size of its temp dir), so a holder that progresses, even on another host, is never robbed;
@@ -13,40 +13,31 @@
  *   so two waiters that judge the same lock stale never remove the lock one of them has just created;
  * - permission and missing-directory errors fail at once (TF Hub issues #415, #261).
  * The lock only saves bandwidth: correctness comes from unique temp dirs and an atomic rename, and a
- * holder that lost its lock never publishes (local-cache.ts).
+ * holder that lost its lock never publishes (ensure-entry.ts, disk-store.ts). The waiting loop is
+ * lock-wait.ts's, shared with the object-storage lock.
  */
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, errnoCode, notWritableError, writeFailure } from "../errors.js";
 import type { EventListener } from "../events.js";
-import { newestMtime, treeSize } from "./fs-util.js";
-import { holderIsGone } from "./holder.js";
-import { type EntryPaths, type LockOwner, lockContent, newUid, parseLockContent } from "./layout.js";
+import { newUid } from "../uid.js";
+import { newestMtime, treeSize } from "./file-tree.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
+import {
+  type HeldLock,
+  type LockKind,
+  type LockSighting,
+  type TakeoverReason,
+  type WaitOptions,
+  waitForLock,
+} from "./lock-wait.js";
+import { type EntryPaths, type LockOwner, lockContent, parseLockContent } from "./layout.js";
 
-export interface LockOptions {
-  handle: string;
-  /** Take over a lock that shows no progress for this long. */
-  timeoutMs: number;
-  emit: EventListener;
-  signal?: AbortSignal | undefined;
-  /** Called on each poll while waiting; returning true stops the wait (the entry appeared). */
-  entryReady: () => boolean;
-  /** How often to look at a held lock. */
-  pollMs?: number;
-  /** Least time between two `lock-wait` events (the first comes after a second of waiting). */
-  reportEveryMs?: number;
-}
+/** How to wait for a disk lock (see lock-wait.ts). */
+export type LockOptions = WaitOptions;
 
-export interface HeldLock {
-  content: string;
-  uid: string;
-  /** Mark progress: touches the lock's mtime, at most once a second. True when it did. */
-  touch(): boolean;
-  /** Is the lock file still ours? (False if someone judged us stale and took it over.) */
-  stillHeld(): Promise<boolean>;
-  release(): Promise<void>;
-}
+export type { HeldLock };
 
 /** The heartbeat: touch the lock at most this often. */
 export const HEARTBEAT_MS = 1000;
@@ -64,34 +55,21 @@ export function isPermanentFsError(error: unknown): boolean {
   return PERMANENT.has(errnoCode(error) ?? "");
 }
 
-export function notWritableError(dir: string, handle: string, cause: unknown): HubcacheError {
-  const code = errnoCode(cause);
-  if (code === "ENOSPC" || code === "EDQUOT") {
-    return new HubcacheError(ErrorCode.DISK_FULL, `No space left in the cache directory ${dir}.`, {
-      handle,
-      hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk.",
-      cause,
-    });
-  }
-  return new HubcacheError(
-    ErrorCode.NOT_WRITABLE,
-    `The cache directory ${dir} is not writable (${code ?? "error"}), so ${handle} cannot be downloaded into it.`,
-    {
-      handle,
-      hint: "Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.",
-      cause,
-    },
-  );
-}
-
 /**
- * uids of the locks this process holds right now, shared by every copy of hubcache loaded in this
- * JavaScript realm (a lock naming our PID but none of these uids is a leftover, see holder.ts).
+ * The cache directory cannot be written (or does not exist): ERR_HUBCACHE_NOT_WRITABLE, or
+ * ERR_HUBCACHE_DISK_FULL when it is full.
  */
-export function ownLockUids(): Set<string> {
-  const key = Symbol.for("hubcache.ownLockUids");
-  const store = globalThis as unknown as Record<symbol, Set<string> | undefined>;
-  return (store[key] ??= new Set<string>());
+export function cacheDirNotWritable(dir: string, handle: string | undefined, cause: unknown): HubcacheError {
+  const consequence = handle === undefined ? "" : `, so ${handle} cannot be downloaded into it`;
+  const text = {
+    handle,
+    what: `the cache directory ${dir}`,
+    notWritableMessage: `The cache directory ${dir} is not writable (${errnoCode(cause) ?? "error"})${consequence}.`,
+    notWritableHint:
+      "Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.",
+  };
+  const mapped = writeFailure(cause, text);
+  return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);
 }
 
 /** Create `file` holding `content`, exclusively; undefined if it exists. Keeps it open for the heartbeat. */
@@ -138,7 +116,7 @@ export interface LockState {
   ino: number;
 }
 
-export async function readLock(file: string): Promise<LockState | undefined> {
+export async function readLockFile(file: string): Promise<LockState | undefined> {
   try {
     const stat = await fs.stat(file);
     let content = "";
@@ -178,7 +156,7 @@ export async function removeLockIf(
 ): Promise<boolean> {
   const guard = await takeGuard(lockGuardPath(file));
   try {
-    const current = await readLock(file);
+    const current = await readLockFile(file);
     if (!current || current.content !== expected.content) return false;
     if (expected.ino !== undefined && current.ino !== expected.ino) return false;
     try {
@@ -271,7 +249,7 @@ export async function removeLeftovers(paths: EntryPaths, uid: string, emit: Even
     paths.tmpDir(uid),
     `${paths.lock}.tmp${uid}`,
     `${paths.descriptor}.tmp${uid}`,
-    `${paths.manifest}.tmp${uid}`,
+    `${paths.record}.tmp${uid}`,
   ];
   for (const target of targets) {
     try {
@@ -302,109 +280,64 @@ async function holderTmpBytes(paths: EntryPaths, owner: LockOwner): Promise<numb
   return treeSize(paths.tmpDir(owner.uid)).catch(() => 0);
 }
 
-function abortError(handle: string, signal: AbortSignal): HubcacheError {
-  return new HubcacheError(ErrorCode.ABORTED, `Waiting for the download lock of ${handle} was aborted.`, {
-    handle,
-    cause: signal.reason,
-  });
-}
-
-/** What a waiter knows about the lock it waits for. */
-interface Watch {
-  content: string;
-  ino: number;
-  mtimeMs: number;
-  tmpBytes: number;
-  measuredAt: number;
-  progressAt: number;
+/** A disk lock as a waiter sees it. */
+interface DiskSighting extends LockSighting {
+  lock: LockState;
 }
 
 /**
- * Take the lock, waiting for (or taking over from) another holder. Resolves to `undefined` when
- * the entry became ready while waiting: the caller then uses it without downloading.
+ * Take the lock, waiting for (or taking over from) another holder (lock-wait.ts). Resolves to
+ * `undefined` when the entry became ready while waiting: the caller then uses it without downloading.
  */
 export async function acquireLock(paths: EntryPaths, options: LockOptions): Promise<HeldLock | undefined> {
-  const { handle, emit, signal } = options;
   const uid = newUid();
   const content = lockContent(uid);
-  const pollMs = options.pollMs ?? 250;
-  const reportEveryMs = options.reportEveryMs ?? 5000;
-  // Measuring a temp dir walks it: do it a few times per window, not on every poll.
-  const measureEveryMs = Math.min(Math.max(options.timeoutMs / 4, pollMs), 5000);
-  const started = Date.now();
-  let nextReport = started + Math.min(FIRST_REPORT_MS, reportEveryMs);
-  let watch: Watch | undefined;
-
-  for (;;) {
-    if (signal?.aborted) throw abortError(handle, signal);
-    let file: FileHandle | undefined;
-    try {
-      file = await createExclusive(paths.lock, content);
-    } catch (error) {
-      if (isPermanentFsError(error)) throw notWritableError(paths.cacheDir, handle, error);
-      throw error;
-    }
-    if (file) return heldLock(paths, uid, content, file);
-
-    // Someone holds it: watch it until it goes away, or is gone for good, or stops progressing.
-    for (;;) {
-      if (options.entryReady()) return undefined;
-      const lock = await readLock(paths.lock);
-      if (!lock) break; // released: try to create it
-      const now = Date.now();
-      if (!watch || watch.content !== lock.content || watch.ino !== lock.ino) {
-        const tmpBytes = await holderTmpBytes(paths, lock.owner);
-        watch = { ...lock, tmpBytes, measuredAt: now, progressAt: now };
-      } else if (lock.mtimeMs !== watch.mtimeMs) {
-        watch.mtimeMs = lock.mtimeMs; // the holder's heartbeat
-        watch.progressAt = now;
-      } else if (now - watch.measuredAt >= measureEveryMs || now - watch.progressAt > options.timeoutMs) {
-        const tmpBytes = await holderTmpBytes(paths, lock.owner); // the holder's temp dir grew (Python)
-        watch.measuredAt = now;
-        if (tmpBytes !== watch.tmpBytes) {
-          watch.tmpBytes = tmpBytes;
-          watch.progressAt = now;
-        }
-      }
-
-      const reason = (await holderGoneAndQuiet(paths, lock, now))
-        ? "holder-dead"
-        : now - watch.progressAt > options.timeoutMs
-          ? "no-progress"
-          : undefined;
-      if (reason) {
-        await takeOver(paths, lock, reason, options);
-        watch = undefined;
-        break;
-      }
-      if (now >= nextReport) {
-        nextReport = now + reportEveryMs;
-        emit({
-          type: "lock-wait",
-          handle,
-          holder: lock.content,
-          waitedMs: now - started,
-          staleAfterMs: options.timeoutMs,
-        });
-      }
+  const kind: LockKind<DiskSighting> = {
+    pollMs: 250,
+    firstReportMs: FIRST_REPORT_MS,
+    async tryCreate() {
+      let file: FileHandle | undefined;
       try {
-        await sleep(pollMs, undefined, { signal });
-      } catch {
-        throw abortError(handle, signal ?? AbortSignal.abort());
+        file = await createExclusive(paths.lock, content);
+      } catch (error) {
+        if (isPermanentFsError(error)) throw cacheDirNotWritable(paths.cacheDir, options.handle, error);
+        throw error;
       }
-    }
-  }
+      return file && heldDiskLock(paths, uid, content, file);
+    },
+    async look() {
+      const lock = await readLockFile(paths.lock);
+      return (
+        lock && {
+          lock,
+          content: lock.content,
+          identity: `${lock.content}\n${lock.ino}`,
+          heartbeat: String(lock.mtimeMs),
+        }
+      );
+    },
+    measure: (seen) => holderTmpBytes(paths, seen.lock.owner),
+    async judge(seen, now) {
+      return (await holderGoneAndQuiet(paths, seen.lock, now)) ? "holder-dead" : undefined;
+    },
+    takeOver: (seen, reason) => removeStaleLock(paths, seen.lock, reason, options),
+    afterTakeover: (seen) =>
+      // Its temp dir is an orphan now. A hubcache holder that comes back never publishes it (it lost
+      // the lock); a Python one that comes back finds its directory gone and fails.
+      removeLeftovers(paths, seen.lock.owner.uid, options.emit),
+  };
+  return waitForLock(kind, options);
 }
 
-async function takeOver(
+/** Remove a lock judged stale, if it is still the one judged; permission errors say what to do. */
+async function removeStaleLock(
   paths: EntryPaths,
   lock: LockState,
-  reason: "holder-dead" | "no-progress",
+  reason: TakeoverReason,
   options: LockOptions,
-): Promise<void> {
-  let removed: boolean;
+): Promise<boolean> {
   try {
-    removed = await removeLockIf(paths.lock, lock);
+    return await removeLockIf(paths.lock, lock);
   } catch (error) {
     if (!isPermanentFsError(error)) throw error;
     throw new HubcacheError(
@@ -417,20 +350,9 @@ async function takeOver(
       },
     );
   }
-  if (!removed) return; // someone else took it over first, or it changed hands: look again
-  options.emit({
-    type: "lock-takeover",
-    handle: options.handle,
-    holder: lock.content,
-    reason,
-    staleAfterMs: options.timeoutMs,
-  });
-  // Its temp dir is an orphan now. A hubcache holder that comes back never publishes it (it lost
-  // the lock); a Python one that comes back finds its directory gone and fails.
-  await removeLeftovers(paths, lock.owner.uid, options.emit);
 }
 
-function heldLock(paths: EntryPaths, uid: string, content: string, file: FileHandle): HeldLock {
+function heldDiskLock(paths: EntryPaths, uid: string, content: string, file: FileHandle): HeldLock {
   const own = ownLockUids();
   own.add(uid);
   let lastTouch = Date.now();
@@ -439,6 +361,7 @@ function heldLock(paths: EntryPaths, uid: string, content: string, file: FileHan
   return {
     content,
     uid,
+    takenOverFrom: undefined,
     touch() {
       const now = Date.now();
       if (released || touching || now - lastTouch < HEARTBEAT_MS) return false;

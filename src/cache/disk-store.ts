@@ -1,0 +1,288 @@
+/**
+ * The entry store on a local filesystem, byte-compatible with Python tensorflow_hub (layout.ts). An
+ * entry is produced into a unique temp dir `<hash>.<uid>.tmp` and committed with one rename to
+ * `<hash>`, then its descriptor, then its record are renamed into place. A crash leaves only a
+ * temp dir, temp files and a lock, which the next run removes (orphans.ts). docs/concurrency.md
+ * describes the protocol.
+ */
+import { promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { errnoCode } from "../errors.js";
+import { newUid } from "../uid.js";
+import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
+import type {
+  CommitOutcome,
+  EntryContext,
+  EntryState,
+  EntryStore,
+  ListedEntry,
+  Staged,
+} from "./entry-store.js";
+import { removeTree } from "./file-tree.js";
+import { type EntryPaths, descriptorText, entryPathsForHash } from "./layout.js";
+import type { HeldLock, WaitOptions } from "./lock-wait.js";
+import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
+import { type DiskRecord, type Produced, parseRecord, recordFields } from "./record.js";
+import { testPause } from "./test-pause.js";
+
+/** What inspectDiskEntry finds (an empty directory is told apart from other incomplete entries). */
+export type DiskEntryState =
+  | { state: "hit"; writer: "hubcache" | "other"; record: DiskRecord | undefined }
+  | { state: "missing" }
+  | { state: "empty" }
+  | { state: "incomplete"; reason: string };
+
+function readDiskRecord(file: string): DiskRecord | undefined {
+  try {
+    return parseRecord<DiskRecord>(readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Is the entry usable? Synchronous on purpose: a warm hit is a handful of stat calls, and going
+ * through the thread pool would cost more than the work. Reads only; writes nothing.
+ */
+export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
+  let dirStat;
+  try {
+    dirStat = statSync(paths.dir);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") return { state: "missing" };
+    throw error;
+  }
+  if (!dirStat.isDirectory()) return { state: "incomplete", reason: "the entry is not a directory" };
+  const record = readDiskRecord(paths.record);
+  if (
+    record &&
+    record.ino === dirStat.ino &&
+    record.dev === dirStat.dev &&
+    record.birthtimeMs === dirStat.birthtimeMs
+  ) {
+    for (const file of record.files) {
+      let size: number;
+      try {
+        size = statSync(path.join(paths.dir, file.path)).size;
+      } catch {
+        return { state: "incomplete", reason: `${file.path} is missing` };
+      }
+      if (size !== file.size) {
+        return { state: "incomplete", reason: `${file.path} has ${size} bytes, expected ${file.size}` };
+      }
+    }
+    return { state: "hit", writer: "hubcache", record };
+  }
+  // Written by Python tensorflow_hub (or by an interrupted publish): TF Hub's rule, non-empty means cached.
+  return readdirSync(paths.dir).length > 0
+    ? { state: "hit", writer: "other", record: undefined }
+    : { state: "empty" };
+}
+
+/** Errno codes of a failed commit that mean the cache dir cannot take the entry. */
+const UNWRITABLE = new Set(["ENOSPC", "EDQUOT", "EACCES", "EROFS"]);
+/** Errno codes of a rename onto an entry that is already there. */
+const TARGET_EXISTS = new Set(["ENOTEMPTY", "EEXIST", "EISDIR", "ENOTDIR"]);
+
+interface DiskStaged extends Staged {
+  /** Set once the temp dir became the entry (then cleanup leaves it). */
+  committed: boolean;
+}
+
+export class DiskEntryStore implements EntryStore {
+  /**
+   * `location`: the cache dir. `lockTimeoutMs`: the stale window, after which leftovers owned by no
+   * lock are removed.
+   */
+  constructor(
+    readonly location: string,
+    private readonly options: { lockTimeoutMs: number },
+  ) {}
+
+  paths(hash: string): EntryPaths {
+    return entryPathsForHash(this.location, hash);
+  }
+
+  locationOf(hash: string): string {
+    return this.paths(hash).dir;
+  }
+
+  async inspect(hash: string): Promise<EntryState> {
+    const state = inspectDiskEntry(this.paths(hash));
+    switch (state.state) {
+      case "hit":
+        return { state: "hit", writer: state.writer, files: state.record?.files };
+      case "empty":
+        return { state: "incomplete", reason: "the entry is empty" };
+      default:
+        return state;
+    }
+  }
+
+  async tidyAfterHit(hash: string, { emit }: EntryContext): Promise<void> {
+    // A lock beside a complete entry is left by a holder killed after publishing; one stat to know.
+    const paths = this.paths(hash);
+    if (lockPresent(paths)) await cleanupAfterGoneHolder(paths, emit);
+  }
+
+  async lock(hash: string, options: Omit<WaitOptions, "entryReady">): Promise<HeldLock | undefined> {
+    const paths = this.paths(hash);
+    try {
+      await fs.mkdir(this.location, { recursive: true });
+    } catch (error) {
+      throw cacheDirNotWritable(this.location, options.handle, error);
+    }
+    return acquireLock(paths, { ...options, entryReady: () => inspectDiskEntry(paths).state === "hit" });
+  }
+
+  async sweep(_hash: string, _lock: HeldLock, { emit }: EntryContext): Promise<void> {
+    // Leftovers of dead downloads, this entry's and others': the whole cache dir.
+    await sweepCacheDir(this.location, { timeoutMs: this.options.lockTimeoutMs, emit });
+  }
+
+  async stage(hash: string, lock: HeldLock, context: EntryContext): Promise<Staged> {
+    const paths = this.paths(hash);
+    const dir = paths.tmpDir(lock.uid);
+    await fs.mkdir(dir).catch((error: unknown) => {
+      throw this.unwritable(error, context.handle);
+    });
+    const staged: DiskStaged = {
+      dir,
+      committed: false,
+      async cleanup() {
+        if (!staged.committed) await removeTree(dir);
+        await fs.rm(`${paths.descriptor}.tmp${lock.uid}`, { force: true });
+        await fs.rm(`${paths.record}.tmp${lock.uid}`, { force: true });
+      },
+    };
+    return staged;
+  }
+
+  async commit(
+    hash: string,
+    staged: Staged,
+    lock: HeldLock,
+    produced: Produced,
+    _context: EntryContext,
+  ): Promise<CommitOutcome> {
+    try {
+      return await this.renameIntoPlace(this.paths(hash), staged as DiskStaged, lock, produced);
+    } catch (error) {
+      throw this.unwritable(error, produced.handle);
+    }
+  }
+
+  /**
+   * The descriptor and record are written under temp names carrying the lock's uid (so whoever finds
+   * them after a crash knows whose they are), and stay there until our entry is in place: TF Hub
+   * renames its descriptor before the entry, so a lost or failed publish leaves it with no entry, or
+   * overwrites the winner's.
+   */
+  private async renameIntoPlace(
+    paths: EntryPaths,
+    staged: DiskStaged,
+    lock: HeldLock,
+    produced: Produced,
+  ): Promise<CommitOutcome> {
+    const descriptorTmp = `${paths.descriptor}.tmp${lock.uid}`;
+    const recordTmp = `${paths.record}.tmp${lock.uid}`;
+    const dirStat = await fs.stat(staged.dir);
+    const record: DiskRecord = {
+      ...recordFields(produced),
+      dev: dirStat.dev,
+      ino: dirStat.ino,
+      birthtimeMs: dirStat.birthtimeMs,
+    };
+    await fs.writeFile(descriptorTmp, descriptorText(produced.handle), { flag: "wx" });
+    testPause("during-descriptor-write");
+    await fs.writeFile(recordTmp, JSON.stringify(record), { flag: "wx" });
+    testPause("before-rename");
+    // A holder judged stale and taken over must not publish: the new holder may have removed part
+    // of our temp dir as an orphan. Someone else is downloading it now; wait for them instead.
+    if (!(await lock.stillHeld())) return { outcome: "lock-lost" };
+    try {
+      await fs.rename(staged.dir, paths.dir);
+    } catch (error) {
+      // Someone else (Python, or a process that did not see our lock) published first: keep theirs.
+      if (TARGET_EXISTS.has(errnoCode(error) ?? "")) {
+        return { outcome: "lost-to-another-writer", files: undefined };
+      }
+      throw error;
+    }
+    staged.committed = true;
+    testPause("after-rename");
+    // Our entry is published: now its descriptor, then our record (the record comes last).
+    for (const [tmp, final] of [
+      [descriptorTmp, paths.descriptor],
+      [recordTmp, paths.record],
+    ] as const) {
+      await fs.rename(tmp, final).catch((error: unknown) => {
+        // ENOENT: a process that judged us gone already installed it (orphans.ts adoptRecords).
+        if (errnoCode(error) !== "ENOENT") throw error;
+      });
+    }
+    return { outcome: "published" };
+  }
+
+  /**
+   * Out of the entry's name in one rename (to a temp dir no lock owns, which a sweep removes if we
+   * crash), then its descriptor and record, then its files. A reader sees it whole or missing.
+   */
+  async remove(hash: string): Promise<void> {
+    const paths = this.paths(hash);
+    const doomed = paths.tmpDir(newUid());
+    try {
+      await fs.rename(paths.dir, doomed);
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw this.unwritable(error, undefined);
+    }
+    await fs.rm(paths.descriptor, { force: true });
+    await fs.rm(paths.record, { force: true });
+    await removeTree(doomed);
+  }
+
+  async *list(): AsyncIterable<ListedEntry> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.location);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    const hashes = new Set<string>();
+    for (const name of names) {
+      const hash = /^([0-9a-f]{40})(?:$|\.lock$|\.descriptor\.txt$|\.hubcache\.json$)/.exec(name)?.[1];
+      if (hash !== undefined) hashes.add(hash);
+    }
+    for (const hash of [...hashes].sort()) yield this.listed(hash);
+  }
+
+  private listed(hash: string): ListedEntry {
+    const paths = this.paths(hash);
+    const state = inspectDiskEntry(paths);
+    const record = state.state === "hit" ? state.record : undefined;
+    const createdMs = record
+      ? Date.parse(record.createdAt)
+      : statSync(paths.descriptor, { throwIfNoEntry: false })?.mtimeMs;
+    return {
+      hash,
+      state: state.state === "hit" ? "ok" : lockPresent(paths) ? "downloading" : "incomplete",
+      writer: state.state === "hit" ? state.writer : undefined,
+      bytes: record?.bytes,
+      files: record?.files.length,
+      createdMs,
+    };
+  }
+
+  private unwritable(error: unknown, handle: string | undefined): unknown {
+    return UNWRITABLE.has(errnoCode(error) ?? "") ? cacheDirNotWritable(this.location, handle, error) : error;
+  }
+}
+
+function lockPresent(paths: EntryPaths): boolean {
+  try {
+    return statSync(paths.lock, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false; // cannot even look: nothing we could clean up
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * hubcache's record of a finished entry, `<hash>.hubcache.json` beside it (Python ignores it): what
+ * was extracted (files and sizes) and when. On disk it names the directory it describes by inode;
+ * on object storage it is the entry's commit marker and names the upload it was published from.
+ * The JSON format and field names are fixed: existing caches, and other copies of hubcache, read it.
+ *
+ * The handle in a record (and in the descriptor) is written redacted: a record must never hold a
+ * credential or a signed URL's query. Nothing compares it with the handle being resolved (the
+ * entry's name, sha1 of the exact handle, is the key).
+ */
+import { redactUrl } from "../redact.js";
+import type { TreeFile } from "../storage/transfer.js";
+
+export const RECORD_VERSION = 1;
+
+/** What every record holds, on disk and on object storage. */
+export interface RecordFields {
+  version: typeof RECORD_VERSION;
+  /** The handle, redacted (see the module comment). */
+  handle: string;
+  createdAt: string;
+  bytes: number;
+  /** Bytes received from the host (the compressed archive). */
+  archiveBytes: number;
+  files: TreeFile[];
+}
+
+/** The record of an entry on a local disk. */
+export interface DiskRecord extends RecordFields {
+  /**
+   * Identity of the entry directory this record describes. Inode numbers are reused at once on
+   * ext4 after a delete, so the directory's birth time is part of it.
+   */
+  dev: number;
+  ino: number;
+  birthtimeMs: number;
+}
+
+/** The record of an entry on object storage. */
+export interface ObjectRecord extends RecordFields {
+  /** The upload this entry was published from (`<hash>.<uid>.tmp/`). */
+  uid: string;
+}
+
+/** What a finished download produced, from which a store builds its record. */
+export interface Produced {
+  handle: string;
+  files: TreeFile[];
+  bytes: number;
+  archiveBytes: number;
+}
+
+/** The fields both kinds of record share, for `produced`, now. */
+export function recordFields(produced: Produced): RecordFields {
+  return {
+    version: RECORD_VERSION,
+    handle: redactUrl(produced.handle),
+    createdAt: new Date().toISOString(),
+    bytes: produced.bytes,
+    archiveBytes: produced.archiveBytes,
+    files: produced.files,
+  };
+}
+
+/** Parse a record's JSON; undefined when it is not one this version of hubcache understands. */
+export function parseRecord<T extends RecordFields>(raw: string): T | undefined {
+  try {
+    const parsed = JSON.parse(raw) as Partial<T>;
+    if (parsed.version !== RECORD_VERSION || !Array.isArray(parsed.files)) return undefined;
+    return parsed as T;
+  } catch {
+    return undefined;
+  }
+}

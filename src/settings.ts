@@ -1,0 +1,151 @@
+/**
+ * What `resolve` and `load` run with: every option after TF Hub's precedence (explicit option >
+ * non-empty environment variable > command-line flag > default) and the defaults. Read on every
+ * call, never at import. The readers of single variables and flags are in config.ts.
+ */
+import {
+  type Env,
+  type TfhubFlags,
+  chooseCacheDir,
+  chooseLoadFormat,
+  envFlag,
+  envNumber,
+  optionNumber,
+  readTfhubFlags,
+} from "./config.js";
+import { ErrorCode, HubcacheError } from "./errors.js";
+import type { HubcacheEvent, ProgressEvent } from "./events.js";
+import type { LoadFormat, ModelFormat } from "./handle.js";
+import type { NetworkSettings } from "./net/client.js";
+import type { FetchFunction } from "./net/http.js";
+import { readProxyEnv } from "./net/proxy.js";
+import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
+import { isRemoteLocation } from "./storage/location.js";
+import type { StorageOptions } from "./storage/open.js";
+
+export interface ResolveOptions {
+  /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
+  cacheDir?: string;
+  /**
+   * A shared cache on object storage (s3://… or gs://…) behind the local one: a local miss looks
+   * there before asking the hub, and downloads are published to it. Default: HUBCACHE_SHARED_CACHE.
+   */
+  sharedCache?: string;
+  /** Settings for s3:// and gs:// locations (endpoint, region, credentials, project). Default: the SDKs' own. */
+  storage?: Pick<StorageOptions, "s3" | "gcs">;
+  /** COMPRESSED (download and cache), UNCOMPRESSED (return the host's remote location) or AUTO (= COMPRESSED). */
+  loadFormat?: LoadFormat;
+  /** Force the hosting protocol family; by default TF.js handles are detected from the URL. */
+  modelFormat?: ModelFormat;
+  /** Resolve from the cache only; a miss fails at once with ERR_HUBCACHE_OFFLINE. Default: HUBCACHE_OFFLINE. */
+  offline?: boolean;
+  /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (s) or 60 s. */
+  lockTimeoutMs?: number;
+  /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
+  maxExtractBytes?: number;
+  /**
+   * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
+   * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
+   */
+  minFreeBytes?: number;
+  /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
+  connectTimeoutMs?: number;
+  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
+  idleTimeoutMs?: number;
+  /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
+  retries?: number;
+  /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default 1000. */
+  retryDelayMs?: number;
+  /** Every event: cache hits, downloads, lock waits, progress... */
+  onEvent?: (event: HubcacheEvent) => void;
+  /** Download progress only (throttled to about 10 per second, plus a last one with `done: true`). */
+  onProgress?: (event: ProgressEvent) => void;
+  /**
+   * A fetch implementation to use instead of hubcache's own client. hubcache's client applies the
+   * connect timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY and TFHUB_DISABLE_CERT_VALIDATION; a custom
+   * fetch must do those itself (hubcache still applies the idle timeout, retries and resume).
+   */
+  fetch?: FetchFunction;
+  signal?: AbortSignal;
+  /** Environment to read settings from. Default: process.env. */
+  env?: Env;
+  /** TF Hub flags (`--tfhub_cache_dir`, `--tfhub_model_load_format`). Default: read from process.argv. */
+  flags?: TfhubFlags;
+}
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+// Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+/** Settings after precedence is applied. */
+export interface ResolvedSettings {
+  cacheDir: string;
+  sharedCache: string | undefined;
+  loadFormat: LoadFormat;
+  offline: boolean;
+  lockTimeoutMs: number;
+  maxExtractBytes: number | undefined;
+  minFreeBytes: number | undefined;
+  retries: number;
+  retryDelayMs: number;
+  network: NetworkSettings;
+}
+
+export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings {
+  const env = options.env ?? process.env;
+  const flags = options.flags ?? readTfhubFlags(process.argv.slice(2));
+  const seconds = (name: string): number | undefined => {
+    const value = envNumber(env, name);
+    return value === undefined ? undefined : value * 1000;
+  };
+  const option = (name: keyof ResolveOptions): number | undefined =>
+    optionNumber(name, options[name] as number | undefined);
+  const cacheDir = chooseCacheDir({ cacheDir: options.cacheDir, env, flags });
+  const sharedCache = options.sharedCache || env.HUBCACHE_SHARED_CACHE || undefined;
+  checkCacheSettings(cacheDir, sharedCache);
+  return {
+    cacheDir,
+    sharedCache,
+    loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
+    offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),
+    lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
+    maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
+    minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
+    retries: Math.floor(
+      option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
+    ),
+    retryDelayMs: option("retryDelayMs") ?? DEFAULT_RETRY_POLICY.baseDelayMs,
+    network: {
+      connectTimeoutMs:
+        option("connectTimeoutMs") ?? seconds("HUBCACHE_CONNECT_TIMEOUT") ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: option("idleTimeoutMs") ?? seconds("HUBCACHE_IDLE_TIMEOUT") ?? DEFAULT_IDLE_TIMEOUT_MS,
+      // Exactly as TF Hub: only the string "true" turns certificate checks off.
+      insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
+      proxy: readProxyEnv(env),
+    },
+  };
+}
+
+/** Check the cache settings before any work: a shared cache only makes sense beside a local one. */
+export function checkCacheSettings(cacheDir: string, sharedCache: string | undefined): void {
+  if (sharedCache === undefined) return;
+  if (isRemoteLocation(cacheDir)) {
+    throw new HubcacheError(
+      ErrorCode.INVALID_CONFIG,
+      `HUBCACHE_SHARED_CACHE (${sharedCache}) needs a local cache dir, but the cache dir is ${cacheDir}.`,
+      {
+        hint: "Use either TFHUB_CACHE_DIR on object storage (every machine reads it remotely) or a local TFHUB_CACHE_DIR plus HUBCACHE_SHARED_CACHE (two tiers), not both.",
+      },
+    );
+  }
+  if (/^https?:\/\//i.test(sharedCache)) {
+    throw new HubcacheError(
+      ErrorCode.INVALID_CONFIG,
+      `HUBCACHE_SHARED_CACHE (${sharedCache}) must be writable storage.`,
+      {
+        hint: "Use s3://BUCKET/prefix or gs://BUCKET/prefix.",
+      },
+    );
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * An http(s) archive handle's producer: the archive downloaded (retries, resume, idle timeout,
+ * under the entry's lease) and extracted into the entry's temp dir. When the host cannot resume a
+ * broken download, what was extracted is wiped and the download starts again from byte 0; first
+ * tries, resumes and restarts share one retry budget.
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { DownloadLease, DownloadReport, Producer } from "../cache/ensure-entry.js";
+import { RestartRequired } from "../errors.js";
+import type { EventListener } from "../events.js";
+import { loadTar } from "../extract/extract.js";
+import { extractWithProgress } from "../extract/with-progress.js";
+import type { ParsedHandle } from "../handle.js";
+import { type Transport, openDownload } from "../net/download.js";
+import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
+import { redactUrl } from "../redact.js";
+import type { ResolveOptions, ResolvedSettings } from "../settings.js";
+import { withHttpClient } from "./http-client.js";
+
+type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
+
+export function httpArchiveProducer(
+  parsed: HttpArchive,
+  settings: ResolvedSettings,
+  options: Pick<ResolveOptions, "fetch" | "signal">,
+  emit: EventListener,
+): Producer {
+  return (dir, touch, lease) =>
+    withHttpClient(settings, options, parsed.handle, emit, (_fetch, transport) =>
+      downloadArchive(parsed, { settings, signal: options.signal, emit, transport, dir, touch, lease }),
+    );
+}
+
+interface DownloadContext {
+  settings: ResolvedSettings;
+  signal: AbortSignal | undefined;
+  emit: EventListener;
+  transport: Transport;
+  dir: string;
+  touch: () => void;
+  lease: DownloadLease;
+}
+
+async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
+  const { settings } = context;
+  // One retry budget for the whole download: first tries, resumes and restarts share it.
+  const budget = new RetryBudget({
+    ...DEFAULT_RETRY_POLICY,
+    retries: settings.retries,
+    baseDelayMs: settings.retryDelayMs,
+  });
+  void loadTar().catch(() => undefined); // import tar while the request is in flight
+  for (;;) {
+    try {
+      return await downloadOnce(parsed, context, budget);
+    } catch (error) {
+      if (!(error instanceof RestartRequired)) throw error;
+      // The host cannot resume: wipe what this attempt extracted and start from byte 0.
+      await emptyDir(context.dir);
+    }
+  }
+}
+
+async function downloadOnce(
+  parsed: HttpArchive,
+  context: DownloadContext,
+  budget: RetryBudget,
+): Promise<DownloadReport> {
+  const { handle } = parsed;
+  const { emit, lease, settings } = context;
+  emit({ type: "download-start", handle, url: redactUrl(parsed.downloadUrl) });
+  const download = await openDownload(parsed.downloadUrl, {
+    handle,
+    transport: context.transport,
+    idleTimeoutMs: settings.network.idleTimeoutMs,
+    budget,
+    emit,
+    signal: context.signal,
+    // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
+    hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
+  });
+  const result = await extractWithProgress(download.stream, context.dir, {
+    handle,
+    emit,
+    touch: context.touch,
+    totalBytes: download.contentLength,
+    contentType: download.contentType,
+    maxExtractBytes: settings.maxExtractBytes,
+    minFreeBytes: settings.minFreeBytes,
+    signal: context.signal,
+  });
+  return { archiveBytes: result.compressedBytes };
+}
+
+/** Remove everything inside `dir`, keeping `dir` itself. */
+async function emptyDir(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    await fs.rm(path.join(dir, name), { recursive: true, force: true, maxRetries: 3 });
+  }
+}
