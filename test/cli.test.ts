@@ -6,7 +6,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { entryPaths, handleHash, redactUrl } from "hubcache";
-import { CACHE_FLAG_OPTIONS } from "../src/cli/common.js";
+import { CACHE_FLAG_OPTIONS } from "../src/cli/cache-flags.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";

@@ -3,16 +3,17 @@ import { parseArgs } from "node:util";
 import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
 import { VERSION } from "../version.js";
-import { type Output, errorJson, formatError, processOutput } from "./output.js";
 import {
-  CACHE_FLAGS_HELP,
-  CACHE_FLAG_OPTIONS,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
-  cacheOptions,
+  type Output,
+  errorJson,
+  formatError,
+  processOutput,
   usageError,
-} from "./common.js";
+} from "./output.js";
+import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, cacheOptions } from "./cache-flags.js";
 import { redactUrl } from "../redact.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js

@@ -7,17 +7,17 @@ import type * as TfCore from "@tensorflow/tfjs-core";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
 import { load } from "../load/load.js";
-import { type Output, errorJson, formatBytes, formatError } from "./output.js";
-import { redactUrl } from "../redact.js";
 import {
-  CACHE_FLAGS_HELP,
-  CACHE_FLAG_OPTIONS,
-  type CommandContext,
   EXIT_FAILURE,
   EXIT_OK,
-  cacheOptions,
+  type Output,
+  errorJson,
+  formatBytes,
+  formatError,
   usageError,
-} from "./common.js";
+} from "./output.js";
+import { redactUrl } from "../redact.js";
+import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
 
 export const INFO_HELP = `Usage: hubcache info [flags] HANDLE...
 

@@ -12,6 +12,15 @@ export const processOutput: Output = {
   stderr: (text) => process.stderr.write(text),
 };
 
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export function usageError(message: string, out: Output): number {
+  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
+  return EXIT_USAGE;
+}
+
 export function formatError(error: unknown): string {
   if (error instanceof HubcacheError) {
     return `error[${error.code}]: ${error.message}\n${error.hint ? `  hint: ${error.hint}\n` : ""}`;

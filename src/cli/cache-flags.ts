@@ -1,18 +1,9 @@
-/** What every CLI command shares: usage errors, and turning the cache flags into library options. */
+/** The flags every cache-using command takes (resolve, info, load), and how they become library options. */
 import type { HubcacheEvent } from "../events.js";
 import type { LoadFormat, ModelFormat } from "../handle.js";
 import type { ResolveOptions } from "../resolve.js";
 import type { Output } from "./output.js";
 import { createProgressReporter, describeEvent } from "./progress-bar.js";
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-
-export function usageError(message: string, out: Output): number {
-  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
-  return EXIT_USAGE;
-}
 
 /**
  * The flags every cache-using command (resolve, info, load) takes, for node:util parseArgs. One
