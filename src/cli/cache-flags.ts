@@ -65,11 +65,14 @@ export interface CommandContext {
   env: NodeJS.ProcessEnv;
   /** Is stderr a terminal (live progress bar)? */
   stderrIsTTY: boolean;
+  /** Aborts the command's work (SIGINT, SIGTERM). */
+  signal?: AbortSignal | undefined;
 }
 
 /**
  * Library options from the cache flags, with progress and notices on stderr: a bar on a terminal
- * (or lines when TFHUB_DOWNLOAD_PROGRESS is set), else lock waits, takeovers and warnings only.
+ * (or lines when TFHUB_DOWNLOAD_PROGRESS is set), else lock waits, takeovers, retries and warnings
+ * only, one line each.
  * Returns a usage message when a flag's value is wrong. Call `stop` when the work is done.
  */
 export function cacheOptions(
@@ -91,7 +94,10 @@ export function cacheOptions(
     if (reporter) reporter.onEvent(event);
     else if (
       !values.quiet &&
-      (event.type === "lock-wait" || event.type === "lock-takeover" || event.type === "warning")
+      (event.type === "lock-wait" ||
+        event.type === "lock-takeover" ||
+        event.type === "retry" ||
+        event.type === "warning")
     ) {
       const text = describeEvent(event);
       if (text) out.stderr(`${text}\n`);
@@ -105,6 +111,7 @@ export function cacheOptions(
     },
     modelFormat: format as ModelFormat,
     onEvent,
+    ...(context.signal ? { signal: context.signal } : {}),
     ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
     ...(values["load-format"] === undefined ? {} : { loadFormat: values["load-format"] as LoadFormat }),
     ...(values.offline ? { offline: true } : {}),

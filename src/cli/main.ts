@@ -10,11 +10,15 @@ import {
   type Output,
   errorJson,
   formatError,
+  printable,
   processOutput,
   usageError,
 } from "./output.js";
-import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, cacheOptions } from "./cache-flags.js";
+import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
 import { redactUrl } from "../redact.js";
+
+// bin/hubcache.js runs the CLI through this (dist/cli/main.js is the CLI's one bundle).
+export { runAsProcess } from "./process.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -73,6 +77,8 @@ export interface CliContext {
   env?: NodeJS.ProcessEnv;
   /** Is stderr a terminal (live progress bar)? */
   stderrIsTTY?: boolean;
+  /** Aborts the command's work (the process's SIGINT/SIGTERM handler uses it). */
+  signal?: AbortSignal;
 }
 
 export async function main(argv: readonly string[], context: CliContext = {}): Promise<number> {
@@ -100,23 +106,26 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       out.stdout(`${VERSION}\n`);
       return EXIT_OK;
     case "resolve":
-      return resolveCommand(rest, out, context);
     case "info":
     case "load": {
-      const commandContext = {
+      const commandContext: CommandContext = {
         env: context.env ?? process.env,
         stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+        signal: context.signal,
       };
-      return command === "info"
-        ? infoCommand(rest, out, commandContext)
-        : loadCommand(rest, out, commandContext);
+      const run = { resolve: resolveCommand, info: infoCommand, load: loadCommand }[command];
+      return run(rest, out, commandContext);
     }
     default:
       return usageError(`unknown command "${command}".`, out);
   }
 }
 
-async function resolveCommand(args: readonly string[], out: Output, context: CliContext): Promise<number> {
+async function resolveCommand(
+  args: readonly string[],
+  out: Output,
+  context: CommandContext,
+): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -133,10 +142,7 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     return EXIT_OK;
   }
   if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
-  const setup = cacheOptions(values, out, {
-    env: context.env ?? process.env,
-    stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
-  });
+  const setup = cacheOptions(values, out, context);
   if (typeof setup === "string") return usageError(setup, out);
   const options: ResolveOptions = setup.options;
 
@@ -157,6 +163,6 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason));
     return EXIT_FAILURE;
   }
-  for (const r of results) if (r.status === "fulfilled") out.stdout(`${r.value}\n`);
+  for (const r of results) if (r.status === "fulfilled") out.stdout(`${printable(r.value)}\n`);
   return EXIT_OK;
 }

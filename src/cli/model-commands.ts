@@ -14,6 +14,7 @@ import {
   errorJson,
   formatBytes,
   formatError,
+  printable,
   usageError,
 } from "./output.js";
 import { redactUrl } from "../redact.js";
@@ -96,7 +97,7 @@ const shapeText = (shape: TensorInfo["shape"]): string =>
 export function formatInfo(info: ModelInfo): string {
   const lines: string[] = [];
   const row = (key: string, value: string): void => {
-    lines.push(`${key.padEnd(10)} ${value}`);
+    lines.push(`${key.padEnd(10)} ${printable(value)}`);
   };
   row("handle", redactUrl(info.handle));
   row("kind", KIND_NAMES[info.kind]);
@@ -129,7 +130,7 @@ export function formatInfo(info: ModelInfo): string {
       ? `unknown (read remotely), ${info.files.length} files`
       : `${formatBytes(info.totalBytes)} in ${info.files.length} file${info.files.length === 1 ? "" : "s"}`,
   );
-  const shown = info.files.slice(0, 20);
+  const shown = info.files.slice(0, 20).map((f) => ({ path: printable(f.path), size: f.size }));
   const width = Math.max(0, ...shown.map((f) => f.path.length));
   lines.push("files");
   for (const file of shown) {
@@ -138,7 +139,7 @@ export function formatInfo(info: ModelInfo): string {
     );
   }
   if (info.files.length > shown.length) lines.push(`  ... and ${info.files.length - shown.length} more`);
-  if (info.note) lines.push("", `note: ${info.note}`);
+  if (info.note) lines.push("", `note: ${printable(info.note)}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -209,7 +210,10 @@ export async function loadCommand(
     const model = await load(handle, opts);
     setup.stop();
     const loadMs = performance.now() - started;
-    out.stdout(`loaded    ${model.constructor.name} on ${tf.getBackend()} in ${loadMs.toFixed(0)} ms\n`);
+    out.stdout(
+      printable(`loaded    ${model.constructor.name} on ${tf.getBackend()} in ${loadMs.toFixed(0)} ms`) +
+        "\n",
+    );
     if (!values["no-run"]) {
       const info = await modelInfo(handle, { ...opts, onEvent: undefined });
       const inputs = info.inputs.map((t, i) => ({
