@@ -72,6 +72,11 @@ Environment:
 Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
 `;
 
+const RESOLVE_FLAG_OPTIONS = { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } } as const;
+
+/** Every flag `resolve` takes (its --help lists them all). */
+export const RESOLVE_FLAGS = Object.keys(RESOLVE_FLAG_OPTIONS);
+
 export interface CliContext {
   out?: Output;
   env?: NodeJS.ProcessEnv;
@@ -131,19 +136,19 @@ async function resolveCommand(
     parsed = parseArgs({
       args: [...args],
       allowPositionals: true,
-      options: { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } },
+      options: RESOLVE_FLAG_OPTIONS,
     });
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error), out);
+    return usageError(error instanceof Error ? error.message : String(error), out, "resolve");
   }
   const { values, positionals } = parsed;
   if (values.help) {
     out.stdout(RESOLVE_HELP);
     return EXIT_OK;
   }
-  if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
+  if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out, "resolve");
   const setup = cacheOptions(values, out, context);
-  if (typeof setup === "string") return usageError(setup, out);
+  if (typeof setup === "string") return usageError(setup, out, "resolve");
   const options: ResolveOptions = setup.options;
 
   const results = await Promise.allSettled(positionals.map((handle) => resolve(handle, options)));

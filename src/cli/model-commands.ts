@@ -54,18 +54,29 @@ ${CACHE_FLAGS_HELP}
 Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 `;
 
-const FLAG_OPTIONS = {
-  ...CACHE_FLAG_OPTIONS,
-  json: { type: "boolean" },
-  backend: { type: "string" },
-  "input-shape": { type: "string", multiple: true },
-  "no-run": { type: "boolean" },
+/** The flags of `info` and `load` beyond the cache flags: each command takes only its own. */
+const OWN_FLAG_OPTIONS = {
+  info: { json: { type: "boolean" } },
+  load: {
+    backend: { type: "string" },
+    "input-shape": { type: "string", multiple: true },
+    "no-run": { type: "boolean" },
+  },
+} as const;
+
+const FLAG_OPTIONS = { ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.info, ...OWN_FLAG_OPTIONS.load } as const;
+
+/** Every flag each command takes (its --help lists them all). */
+export const COMMAND_FLAGS = {
+  info: Object.keys({ ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.info }),
+  load: Object.keys({ ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.load }),
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAG_OPTIONS; allowPositionals: true }>>["values"];
 
 /** The command's flags and handles, or the exit code when it is done already (--help, a usage error). */
 function parse(
+  command: "info" | "load",
   args: readonly string[],
   out: Output,
   help: string,
@@ -74,7 +85,18 @@ function parse(
   try {
     parsed = parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error), out);
+    return usageError(error instanceof Error ? error.message : String(error), out, command);
+  }
+  const other = command === "info" ? "load" : "info";
+  const foreign = Object.keys(OWN_FLAG_OPTIONS[other]).find(
+    (name) => parsed.values[name as keyof Flags] !== undefined,
+  );
+  if (foreign !== undefined) {
+    return usageError(
+      `--${foreign} is a flag of "hubcache ${other}", not of "hubcache ${command}".`,
+      out,
+      command,
+    );
   }
   if (parsed.values.help) {
     out.stdout(help);
@@ -148,12 +170,12 @@ export async function infoCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out, INFO_HELP);
+  const parsed = parse("info", args, out, INFO_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out);
+  if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out, "info");
   const setup = cacheOptions(values, out, context);
-  if (typeof setup === "string") return usageError(setup, out);
+  if (typeof setup === "string") return usageError(setup, out, "info");
   const results = await Promise.allSettled(positionals.map((handle) => modelInfo(handle, setup.options)));
   setup.stop();
   const failed = results.some((r) => r.status === "rejected");
@@ -188,20 +210,20 @@ export async function loadCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out, LOAD_HELP);
+  const parsed = parse("load", args, out, LOAD_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out);
+  if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out, "load");
   const backend = values.backend;
   if (backend !== undefined && backend !== "cpu" && backend !== "wasm") {
-    return usageError(`--backend must be cpu or wasm, not "${backend}".`, out);
+    return usageError(`--backend must be cpu or wasm, not "${backend}".`, out, "load");
   }
   const shapes = (values["input-shape"] ?? []).map(parseShape);
   if (shapes.some((s) => s === undefined)) {
-    return usageError("--input-shape takes positive integers: 1,192,192,3.", out);
+    return usageError("--input-shape takes positive integers: 1,192,192,3.", out, "load");
   }
   const setup = cacheOptions(values, out, context);
-  if (typeof setup === "string") return usageError(setup, out);
+  if (typeof setup === "string") return usageError(setup, out, "load");
   const opts = setup.options;
   const handle = positionals[0] ?? "";
   try {

@@ -40,8 +40,13 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-export function usageError(message: string, out: Output): number {
-  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${printable(message)}\n  hint: run "hubcache --help".\n`);
+/** A usage error, with the help that lists what `command` takes (or the commands). */
+export function usageError(message: string, out: Output, command?: "resolve" | "info" | "load"): number {
+  const hint =
+    command === undefined
+      ? 'run "hubcache --help" for the commands.'
+      : `run "hubcache ${command} --help" for its flags and arguments.`;
+  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${printable(message)}\n  hint: ${hint}\n`);
   return EXIT_USAGE;
 }
 
