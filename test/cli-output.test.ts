@@ -1,6 +1,7 @@
 // What the CLI prints: control characters escaped on every path (errors, info, events), uncaught
 // errors redacted, and one line per retry on a stderr that is no terminal.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { formatInfo } from "../src/cli/model-commands.js";
 import { formatError, printable } from "../src/cli/output.js";
@@ -23,11 +24,14 @@ before(async () => {
   // In a plain ustar header (ASCII only): every byte of the name reaches the reader as it is.
   const name = EVIL.replace("\u202e", "");
   host.route("/evil/1", [{ body: gzip(tarOf([...benignEntries(), { path: name, type: "FIFO" }])) }]);
-  host.route("/flaky/1", [
-    { status: 503, headers: { "Retry-After": "0" } },
-    { status: 503, headers: { "Retry-After": "0" } },
-    { body: gzip(tarOf(benignEntries())) },
-  ]);
+  // Each test gets its own route: a route's script is played once, request by request.
+  for (const route of ["/flaky/1", "/flaky-tty/1"]) {
+    host.route(route, [
+      { status: 503, headers: { "Retry-After": "0" } },
+      { status: 503, headers: { "Retry-After": "0" } },
+      { body: gzip(tarOf(benignEntries())) },
+    ]);
+  }
 });
 after(() => host.close());
 
@@ -140,4 +144,23 @@ describe("retries are shown", () => {
       }
     },
   );
+
+  test("a terminal shows each retry above the progress bar", { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    if (spawnSync("script", ["--version"]).status !== 0) {
+      t.skip("util-linux `script` is needed to give the CLI a terminal");
+      return;
+    }
+    const sandbox = await makeSandbox();
+    try {
+      // `script` runs the CLI on a pseudo-terminal: stdout and stderr both reach us through it.
+      const command = `${process.execPath} ${CLI} resolve --cache-dir ${sandbox.cacheDir} ${host.url("/flaky-tty/1")}`;
+      const run = start("script", ["-qec", command, "/dev/null"]);
+      const result = await run.done;
+      assert.equal(result.code, 0, result.stdout);
+      assert.match(result.stdout, /retry 1( of 5)?: http:\/\/127\.0\.0\.1:\d+\/flaky-tty\/1 in 0 ms \(.*503/);
+      assert.match(result.stdout, /retry 2( of 5)?: /);
+    } finally {
+      await sandbox.cleanup();
+    }
+  });
 });

@@ -54,8 +54,10 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
         });
       } else {
         // Lock waits, takeovers, retries, warnings: a line above the bars.
+        // Before the first bar, MultiBar is not drawing and would hold the line back: write it.
         const text = describeEvent(event);
-        if (text) multi.log(`${text}\n`);
+        if (text && bars.size === 0) stream.write(`${text}\n`);
+        else if (text) multi.log(`${text}\n`);
       }
     },
     stop: () => multi.stop(),
