@@ -56,6 +56,10 @@ describe("a signal during a download", () => {
             (await listAll(sandbox.cacheDir)).join("\n"),
           );
           assert.match(result.stderr, /stopping and cleaning up/);
+          assert.match(
+            result.stderr,
+            /^error\[ERR_HUBCACHE_ABORTED\]: .*\n {2}hint: hubcache was stopped; run the command again/m,
+          );
         } finally {
           await sandbox.cleanup();
         }

@@ -165,7 +165,7 @@ async function resolveCommand(
     return failed ? EXIT_FAILURE : EXIT_OK;
   }
   if (failed) {
-    for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason));
+    for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason, context.signal));
     return EXIT_FAILURE;
   }
   for (const r of results) if (r.status === "fulfilled") out.stdout(`${printable(r.value)}\n`);

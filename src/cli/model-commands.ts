@@ -191,7 +191,7 @@ export async function infoCommand(
   const blocks: string[] = [];
   for (const r of results) {
     if (r.status === "fulfilled") blocks.push(formatInfo(r.value));
-    else out.stderr(formatError(r.reason));
+    else out.stderr(formatError(r.reason, context.signal));
   }
   out.stdout(blocks.join("\n"));
   return failed ? EXIT_FAILURE : EXIT_OK;
@@ -268,7 +268,7 @@ export async function loadCommand(
     return EXIT_OK;
   } catch (error) {
     setup.stop();
-    out.stderr(formatError(error));
+    out.stderr(formatError(error, context.signal));
     return EXIT_FAILURE;
   }
 }

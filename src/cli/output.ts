@@ -50,7 +50,15 @@ export function usageError(message: string, out: Output, command?: "resolve" | "
   return EXIT_USAGE;
 }
 
-export function formatError(error: unknown): string {
+/**
+ * An error as `error[CODE]: message` and its hint. When the command itself was stopped (SIGINT,
+ * SIGTERM: `stopped` has fired), the ABORTED errors that follow say so, without the library's
+ * hint about AbortSignals.
+ */
+export function formatError(error: unknown, stopped?: AbortSignal): string {
+  if (error instanceof HubcacheError && error.code === "ERR_HUBCACHE_ABORTED" && stopped?.aborted) {
+    return `error[${error.code}]: ${printable(error.message)}\n  hint: hubcache was stopped; run the command again to finish.\n`;
+  }
   if (error instanceof HubcacheError) {
     const hint = error.hint ? `  hint: ${printable(error.hint)}\n` : "";
     return `error[${printable(error.code)}]: ${printable(error.message)}\n${hint}`;

@@ -24,9 +24,9 @@ export function runAsProcess(argv: readonly string[]): void {
       process.exit(SIGNAL_EXIT_CODES[signal]); // second signal: at once
     }
     stoppedBy = signal;
-    process.stderr.write(
-      `\n${signal === "SIGINT" ? "interrupted" : "terminated"}: stopping and cleaning up (again to quit at once)\n`,
-    );
+    const again = signal === "SIGINT" ? "press Ctrl-C again" : "send it again";
+    const what = signal === "SIGINT" ? "interrupted" : "terminated";
+    process.stderr.write(`\n${what}: stopping and cleaning up (${again} to quit at once)\n`);
     controller.abort(new Error(`stopped by ${signal}`));
     setTimeout(() => process.exit(SIGNAL_EXIT_CODES[signal]), CLEANUP_GRACE_MS).unref();
   };
