@@ -6,7 +6,8 @@
  * - user info: everything between `://` and the `@` that ends it is replaced by `***`. The user
  *   info ends at the last `@` before the authority ends (`/`, `?`, `#` or a line break, as URL
  *   parsers read it: spaces, quotes and backticks do not end it); when the part after `://` is no
- *   valid host, the last `@` on the line ends it, so an unparseable string hides more, not less;
+ *   valid host, the last `@` on the line ends it, so an unparseable string hides more, not less.
+ *   An `@` right after a space ends no user info (an npm scope: "s3:// needs @aws-sdk/client-s3");
  * - a signed query (X-Goog-*, X-Amz-*, sig, ...) is replaced whole;
  * - any other query keeps its parameter names and loses every value, except the values hubcache
  *   itself adds (`tf-hub-format`, `tfjs-format`);
@@ -63,13 +64,25 @@ function findUserInfoEnd(text: string, start: number): number | undefined {
   const lineEnd = indexOfAny(text, /[\r\n]/, start);
   const authorityEnd = indexOfAny(text, /[/?#\r\n]/, start);
   const authority = text.slice(start, authorityEnd);
-  const at = authority.lastIndexOf("@");
-  if (at !== -1) return start + at;
-  const host = authority.split(URL_END)[0] ?? "";
-  if (HOST_AND_PORT.test(host) && (host.length > 0 || authorityEnd === start)) return undefined;
+  const at = lastUserInfoAt(authority);
+  if (at !== undefined) return start + at;
+  // "s3:// locations need ..." in prose: no URL starts here.
+  if (authority.length === 0 || /^\s/.test(authority)) return undefined;
+  if (HOST_AND_PORT.test(authority.split(URL_END)[0] ?? "")) return undefined;
   // Not a URL a parser can read: hide up to the last `@` on the line, if there is one.
-  const lastAt = text.slice(start, lineEnd).lastIndexOf("@");
-  return lastAt === -1 ? undefined : start + lastAt;
+  const lastAt = lastUserInfoAt(text.slice(start, lineEnd));
+  return lastAt === undefined ? undefined : start + lastAt;
+}
+
+/**
+ * The last `@` that can end user info: not one right after a space, which starts an npm scope
+ * ("needs @aws-sdk/client-s3") or a mention, not a host.
+ */
+function lastUserInfoAt(text: string): number | undefined {
+  for (let i = text.lastIndexOf("@"); i !== -1; i = i === 0 ? -1 : text.lastIndexOf("@", i - 1)) {
+    if (i === 0 || !/\s/.test(text[i - 1] ?? "")) return i;
+  }
+  return undefined;
 }
 
 function indexOfAny(text: string, chars: RegExp, start: number): number {

@@ -33,7 +33,9 @@ function randomString(random: Random, alphabet: string, min: number, max: number
 /**
  * Characters a secret may hold raw at each position. Raw user info may hold anything but `/`,
  * `?` and `#`: those end the authority in every URL parser, so such a secret is user info only
- * when percent-encoded (the encoded form is tested with every character). A raw query value
+ * when percent-encoded (the encoded form is tested with every character). Raw user info does not
+ * end with a space either: an `@` right after a space is read as an npm scope ("needs
+ * @aws-sdk/client-s3"), not as the end of user info. A raw query value
  * ends at `&`, `#`, a space, `"`, `<`, `>` or a backtick, as in any URL; a raw fragment at
  * the same characters but `&` and `#`.
  */
@@ -45,6 +47,8 @@ const RAW = {
   fragment: without(' "<>`'),
 };
 type Position = keyof typeof RAW;
+/** A secret that does not end with a space (see above), made so by one more letter. */
+const rawSafe = (secret: string): string => (/\s$/.test(secret) ? `${secret}x` : secret);
 const POSITIONS = Object.keys(RAW) as Position[];
 
 const HOST = "models.example.com";
@@ -78,7 +82,7 @@ function urlWith(position: Position, value: string, random: Random): string {
 function makeCase(random: Random): Case {
   const position = pick(random, POSITIONS);
   const encoded = random() < 0.4;
-  const secret = randomString(random, encoded ? ALL : RAW[position], 8, 24);
+  const secret = rawSafe(randomString(random, encoded ? ALL : RAW[position], 8, 24));
   const url = urlWith(position, encoded ? encodeURIComponent(secret) : secret, random);
   const before = randomString(random, ASCII_PRINTABLE, 0, 30);
   const after = randomString(random, ASCII_PRINTABLE, 0, 30);
@@ -113,7 +117,7 @@ describe("redaction is total (property, fixed seed)", () => {
     const random = prng(42);
     for (let i = 0; i < 2000; i++) {
       const position = pick(random, POSITIONS);
-      const secret = randomString(random, RAW[position], 8, 24);
+      const secret = rawSafe(randomString(random, RAW[position], 8, 24));
       const url = urlWith(position, secret, random);
       const shown = redactUrl(url);
       assert.ok(!shown.includes(secret), `case ${i} (${position}) leaks:\n${url}\n=> ${shown}`);
@@ -140,5 +144,15 @@ describe("redaction is total (property, fixed seed)", () => {
   test("a string that is no URL a parser can read hides everything between :// and @", () => {
     assert.equal(redactText("bad http://u:a?b@h.test/m"), "bad http://***@h.test/m");
     assert.equal(redactText("http://u:p:q@"), "http://***@");
+  });
+
+  test("prose that names a scheme and an npm scope on one line is left alone", () => {
+    for (const text of [
+      "s3:// locations need the optional package @aws-sdk/client-s3, which is not installed.",
+      "gs://bucket needs @google-cloud/storage: npm install @google-cloud/storage",
+      "https://tfhub.dev/m/1 needs @tensorflow/tfjs-core",
+    ]) {
+      assert.equal(redactText(text), text);
+    }
   });
 });

@@ -69,7 +69,9 @@ Environment:
   GOOGLE_CLOUD_PROJECT       gs:// project (never needed to read or write objects)
   STORAGE_EMULATOR_HOST      endpoint of a GCS emulator
 
-Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
+Exit codes: 0 success, 1 a handle failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM (the
+download's lock and temp folder are removed first; a second signal quits at once).
+Error codes: see docs/errors.md.
 `;
 
 const RESOLVE_FLAG_OPTIONS = { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } } as const;

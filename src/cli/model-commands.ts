@@ -33,7 +33,7 @@ ${CACHE_FLAGS_HELP}
 
 Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 
-Exit codes: 0 success, 1 a handle failed, 2 bad usage.
+Exit codes: 0 success, 1 a handle failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
 `;
 
 export const LOAD_HELP = `Usage: hubcache load [flags] HANDLE
