@@ -126,3 +126,42 @@ function decodeName(name: string): string {
     return name;
   }
 }
+
+/** Known secrets shorter than this are left to the structural rules (they would match too much). */
+const MIN_KNOWN_SECRET = 4;
+
+/** A string known to be one whole URL, redacted to its end (spaces and quotes included). */
+function redactWholeUrl(url: string): string {
+  const schemeEnd = url.indexOf("://");
+  if (schemeEnd === -1) return url;
+  const start = schemeEnd + 3;
+  const userInfoEnd = findUserInfoEnd(url, start);
+  const head = url.slice(0, start) + (userInfoEnd === undefined ? "" : "***@");
+  return head + redactUrlRest(url.slice(userInfoEnd === undefined ? start : userInfoEnd + 1));
+}
+
+/**
+ * For strings known to be whole URLs (a program's arguments): pairs of what may be shown of each
+ * and what must be shown instead. redactText cannot tell where a URL in a text ends when a query
+ * value holds a raw space ("?key=my secret" shows "secret"); knowing the URL, this can. The raw
+ * URL, and its redactText form, map to the URL redacted to its very end.
+ */
+export function knownUrlReplacements(urls: readonly string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (const url of urls) {
+    const safe = redactWholeUrl(url);
+    for (const shown of [url, redactText(url)]) {
+      if (shown !== safe && shown.length >= MIN_KNOWN_SECRET) pairs.push([shown, safe]);
+      const escaped = JSON.stringify(shown).slice(1, -1);
+      if (escaped !== shown && shown !== safe) pairs.push([escaped, JSON.stringify(safe).slice(1, -1)]);
+    }
+  }
+  return pairs.sort((a, b) => b[0].length - a[0].length);
+}
+
+/** `text` with each known URL form replaced by its safe form (see knownUrlReplacements). */
+export function replaceKnownUrls(text: string, pairs: readonly [string, string][]): string {
+  let result = text;
+  for (const [shown, safe] of pairs) result = result.split(shown).join(safe);
+  return result;
+}

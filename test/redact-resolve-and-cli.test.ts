@@ -18,6 +18,7 @@ before(async () => {
   // The handle redirects to a signed storage URL, which fails: first 503s, then 403 (expired).
   host.route("/models/gated", [{ redirect: SIGNED }]);
   host.route("/storage/model.tar.gz", [{ status: 503 }, { status: 403 }]);
+  host.route("/models/spaced", [{ status: 503, headers: { "Retry-After": "0" } }, { status: 404 }]);
 });
 after(() => host.close());
 
@@ -52,6 +53,30 @@ describe("secrets never shown", () => {
       assert.equal(stdout, "");
       assert.match(stderr, /^error\[ERR_HUBCACHE_(FORBIDDEN|HTTP)\]/);
       for (const secret of SECRETS) assert.doesNotMatch(stderr, secret);
+    } finally {
+      await sandbox.cleanup();
+    }
+  });
+
+  it("the CLI hides a raw-space query value and odd user info of its own arguments in every line and in --json", async () => {
+    // Redaction of a free text cannot tell where "?key=my secret value" ends; the CLI knows.
+    const handle = `${host.url("/models/spaced").replace("http://", 'http://a"b c:p w`d@')}?key=my secret value&x=1`;
+    const sandbox = await makeSandbox();
+    try {
+      for (const json of [false, true]) {
+        let shown = "";
+        const code = await main(
+          ["resolve", ...(json ? ["--json"] : []), "--cache-dir", sandbox.cacheDir, handle],
+          {
+            out: { stdout: (t) => (shown += t), stderr: (t) => (shown += t) },
+            env: { HUBCACHE_RETRIES: "1" },
+            stderrIsTTY: false,
+          },
+        );
+        assert.equal(code, 1);
+        assert.match(shown, json ? /"code": "ERR_HUBCACHE_NOT_FOUND"/ : /^retry 1/m);
+        for (const secret of [/secret/, /value/, /p w/, /a"b/, /a\\"b/]) assert.doesNotMatch(shown, secret);
+      }
     } finally {
       await sandbox.cleanup();
     }

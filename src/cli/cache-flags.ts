@@ -67,6 +67,15 @@ export interface CommandContext {
   stderrIsTTY: boolean;
   /** Aborts the command's work (SIGINT, SIGTERM). */
   signal?: AbortSignal | undefined;
+  /** Hides the secrets of the command line's URLs in event texts (progress goes to stderr directly). */
+  cleanText?: ((text: string) => string) | undefined;
+}
+
+/** An event with every string field passed through `clean`. */
+function cleanEvent(event: HubcacheEvent, clean: (text: string) => string): HubcacheEvent {
+  const copy: Record<string, unknown> = { ...event };
+  for (const [key, value] of Object.entries(copy)) if (typeof value === "string") copy[key] = clean(value);
+  return copy as unknown as HubcacheEvent;
 }
 
 /**
@@ -90,7 +99,9 @@ export function cacheOptions(
   if (typeof maxExtract === "string") return maxExtract;
   const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
   const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
-  const onEvent = (event: HubcacheEvent): void => {
+  const { cleanText } = context;
+  const onEvent = (raw: HubcacheEvent): void => {
+    const event = cleanText ? cleanEvent(raw, cleanText) : raw;
     if (reporter) reporter.onEvent(event);
     else if (
       !values.quiet &&

@@ -15,7 +15,7 @@ import {
   usageError,
 } from "./output.js";
 import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
-import { redactUrl } from "../redact.js";
+import { knownUrlReplacements, redactUrl, replaceKnownUrls } from "../redact.js";
 
 // bin/hubcache.js runs the CLI through this (dist/cli/main.js is the CLI's one bundle).
 export { runAsProcess } from "./process.js";
@@ -89,7 +89,7 @@ export interface CliContext {
 }
 
 export async function main(argv: readonly string[], context: CliContext = {}): Promise<number> {
-  const out = context.out ?? processOutput;
+  const out = guardedOutput(context.out ?? processOutput, argv);
   const [command, ...rest] = argv;
   switch (command) {
     case undefined:
@@ -119,6 +119,7 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
         env: context.env ?? process.env,
         stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
         signal: context.signal,
+        cleanText: out.clean,
       };
       const run = { resolve: resolveCommand, info: infoCommand, load: loadCommand }[command];
       return run(rest, out, commandContext);
@@ -126,6 +127,20 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
     default:
       return usageError(`unknown command "${command}".`, out);
   }
+}
+
+/**
+ * Output that never shows a secret of the URLs on the command line, wherever a message quotes
+ * them: it knows where each of those URLs ends, which redaction of a free text cannot always tell.
+ */
+function guardedOutput(out: Output, argv: readonly string[]): Output & { clean: (text: string) => string } {
+  const pairs = knownUrlReplacements(argv.filter((arg) => arg.includes("://")));
+  const clean = (text: string): string => (pairs.length === 0 ? text : replaceKnownUrls(text, pairs));
+  return {
+    stdout: (text) => out.stdout(clean(text)),
+    stderr: (text) => out.stderr(clean(text)),
+    clean,
+  };
 }
 
 async function resolveCommand(
