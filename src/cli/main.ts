@@ -31,7 +31,8 @@ Usage:
 
 HANDLE is a tfhub.dev or kaggle.com/models URL, any archive URL, a gs:// or s3:// archive
 (.tar, .tar.gz, .tgz) or model folder, a local path or file:// URL.
-Run "hubcache resolve --help" for the flags and environment variables.
+Run "hubcache COMMAND --help" for a command's flags ("hubcache resolve --help" also lists the
+environment variables).
 `;
 
 const RESOLVE_HELP = `Usage: hubcache resolve [flags] HANDLE...
