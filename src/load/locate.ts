@@ -6,9 +6,9 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { ErrorCode, HubcacheError } from "../errors.js";
+import { localFileError } from "./diagnose.js";
 import { type ModelFormat, appendFormatQuery, parseHandle } from "../handle.js";
 import { type ResolveOptions, resolve, resolveSettings, statLocalPath } from "../resolve.js";
-import { localFileError } from "./diagnose.js";
 import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } from "./source.js";
 
 export interface LocateOptions extends ResolveOptions {
