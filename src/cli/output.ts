@@ -41,7 +41,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 /** A usage error, with the help that lists what `command` takes (or the commands). */
-export function usageError(message: string, out: Output, command?: "resolve" | "info" | "load"): number {
+export function usageError(message: string, out: Output, command?: string): number {
   const hint =
     command === undefined
       ? 'run "hubcache --help" for the commands.'
