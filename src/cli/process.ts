@@ -15,20 +15,26 @@ type StopSignal = keyof typeof SIGNAL_EXIT_CODES;
  */
 const CLEANUP_GRACE_MS = 10_000;
 
+/** Exit without waiting for the work, giving a terminal its cursor back (the bar hides it). */
+function exitNow(code: number): never {
+  if (process.stderr.isTTY) process.stderr.write("\x1b[?25h\n");
+  process.exit(code);
+}
+
 export function runAsProcess(argv: readonly string[]): void {
   const controller = new AbortController();
   let stoppedBy: StopSignal | undefined;
   let finished = false;
   const onSignal = (signal: StopSignal): void => {
     if (stoppedBy !== undefined || finished) {
-      process.exit(SIGNAL_EXIT_CODES[signal]); // second signal: at once
+      exitNow(SIGNAL_EXIT_CODES[signal]); // second signal: at once
     }
     stoppedBy = signal;
     const again = signal === "SIGINT" ? "press Ctrl-C again" : "send it again";
     const what = signal === "SIGINT" ? "interrupted" : "terminated";
     process.stderr.write(`\n${what}: stopping and cleaning up (${again} to quit at once)\n`);
     controller.abort(new Error(`stopped by ${signal}`));
-    setTimeout(() => process.exit(SIGNAL_EXIT_CODES[signal]), CLEANUP_GRACE_MS).unref();
+    setTimeout(() => exitNow(SIGNAL_EXIT_CODES[signal]), CLEANUP_GRACE_MS).unref();
   };
   for (const signal of Object.keys(SIGNAL_EXIT_CODES) as StopSignal[]) process.on(signal, onSignal);
 
