@@ -1,6 +1,6 @@
 // SIGINT/SIGTERM during a download: the real CLI, as a child process, resolving from a host that
 // stalls mid-body. It must abort, let the library remove its lock and temp folder, and exit 130
-// (SIGINT) or 143 (SIGTERM).
+// (SIGINT) or 143 (SIGTERM); a second signal exits at once, even when the cleanup would hang.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
@@ -8,7 +8,7 @@ import { entryPaths } from "hubcache";
 import { benignEntries, gzip, tarOf } from "./helpers/archives.js";
 import { realisticWeights } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
-import { TEST_TIMEOUT_MS, leftovers, startCli, waitUntil } from "./helpers/processes.js";
+import { CLI, TEST_TIMEOUT_MS, leftovers, start, startCli, waitUntil } from "./helpers/processes.js";
 import { listAll, makeSandbox } from "./helpers/sandbox.js";
 
 let host: FlakyHost;
@@ -66,4 +66,33 @@ describe("a signal during a download", () => {
       },
     );
   }
+
+  test(
+    "a second signal exits at once, even when the cleanup hangs",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const sandbox = await makeSandbox();
+      try {
+        // A preload turns abort() into a no-op: the first signal then stops nothing.
+        const preload = `data:text/javascript,${encodeURIComponent("AbortController.prototype.abort = function () {};")}`;
+        const handle = host.url("/stalls/1");
+        const run = start(
+          process.execPath,
+          ["--import", preload, CLI, "resolve", "--cache-dir", sandbox.cacheDir, handle],
+          {
+            env: { HUBCACHE_IDLE_TIMEOUT: "600" },
+          },
+        );
+        const lock = `${entryPaths(sandbox.cacheDir, handle).dir}.lock`;
+        await waitUntil(() => existsSync(lock), "the download to start");
+        run.child.kill("SIGINT");
+        await waitUntil(() => run.stderr().includes("stopping and cleaning up"), "the first signal's notice");
+        run.child.kill("SIGTERM");
+        const result = await run.done;
+        assert.equal(result.code, 143, result.stderr);
+      } finally {
+        await sandbox.cleanup();
+      }
+    },
+  );
 });
