@@ -163,6 +163,21 @@ describe("hubcache info / load", () => {
     },
   );
 
+  test("a folder that holds an archive but no model.json says to unpack it", LIMIT, async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, "model.tar.gz"), "not really");
+    const info = await modelInfo(dir);
+    assert.equal(info.kind, "unknown");
+    assert.match(info.note ?? "", /has no model\.json.*it holds: model\.tar\.gz\./);
+    assert.match(
+      info.note ?? "",
+      /It holds an archive, model\.tar\.gz, which hubcache does not unpack in place: unpack it/,
+    );
+    const load = await cli(["load", "--no-run", dir]);
+    assert.equal(load.code, 1);
+    assert.match(load.stderr, /^ {2}hint: It holds an archive, model\.tar\.gz/m);
+  });
+
   test("a URL without a host is an invalid handle, not a network error", LIMIT, async () => {
     for (const command of ["resolve", "info"]) {
       const result = await cli([command, "https://"]);

@@ -38,12 +38,16 @@ export function folderError(folder: FolderKind, facts: FolderFacts): HubcacheErr
   }
   if (folder.kind === "unknown") {
     const shown = folder.entries.slice(0, 8).join(", ") + (folder.entries.length > 8 ? ", ..." : "");
+    const archive = folder.entries.find((entry) => /\.(tar|tar\.gz|tgz|zip)$/i.test(entry));
     return new HubcacheError(
       ErrorCode.INVALID_MODEL,
       `${name} has no model.json, so it is not a TF.js model. ${where}; it holds: ${shown || "nothing"}.`,
       {
         handle: facts.handle,
-        hint: "load() reads TF.js models (model.json + weight files). Check the handle, or pass the path of the model's .json file.",
+        hint:
+          archive === undefined
+            ? "load() reads TF.js models (model.json + weight files). Check the handle, or pass the path of the model's .json file."
+            : `It holds an archive, ${archive}, which hubcache does not unpack in place: unpack it (tar -xf ${archive}) and pass the folder it makes, or give the archive's URL to have it downloaded and cached.`,
       },
     );
   }
