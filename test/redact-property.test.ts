@@ -125,6 +125,16 @@ describe("redaction is total (property, fixed seed)", () => {
     }
   });
 
+  test("redacting twice changes nothing more (errors redact, then the CLI again), and never throws", () => {
+    const random = prng(7);
+    const pieces = [...'ab:/@?#&= "\n.%x', "https://", "s3://", "***@", "REDACTED", "#"];
+    for (let i = 0; i < 5000; i++) {
+      const text = Array.from({ length: Math.floor(random() * 40) }, () => pick(random, pieces)).join("");
+      const once = redactText(text);
+      assert.equal(redactText(once), once, JSON.stringify(text));
+    }
+  });
+
   test("names stay, values go, except the values hubcache adds itself", () => {
     assert.equal(
       redactUrl("https://h.test/m?key=a1&pwd=b2&pass=c3&tf-hub-format=compressed&tfjs-format=file"),
