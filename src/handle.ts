@@ -78,6 +78,7 @@ export function parseHandle(handle: string, options: ParseHandleOptions = {}): P
   const lower = handle.slice(0, 8).toLowerCase();
 
   if (lower.startsWith("http://") || lower.startsWith("https://")) {
+    checkHttpUrl(handle);
     const modelFormat = detectModelFormat(handle, options.modelFormat ?? "auto");
     const param = modelFormat === "tfjs" ? "tfjs-format" : "tf-hub-format";
     if (loadFormat === "UNCOMPRESSED") {
@@ -132,6 +133,34 @@ export function parseHandle(handle: string, options: ParseHandleOptions = {}): P
   }
 
   return { kind: "path", handle, path: path.resolve(options.cwd ?? process.cwd(), handle) };
+}
+
+/**
+ * An http(s) handle must be a URL with a host: "https://" alone, "http:///x" (which URL parsers
+ * would read as host "x") or "https://?a" are typing mistakes, said as such before any network.
+ */
+function checkHttpUrl(handle: string): void {
+  const start = handle.indexOf("://") + 3;
+  const authorityEnd = handle.slice(start).search(/[/?#\\]/);
+  const authority = authorityEnd === -1 ? handle.slice(start) : handle.slice(start, start + authorityEnd);
+  const host = authority.slice(authority.lastIndexOf("@") + 1).replace(/:\d*$/, "");
+  let valid = host.length > 0;
+  try {
+    if (valid) new URL(handle);
+  } catch {
+    valid = false;
+  }
+  if (valid) return;
+  throw new HubcacheError(
+    ErrorCode.INVALID_HANDLE,
+    host.length === 0
+      ? `"${handle}" is not a model URL: it names no host.`
+      : `"${handle}" is not a valid URL.`,
+    {
+      handle,
+      hint: 'Give the whole address of the model, e.g. "https://tfhub.dev/google/yamnet/1" or "https://www.kaggle.com/models/google/yamnet/TensorFlow2/yamnet/1"; quote it in a shell.',
+    },
+  );
 }
 
 /**

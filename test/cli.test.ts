@@ -6,7 +6,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { entryPaths, handleHash, redactUrl } from "hubcache";
-import { CACHE_FLAG_OPTIONS } from "../src/cli/common.js";
+import { CACHE_FLAG_OPTIONS } from "../src/cli/cache-flags.js";
+import { RESOLVE_FLAGS } from "../src/cli/main.js";
+import { COMMAND_FLAGS } from "../src/cli/model-commands.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
@@ -379,5 +381,29 @@ describe("usage", () => {
       assert.match(run.stderr, /^error\[ERR_HUBCACHE_USAGE\]: /);
       assert.equal(run.stdout, "");
     }
+  });
+
+  test("a usage error points at the command's --help, which lists every flag the command takes", async () => {
+    const flags = { resolve: RESOLVE_FLAGS, info: COMMAND_FLAGS.info, load: COMMAND_FLAGS.load };
+    for (const [command, names] of Object.entries(flags)) {
+      const help = await cli([command, "--help"]);
+      assert.equal(help.code, 0);
+      for (const name of names) {
+        assert.ok(help.stdout.includes(`--${name}`), `${command} --help lists --${name}`);
+      }
+      for (const args of [[command, "--nope", "x"], [command, "--cache-dir"], [command]]) {
+        const run = await cli(args);
+        assert.equal(run.code, 2, args.join(" "));
+        assert.match(
+          run.stderr,
+          new RegExp(`^ {2}hint: run "hubcache ${command} --help" for its flags`, "m"),
+        );
+      }
+    }
+    const foreign = await cli(["info", "--backend", "cpu", "x"]);
+    assert.equal(foreign.code, 2);
+    assert.match(foreign.stderr, /--backend is a flag of "hubcache load", not of "hubcache info"/);
+    const unknown = await cli(["frobnicate"]);
+    assert.match(unknown.stderr, /hint: run "hubcache --help" for the commands/);
   });
 });

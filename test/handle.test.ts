@@ -140,4 +140,35 @@ describe("parseHandle", () => {
       "ERR_HUBCACHE_UNSUPPORTED",
     );
   });
+
+  test("an http(s) URL without a host is an invalid handle with a hint, before any network", () => {
+    for (const handle of [
+      "https://",
+      "http://",
+      "http:///x",
+      "https://?a",
+      "https://#top",
+      "http://u:p@/m",
+      "https://:8080/m",
+    ]) {
+      assert.throws(
+        () => parseHandle(handle),
+        (error: unknown) =>
+          error instanceof HubcacheError &&
+          error.code === "ERR_HUBCACHE_INVALID_HANDLE" &&
+          /names no host/.test(error.message) &&
+          /https:\/\/tfhub\.dev\//.test(error.hint ?? ""),
+        handle,
+      );
+    }
+    assert.throws(() => parseHandle("https://exa mple.com/m"), /not a valid URL/);
+    for (const handle of [
+      "https://tfhub.dev/google/yamnet/1",
+      "http://127.0.0.1:8080/m",
+      "https://[::1]/m",
+      "https://u@h.test/m",
+    ]) {
+      assert.equal(parseHandle(handle).kind, "http-archive", handle);
+    }
+  });
 });

@@ -132,6 +132,64 @@ describe("hubcache info / load", () => {
     assert.match(bad.stderr, /^error\[ERR_HUBCACHE_NOT_FOUND\]/);
   });
 
+  test(
+    "a local archive or a non-JSON file says what it is and what to do, not 'not valid JSON'",
+    LIMIT,
+    async () => {
+      const dir = await tempDir();
+      await fs.mkdir(path.join(dir, "m"));
+      await fs.writeFile(path.join(dir, "m", "readme.txt"), "hi");
+      await run("tar", ["-czf", path.join(dir, "model.tar.gz"), "-C", dir, "m"]);
+      await run("tar", ["-cf", path.join(dir, "model.tar"), "-C", dir, "m"]);
+      await fs.writeFile(path.join(dir, "weights.bin"), Buffer.from([1, 2, 3, 4]));
+      for (const [file, what] of [
+        [
+          "model.tar.gz",
+          /is a gzip archive, not a model folder: local paths are used in place, never unpacked/,
+        ],
+        ["model.tar", /is a tar archive, not a model folder/],
+        ["weights.bin", /is a file that is not a TF\.js model\.json \(it is not JSON\)/],
+      ] as const) {
+        for (const command of ["info", "load"]) {
+          const target = path.join(dir, file);
+          const result = await cli(command === "load" ? [command, "--no-run", target] : [command, target]);
+          assert.equal(result.code, 1, result.stderr);
+          assert.match(result.stderr, /^error\[ERR_HUBCACHE_INVALID_MODEL\]: /);
+          assert.match(result.stderr, what);
+          assert.doesNotMatch(result.stderr, /not valid JSON|cached entry/);
+          assert.match(result.stderr, /^ {2}hint: (Unpack it and pass the folder|Pass the model's folder)/m);
+        }
+      }
+    },
+  );
+
+  test("a folder that holds an archive but no model.json says to unpack it", LIMIT, async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, "model.tar.gz"), "not really");
+    const info = await modelInfo(dir);
+    assert.equal(info.kind, "unknown");
+    assert.match(info.note ?? "", /has no model\.json.*it holds: model\.tar\.gz\./);
+    assert.match(
+      info.note ?? "",
+      /It holds an archive, model\.tar\.gz, which hubcache does not unpack in place: unpack it/,
+    );
+    const load = await cli(["load", "--no-run", dir]);
+    assert.equal(load.code, 1);
+    assert.match(load.stderr, /^ {2}hint: It holds an archive, model\.tar\.gz/m);
+  });
+
+  test("a URL without a host is an invalid handle, not a network error", LIMIT, async () => {
+    for (const command of ["resolve", "info"]) {
+      const result = await cli([command, "https://"]);
+      assert.equal(result.code, 1);
+      assert.match(
+        result.stderr,
+        /^error\[ERR_HUBCACHE_INVALID_HANDLE\]: "https:\/\/" is not a model URL: it names no host\.$/m,
+      );
+      assert.match(result.stderr, /^ {2}hint: Give the whole address/m);
+    }
+  });
+
   test("load --backend wasm runs the model once; a SavedModel gives the coded error", LIMIT, async () => {
     const cacheDir = await tempDir();
     const ok = await cli([

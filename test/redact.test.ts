@@ -18,11 +18,11 @@ test("signed storage URLs lose their whole query", () => {
   );
 });
 
-test("user info and secret-looking parameters are masked; ordinary queries kept", () => {
+test("user info and query values are masked (issue 10: every value, names kept); hubcache's own kept", () => {
   assert.equal(redactUrl("https://user:pw@example.com/m"), "https://***@example.com/m");
   assert.equal(
     redactUrl("https://example.com/m?token=s3cret&v=1"),
-    "https://example.com/m?token=REDACTED&v=1",
+    "https://example.com/m?token=REDACTED&v=REDACTED",
   );
   assert.equal(
     redactUrl("https://tfhub.dev/google/yamnet/1?tf-hub-format=compressed"),

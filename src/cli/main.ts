@@ -3,17 +3,22 @@ import { parseArgs } from "node:util";
 import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
 import { VERSION } from "../version.js";
-import { type Output, errorJson, formatError, processOutput } from "./output.js";
 import {
-  CACHE_FLAGS_HELP,
-  CACHE_FLAG_OPTIONS,
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
-  cacheOptions,
+  type Output,
+  errorJson,
+  formatError,
+  printable,
+  processOutput,
   usageError,
-} from "./common.js";
-import { redactUrl } from "../redact.js";
+} from "./output.js";
+import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
+import { knownUrlReplacements, redactUrl, replaceKnownUrls } from "../redact.js";
+
+// bin/hubcache.js runs the CLI through this (dist/cli/main.js is the CLI's one bundle).
+export { runAsProcess } from "./process.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -26,7 +31,8 @@ Usage:
 
 HANDLE is a tfhub.dev or kaggle.com/models URL, any archive URL, a gs:// or s3:// archive
 (.tar, .tar.gz, .tgz) or model folder, a local path or file:// URL.
-Run "hubcache resolve --help" for the flags and environment variables.
+Run "hubcache COMMAND --help" for a command's flags ("hubcache resolve --help" also lists the
+environment variables).
 `;
 
 const RESOLVE_HELP = `Usage: hubcache resolve [flags] HANDLE...
@@ -64,18 +70,27 @@ Environment:
   GOOGLE_CLOUD_PROJECT       gs:// project (never needed to read or write objects)
   STORAGE_EMULATOR_HOST      endpoint of a GCS emulator
 
-Exit codes: 0 success, 1 a handle failed, 2 bad usage. Error codes: see docs/errors.md.
+Exit codes: 0 success, 1 a handle failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM (the
+download's lock and temp folder are removed first; a second signal quits at once).
+Error codes: see docs/errors.md.
 `;
+
+const RESOLVE_FLAG_OPTIONS = { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } } as const;
+
+/** Every flag `resolve` takes (its --help lists them all). */
+export const RESOLVE_FLAGS = Object.keys(RESOLVE_FLAG_OPTIONS);
 
 export interface CliContext {
   out?: Output;
   env?: NodeJS.ProcessEnv;
   /** Is stderr a terminal (live progress bar)? */
   stderrIsTTY?: boolean;
+  /** Aborts the command's work (the process's SIGINT/SIGTERM handler uses it). */
+  signal?: AbortSignal;
 }
 
 export async function main(argv: readonly string[], context: CliContext = {}): Promise<number> {
-  const out = context.out ?? processOutput;
+  const out = guardedOutput(context.out ?? processOutput, argv);
   const [command, ...rest] = argv;
   switch (command) {
     case undefined:
@@ -99,44 +114,59 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       out.stdout(`${VERSION}\n`);
       return EXIT_OK;
     case "resolve":
-      return resolveCommand(rest, out, context);
     case "info":
     case "load": {
-      const commandContext = {
+      const commandContext: CommandContext = {
         env: context.env ?? process.env,
         stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+        signal: context.signal,
+        cleanText: out.clean,
       };
-      return command === "info"
-        ? infoCommand(rest, out, commandContext)
-        : loadCommand(rest, out, commandContext);
+      const run = { resolve: resolveCommand, info: infoCommand, load: loadCommand }[command];
+      return run(rest, out, commandContext);
     }
     default:
       return usageError(`unknown command "${command}".`, out);
   }
 }
 
-async function resolveCommand(args: readonly string[], out: Output, context: CliContext): Promise<number> {
+/**
+ * Output that never shows a secret of the URLs on the command line, wherever a message quotes
+ * them: it knows where each of those URLs ends, which redaction of a free text cannot always tell.
+ */
+function guardedOutput(out: Output, argv: readonly string[]): Output & { clean: (text: string) => string } {
+  const pairs = knownUrlReplacements(argv.filter((arg) => arg.includes("://")));
+  const clean = (text: string): string => (pairs.length === 0 ? text : replaceKnownUrls(text, pairs));
+  return {
+    stdout: (text) => out.stdout(clean(text)),
+    stderr: (text) => out.stderr(clean(text)),
+    clean,
+  };
+}
+
+async function resolveCommand(
+  args: readonly string[],
+  out: Output,
+  context: CommandContext,
+): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args: [...args],
       allowPositionals: true,
-      options: { ...CACHE_FLAG_OPTIONS, json: { type: "boolean" } },
+      options: RESOLVE_FLAG_OPTIONS,
     });
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error), out);
+    return usageError(error instanceof Error ? error.message : String(error), out, "resolve");
   }
   const { values, positionals } = parsed;
   if (values.help) {
     out.stdout(RESOLVE_HELP);
     return EXIT_OK;
   }
-  if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out);
-  const setup = cacheOptions(values, out, {
-    env: context.env ?? process.env,
-    stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
-  });
-  if (typeof setup === "string") return usageError(setup, out);
+  if (positionals.length === 0) return usageError("resolve needs at least one HANDLE.", out, "resolve");
+  const setup = cacheOptions(values, out, context);
+  if (typeof setup === "string") return usageError(setup, out, "resolve");
   const options: ResolveOptions = setup.options;
 
   const results = await Promise.allSettled(positionals.map((handle) => resolve(handle, options)));
@@ -153,9 +183,9 @@ async function resolveCommand(args: readonly string[], out: Output, context: Cli
     return failed ? EXIT_FAILURE : EXIT_OK;
   }
   if (failed) {
-    for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason));
+    for (const r of results) if (r.status === "rejected") out.stderr(formatError(r.reason, context.signal));
     return EXIT_FAILURE;
   }
-  for (const r of results) if (r.status === "fulfilled") out.stdout(`${r.value}\n`);
+  for (const r of results) if (r.status === "fulfilled") out.stdout(`${printable(r.value)}\n`);
   return EXIT_OK;
 }

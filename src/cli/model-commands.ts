@@ -7,17 +7,18 @@ import type * as TfCore from "@tensorflow/tfjs-core";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { type ModelInfo, type TensorInfo, modelInfo } from "../load/info.js";
 import { load } from "../load/load.js";
-import { type Output, errorJson, formatBytes, formatError } from "./output.js";
-import { redactUrl } from "../redact.js";
 import {
-  CACHE_FLAGS_HELP,
-  CACHE_FLAG_OPTIONS,
-  type CommandContext,
   EXIT_FAILURE,
   EXIT_OK,
-  cacheOptions,
+  type Output,
+  errorJson,
+  formatBytes,
+  formatError,
+  printable,
   usageError,
-} from "./common.js";
+} from "./output.js";
+import { redactUrl } from "../redact.js";
+import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
 
 export const INFO_HELP = `Usage: hubcache info [flags] HANDLE...
 
@@ -32,7 +33,7 @@ ${CACHE_FLAGS_HELP}
 
 Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 
-Exit codes: 0 success, 1 a handle failed, 2 bad usage.
+Exit codes: 0 success, 1 a handle failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
 `;
 
 export const LOAD_HELP = `Usage: hubcache load [flags] HANDLE
@@ -53,18 +54,29 @@ ${CACHE_FLAGS_HELP}
 Environment: as for "hubcache resolve" (run "hubcache resolve --help").
 `;
 
-const FLAG_OPTIONS = {
-  ...CACHE_FLAG_OPTIONS,
-  json: { type: "boolean" },
-  backend: { type: "string" },
-  "input-shape": { type: "string", multiple: true },
-  "no-run": { type: "boolean" },
+/** The flags of `info` and `load` beyond the cache flags: each command takes only its own. */
+const OWN_FLAG_OPTIONS = {
+  info: { json: { type: "boolean" } },
+  load: {
+    backend: { type: "string" },
+    "input-shape": { type: "string", multiple: true },
+    "no-run": { type: "boolean" },
+  },
+} as const;
+
+const FLAG_OPTIONS = { ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.info, ...OWN_FLAG_OPTIONS.load } as const;
+
+/** Every flag each command takes (its --help lists them all). */
+export const COMMAND_FLAGS = {
+  info: Object.keys({ ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.info }),
+  load: Object.keys({ ...CACHE_FLAG_OPTIONS, ...OWN_FLAG_OPTIONS.load }),
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof FLAG_OPTIONS; allowPositionals: true }>>["values"];
 
 /** The command's flags and handles, or the exit code when it is done already (--help, a usage error). */
 function parse(
+  command: "info" | "load",
   args: readonly string[],
   out: Output,
   help: string,
@@ -73,7 +85,18 @@ function parse(
   try {
     parsed = parseArgs({ args: [...args], allowPositionals: true, options: FLAG_OPTIONS });
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error), out);
+    return usageError(error instanceof Error ? error.message : String(error), out, command);
+  }
+  const other = command === "info" ? "load" : "info";
+  const foreign = Object.keys(OWN_FLAG_OPTIONS[other]).find(
+    (name) => parsed.values[name as keyof Flags] !== undefined,
+  );
+  if (foreign !== undefined) {
+    return usageError(
+      `--${foreign} is a flag of "hubcache ${other}", not of "hubcache ${command}".`,
+      out,
+      command,
+    );
   }
   if (parsed.values.help) {
     out.stdout(help);
@@ -96,7 +119,7 @@ const shapeText = (shape: TensorInfo["shape"]): string =>
 export function formatInfo(info: ModelInfo): string {
   const lines: string[] = [];
   const row = (key: string, value: string): void => {
-    lines.push(`${key.padEnd(10)} ${value}`);
+    lines.push(`${key.padEnd(10)} ${printable(value)}`);
   };
   row("handle", redactUrl(info.handle));
   row("kind", KIND_NAMES[info.kind]);
@@ -129,7 +152,7 @@ export function formatInfo(info: ModelInfo): string {
       ? `unknown (read remotely), ${info.files.length} files`
       : `${formatBytes(info.totalBytes)} in ${info.files.length} file${info.files.length === 1 ? "" : "s"}`,
   );
-  const shown = info.files.slice(0, 20);
+  const shown = info.files.slice(0, 20).map((f) => ({ path: printable(f.path), size: f.size }));
   const width = Math.max(0, ...shown.map((f) => f.path.length));
   lines.push("files");
   for (const file of shown) {
@@ -138,7 +161,7 @@ export function formatInfo(info: ModelInfo): string {
     );
   }
   if (info.files.length > shown.length) lines.push(`  ... and ${info.files.length - shown.length} more`);
-  if (info.note) lines.push("", `note: ${info.note}`);
+  if (info.note) lines.push("", `note: ${printable(info.note)}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -147,12 +170,12 @@ export async function infoCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out, INFO_HELP);
+  const parsed = parse("info", args, out, INFO_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out);
+  if (positionals.length === 0) return usageError("info needs at least one HANDLE.", out, "info");
   const setup = cacheOptions(values, out, context);
-  if (typeof setup === "string") return usageError(setup, out);
+  if (typeof setup === "string") return usageError(setup, out, "info");
   const results = await Promise.allSettled(positionals.map((handle) => modelInfo(handle, setup.options)));
   setup.stop();
   const failed = results.some((r) => r.status === "rejected");
@@ -168,7 +191,7 @@ export async function infoCommand(
   const blocks: string[] = [];
   for (const r of results) {
     if (r.status === "fulfilled") blocks.push(formatInfo(r.value));
-    else out.stderr(formatError(r.reason));
+    else out.stderr(formatError(r.reason, context.signal));
   }
   out.stdout(blocks.join("\n"));
   return failed ? EXIT_FAILURE : EXIT_OK;
@@ -187,20 +210,20 @@ export async function loadCommand(
   out: Output,
   context: CommandContext,
 ): Promise<number> {
-  const parsed = parse(args, out, LOAD_HELP);
+  const parsed = parse("load", args, out, LOAD_HELP);
   if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out);
+  if (positionals.length !== 1) return usageError("load needs exactly one HANDLE.", out, "load");
   const backend = values.backend;
   if (backend !== undefined && backend !== "cpu" && backend !== "wasm") {
-    return usageError(`--backend must be cpu or wasm, not "${backend}".`, out);
+    return usageError(`--backend must be cpu or wasm, not "${backend}".`, out, "load");
   }
   const shapes = (values["input-shape"] ?? []).map(parseShape);
   if (shapes.some((s) => s === undefined)) {
-    return usageError("--input-shape takes positive integers: 1,192,192,3.", out);
+    return usageError("--input-shape takes positive integers: 1,192,192,3.", out, "load");
   }
   const setup = cacheOptions(values, out, context);
-  if (typeof setup === "string") return usageError(setup, out);
+  if (typeof setup === "string") return usageError(setup, out, "load");
   const opts = setup.options;
   const handle = positionals[0] ?? "";
   try {
@@ -209,7 +232,10 @@ export async function loadCommand(
     const model = await load(handle, opts);
     setup.stop();
     const loadMs = performance.now() - started;
-    out.stdout(`loaded    ${model.constructor.name} on ${tf.getBackend()} in ${loadMs.toFixed(0)} ms\n`);
+    out.stdout(
+      printable(`loaded    ${model.constructor.name} on ${tf.getBackend()} in ${loadMs.toFixed(0)} ms`) +
+        "\n",
+    );
     if (!values["no-run"]) {
       const info = await modelInfo(handle, { ...opts, onEvent: undefined });
       const inputs = info.inputs.map((t, i) => ({
@@ -242,7 +268,7 @@ export async function loadCommand(
     return EXIT_OK;
   } catch (error) {
     setup.stop();
-    out.stderr(formatError(error));
+    out.stderr(formatError(error, context.signal));
     return EXIT_FAILURE;
   }
 }

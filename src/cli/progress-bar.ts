@@ -4,7 +4,7 @@
  */
 import cliProgress from "cli-progress";
 import type { HubcacheEvent } from "../events.js";
-import { formatBytes } from "./output.js";
+import { formatBytes, printable } from "./output.js";
 
 export interface ProgressReporter {
   onEvent(event: HubcacheEvent): void;
@@ -16,7 +16,8 @@ export function createProgressReporter(stream: NodeJS.WriteStream, interactive: 
 }
 
 function label(handle: string): string {
-  return handle.length > 48 ? `…${handle.slice(-47)}` : handle;
+  const shown = printable(handle);
+  return shown.length > 48 ? `…${shown.slice(-47)}` : shown;
 }
 
 function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
@@ -51,10 +52,12 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
           done: formatBytes(event.downloadedBytes),
           total: event.totalBytes === undefined ? "?" : formatBytes(event.totalBytes),
         });
-      } else if (event.type === "lock-wait") {
-        multi.log(`${describeEvent(event)}\n`);
-      } else if (event.type === "warning" || event.type === "lock-takeover") {
-        multi.log(`${describeEvent(event)}\n`);
+      } else {
+        // Lock waits, takeovers, retries, warnings: a line above the bars.
+        // Before the first bar, MultiBar is not drawing and would hold the line back: write it.
+        const text = describeEvent(event);
+        if (text && bars.size === 0) stream.write(`${text}\n`);
+        else if (text) multi.log(`${text}\n`);
       }
     },
     stop: () => multi.stop(),
@@ -72,7 +75,7 @@ function lineReporter(stream: NodeJS.WriteStream): ProgressReporter {
         const total = event.totalBytes === undefined ? "" : ` of ${formatBytes(event.totalBytes)}`;
         const verb = event.done ? "Downloaded" : "Downloading";
         stream.write(
-          `${verb} ${event.handle}: ${formatBytes(event.downloadedBytes)}${total}, ${formatBytes(event.extractedBytes)} extracted\n`,
+          `${verb} ${printable(event.handle)}: ${formatBytes(event.downloadedBytes)}${total}, ${formatBytes(event.extractedBytes)} extracted\n`,
         );
       } else {
         const text = describeEvent(event);
@@ -83,15 +86,20 @@ function lineReporter(stream: NodeJS.WriteStream): ProgressReporter {
   };
 }
 
-/** Events worth a line for a person (not hits or progress). */
+/** Events worth a line for a person (not hits or progress), control characters escaped. */
 export function describeEvent(event: HubcacheEvent): string | undefined {
+  const text = eventText(event);
+  return text === undefined ? undefined : printable(text);
+}
+
+function eventText(event: HubcacheEvent): string | undefined {
   switch (event.type) {
     case "lock-wait":
       return `waiting: ${event.handle} is being downloaded by ${event.holder} (${Math.round(event.waitedMs / 1000)} s; taken over after ${seconds(event.staleAfterMs)} without progress)`;
     case "lock-takeover":
       return `took over the download of ${event.handle} from ${event.holder} (${event.reason === "holder-dead" ? "holder is gone" : `no progress for ${seconds(event.staleAfterMs)}`})`;
     case "retry":
-      return `retrying ${event.handle} in ${Math.round(event.delayMs)} ms (attempt ${event.attempt}): ${event.reason}`;
+      return retryText(event);
     case "warning":
       return `warning: ${event.message}`;
     case "cache-incomplete":
@@ -99,6 +107,27 @@ export function describeEvent(event: HubcacheEvent): string | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * `retry 2 of 5: <handle> in 3.2 s (<reason>)`, and what happens when the retries run out. The
+ * total comes from the event's optional `retries` field, when the library sends it.
+ */
+function retryText(event: Extract<HubcacheEvent, { type: "retry" }>): string {
+  const total = (event as { retries?: unknown }).retries;
+  const known = typeof total === "number" && Number.isFinite(total);
+  const count = known ? `retry ${event.attempt} of ${total}` : `retry ${event.attempt}`;
+  const left = known ? total - event.attempt : 0;
+  const after = !known
+    ? "HUBCACHE_RETRIES sets how many retries are made"
+    : left <= 0
+      ? "last retry: hubcache gives up if it fails"
+      : `${left} more ${left === 1 ? "retry" : "retries"} before hubcache gives up`;
+  return `${count}: ${event.handle} in ${delayText(event.delayMs)} (${event.reason}); ${after}`;
+}
+
+function delayText(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : seconds(ms);
 }
 
 function seconds(ms: number): string {

@@ -38,12 +38,16 @@ export function folderError(folder: FolderKind, facts: FolderFacts): HubcacheErr
   }
   if (folder.kind === "unknown") {
     const shown = folder.entries.slice(0, 8).join(", ") + (folder.entries.length > 8 ? ", ..." : "");
+    const archive = folder.entries.find((entry) => /\.(tar|tar\.gz|tgz|zip)$/i.test(entry));
     return new HubcacheError(
       ErrorCode.INVALID_MODEL,
       `${name} has no model.json, so it is not a TF.js model. ${where}; it holds: ${shown || "nothing"}.`,
       {
         handle: facts.handle,
-        hint: "load() reads TF.js models (model.json + weight files). Check the handle, or pass the path of the model's .json file.",
+        hint:
+          archive === undefined
+            ? "load() reads TF.js models (model.json + weight files). Check the handle, or pass the path of the model's .json file."
+            : `It holds an archive, ${archive}, which hubcache does not unpack in place: unpack it (tar -xf ${archive}) and pass the folder it makes, or give the archive's URL to have it downloaded and cached.`,
       },
     );
   }
@@ -59,4 +63,48 @@ export function locatedModelError(located: LocatedModel): HubcacheError | undefi
     requestedFormat: located.requestedFormat,
     formatDetected: located.formatDetected,
   });
+}
+
+/** What the first bytes of a file say it is, when it is an archive. */
+function archiveKind(head: Uint8Array): string | undefined {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "a gzip archive";
+  if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return "a zip archive";
+  if (Buffer.from(head.subarray(257, 262)).toString("latin1") === "ustar") return "a tar archive";
+  return undefined;
+}
+
+/**
+ * A clear error for a local file given as a model that is no model.json: an archive (hubcache
+ * uses local paths in place and never unpacks them), or any other file. Undefined when the file
+ * may be a model.json (it starts with "{").
+ */
+export function localFileError(
+  handle: string,
+  filePath: string,
+  head: Uint8Array,
+): HubcacheError | undefined {
+  const archive = archiveKind(head);
+  if (archive !== undefined) {
+    return new HubcacheError(
+      ErrorCode.INVALID_MODEL,
+      `${handle} is ${archive}, not a model folder: local paths are used in place, never unpacked.`,
+      {
+        handle,
+        hint: `Unpack it and pass the folder (mkdir model && tar -xf ${filePath} -C model, then use ./model), or give the archive's http(s)://, gs:// or s3:// URL to have it downloaded and cached.`,
+      },
+    );
+  }
+  const text = Buffer.from(head)
+    .toString("utf8")
+    .replace(/^\uFEFF/, "")
+    .trimStart();
+  if (text.length === 0 || text.startsWith("{")) return undefined;
+  return new HubcacheError(
+    ErrorCode.INVALID_MODEL,
+    `${handle} is a file that is not a TF.js model.json (it is not JSON).`,
+    {
+      handle,
+      hint: "Pass the model's folder (the one that holds model.json and the weight files), or its model.json file.",
+    },
+  );
 }

@@ -6,6 +6,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { ErrorCode, HubcacheError } from "../errors.js";
+import { localFileError } from "./diagnose.js";
 import { type ModelFormat, appendFormatQuery, parseHandle } from "../handle.js";
 import { resolve } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
@@ -169,7 +170,10 @@ async function localModel(
 ): Promise<{ source: ModelSource; modelFile: string; folder: FolderKind }> {
   const stat = await statLocalPath(handle, localPath);
   if (stat.isFile()) {
-    // A path to the model's JSON file itself (e.g. a package's movenet-lightning.json).
+    // A path to the model's JSON file itself (e.g. a package's movenet-lightning.json), unless
+    // its first bytes say it is an archive or no JSON at all.
+    const problem = localFileError(handle, localPath, await readHead(localPath));
+    if (problem) throw problem;
     return {
       source: dirSource(path.dirname(localPath), { handle }),
       modelFile: path.basename(localPath),
@@ -178,4 +182,15 @@ async function localModel(
   }
   const found = await findModelFolder(localPath);
   return { source: dirSource(found.dir, { handle }), modelFile: found.modelFile, folder: found.folder };
+}
+
+/** The first 512 bytes of a file (a tar header's size: enough to tell an archive). */
+async function readHead(filePath: string): Promise<Uint8Array> {
+  const file = await fs.open(filePath, "r");
+  try {
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(512), 0, 512, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
 }

@@ -1,18 +1,9 @@
-/** What every CLI command shares: usage errors, and turning the cache flags into library options. */
+/** The flags every cache-using command takes (resolve, info, load), and how they become library options. */
 import type { HubcacheEvent } from "../events.js";
 import type { LoadFormat, ModelFormat } from "../handle.js";
 import type { ResolveOptions } from "../resolve.js";
 import type { Output } from "./output.js";
 import { createProgressReporter, describeEvent } from "./progress-bar.js";
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-
-export function usageError(message: string, out: Output): number {
-  out.stderr(`error[ERR_HUBCACHE_USAGE]: ${message}\n  hint: run "hubcache --help".\n`);
-  return EXIT_USAGE;
-}
 
 /**
  * The flags every cache-using command (resolve, info, load) takes, for node:util parseArgs. One
@@ -74,11 +65,23 @@ export interface CommandContext {
   env: NodeJS.ProcessEnv;
   /** Is stderr a terminal (live progress bar)? */
   stderrIsTTY: boolean;
+  /** Aborts the command's work (SIGINT, SIGTERM). */
+  signal?: AbortSignal | undefined;
+  /** Hides the secrets of the command line's URLs in event texts (progress goes to stderr directly). */
+  cleanText?: ((text: string) => string) | undefined;
+}
+
+/** An event with every string field passed through `clean`. */
+function cleanEvent(event: HubcacheEvent, clean: (text: string) => string): HubcacheEvent {
+  const copy: Record<string, unknown> = { ...event };
+  for (const [key, value] of Object.entries(copy)) if (typeof value === "string") copy[key] = clean(value);
+  return copy as unknown as HubcacheEvent;
 }
 
 /**
  * Library options from the cache flags, with progress and notices on stderr: a bar on a terminal
- * (or lines when TFHUB_DOWNLOAD_PROGRESS is set), else lock waits, takeovers and warnings only.
+ * (or lines when TFHUB_DOWNLOAD_PROGRESS is set), else lock waits, takeovers, retries and warnings
+ * only, one line each.
  * Returns a usage message when a flag's value is wrong. Call `stop` when the work is done.
  */
 export function cacheOptions(
@@ -96,11 +99,16 @@ export function cacheOptions(
   if (typeof maxExtract === "string") return maxExtract;
   const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
   const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
-  const onEvent = (event: HubcacheEvent): void => {
+  const { cleanText } = context;
+  const onEvent = (raw: HubcacheEvent): void => {
+    const event = cleanText ? cleanEvent(raw, cleanText) : raw;
     if (reporter) reporter.onEvent(event);
     else if (
       !values.quiet &&
-      (event.type === "lock-wait" || event.type === "lock-takeover" || event.type === "warning")
+      (event.type === "lock-wait" ||
+        event.type === "lock-takeover" ||
+        event.type === "retry" ||
+        event.type === "warning")
     ) {
       const text = describeEvent(event);
       if (text) out.stderr(`${text}\n`);
@@ -114,6 +122,7 @@ export function cacheOptions(
     },
     modelFormat: format as ModelFormat,
     onEvent,
+    ...(context.signal ? { signal: context.signal } : {}),
     ...(values["cache-dir"] === undefined ? {} : { cacheDir: values["cache-dir"] }),
     ...(values["load-format"] === undefined ? {} : { loadFormat: values["load-format"] as LoadFormat }),
     ...(values.offline ? { offline: true } : {}),
