@@ -493,7 +493,7 @@ describe("cacheIOHandler and hubFetch: TF.js's own loaders, served from the cach
     const fetchFunc = hubFetch({
       cacheDir: await tempDir(),
       fallback: async (input) => {
-        seen.push(String(input));
+        seen.push(input instanceof Request ? input.url : input.toString());
         return new Response("fallback");
       },
     });

@@ -208,7 +208,12 @@ function layersIO(json: TfjsModelJson): { inputs: TensorInfo[]; outputs: TensorI
       : [];
   const layers = layerList.filter(isRecord).map((layer) => {
     const layerConfig = isRecord(layer.config) ? layer.config : {};
-    const name = typeof layer.name === "string" ? layer.name : String(layerConfig.name ?? "");
+    const name =
+      typeof layer.name === "string"
+        ? layer.name
+        : typeof layerConfig.name === "string"
+          ? layerConfig.name
+          : "";
     return { name, config: layerConfig };
   });
   const byName = new Map(layers.map((l) => [l.name, l]));

@@ -91,12 +91,12 @@ async function modelArtifacts(
     convertedBy: json.convertedBy,
   };
   if (json.trainingConfig != null) artifacts.trainingConfig = json.trainingConfig as io.TrainingConfig;
-  if (json.signature != null) artifacts.signature = json.signature as object;
+  if (json.signature != null) artifacts.signature = json.signature;
   if (json.userDefinedMetadata != null) {
     artifacts.userDefinedMetadata = json.userDefinedMetadata as Record<string, object>;
   }
-  if (json.modelInitializer != null) artifacts.modelInitializer = json.modelInitializer as object;
-  if (json.initializerSignature != null) artifacts.initializerSignature = json.initializerSignature as object;
+  if (json.modelInitializer != null) artifacts.modelInitializer = json.modelInitializer;
+  if (json.initializerSignature != null) artifacts.initializerSignature = json.initializerSignature;
   const groups = json.weightsManifest;
   if (groups == null) return artifacts;
 

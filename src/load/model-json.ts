@@ -76,7 +76,7 @@ export function parseModelJson(bytes: Uint8Array | string, context: ModelContext
     );
   }
   if (json.weightsManifest != null) validateManifest(json.weightsManifest, context);
-  return json as TfjsModelJson;
+  return json;
 }
 
 function validateManifest(manifest: unknown, context: ModelContext): asserts manifest is WeightGroup[] {
@@ -104,7 +104,7 @@ function validateManifest(manifest: unknown, context: ModelContext): asserts man
         throw bad(`group ${g} has a weight without a name, dtype or shape`);
       }
     }
-    for (const file of group.paths as string[]) modelFilePath(file, context);
+    for (const file of group.paths) modelFilePath(file, context);
   });
 }
 

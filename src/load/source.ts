@@ -238,9 +238,9 @@ function chunkStream(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const { done, value } = await iterator.next();
-        if (done) controller.close();
-        else controller.enqueue(value);
+        const next: IteratorResult<Uint8Array, unknown> = await iterator.next();
+        if (next.done === true) controller.close();
+        else controller.enqueue(next.value);
       } catch (error) {
         controller.error(explain(error));
       }

@@ -7,7 +7,7 @@
  * go looking for one, metadata server included. STORAGE_EMULATOR_HOST (or the apiEndpoint
  * option) points it at an emulator; the SDK then sends no credentials.
  */
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
 import type * as Gcs from "@google-cloud/storage";
@@ -266,7 +266,7 @@ export class GcsStorage implements Storage {
       }
       const resumable = options.contentLength === undefined || options.contentLength > RESUMABLE_THRESHOLD;
       await pipeline(
-        body as Readable,
+        body,
         file.createWriteStream({
           resumable,
           ...(options.contentType === undefined ? {} : { contentType: options.contentType }),

@@ -90,7 +90,7 @@ export function realisticWeights(bytes: number, k = 0): Buffer {
 /** `tar -cz --owner=0 --group=0 -C dir .`, the way TF Hub's docs build archives. */
 export async function tarGz(dir: string, options: { gzip?: boolean } = {}): Promise<Buffer> {
   const stream = tar.c({ cwd: dir, gzip: options.gzip ?? true, portable: true }, ["."]);
-  return buffer(stream as unknown as AsyncIterable<Buffer>);
+  return buffer(stream);
 }
 
 /** Every regular file below `root` with its bytes, for exact comparisons. */

@@ -37,7 +37,7 @@ export async function run(
   const y = (
     node !== undefined && "execute" in model ? model.execute(x, node) : model.predict(x)
   ) as tf.Tensor;
-  const values = (await y.data()) as Float32Array | Int32Array | Uint8Array;
+  const values = await y.data<"float32" | "int32" | "bool">();
   y.dispose();
   return values;
 }
