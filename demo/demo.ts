@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { entryPaths, resolve } from "hubcache";
+import { handleHash, resolve } from "hubcache";
 import { movenetModelDir, readTree, tarGz, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
 
@@ -73,7 +73,8 @@ async function main(): Promise<void> {
       `  -> in-process: ${perCall.toFixed(0)} µs per resolve() of a cached model, ${hub.requests.length - before} requests`,
     );
 
-    const paths = entryPaths(cacheDir, handle);
+    const hash = handleHash(handle); // TF Hub's entry name: the sha1 of the handle
+    const paths = { hash, dir: path.join(cacheDir, hash), descriptor: path.join(cacheDir, `${hash}.descriptor.txt`) };
     console.log(`\nWhat is in the cache (the layout Python tensorflow_hub uses, so both can share it):`);
     for (const name of (await fs.readdir(cacheDir)).sort()) {
       const stat = await fs.stat(path.join(cacheDir, name));

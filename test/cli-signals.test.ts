@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { entryPaths } from "hubcache";
+import { entryPaths } from "../src/cache/layout.js";
 import { benignEntries, gzip, tarOf } from "./helpers/archives.js";
 import { realisticWeights } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";

@@ -5,7 +5,8 @@ import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { type ModelInfo, entryPaths, modelInfo } from "hubcache";
+import { type ModelInfo, modelInfo } from "hubcache";
+import { entryPaths } from "../src/cache/layout.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { type LoadHub, startLoadHub } from "./helpers/load-hub.js";
 

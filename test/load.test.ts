@@ -9,15 +9,8 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as converter from "@tensorflow/tfjs-converter";
 import * as layers from "@tensorflow/tfjs-layers";
-import {
-  type HubcacheEvent,
-  type ObjectReader,
-  cacheIOHandler,
-  entryPaths,
-  hubFetch,
-  load,
-  resolve,
-} from "hubcache";
+import { type HubcacheEvent, type ObjectReader, cacheIOHandler, hubFetch, load, resolve } from "hubcache";
+import { entryPaths } from "../src/cache/layout.js";
 import { readTree, tempDir } from "./helpers/fixtures.js";
 import { startFlakyHost } from "./helpers/flaky-host.js";
 import { type LoadHub, PATHS, startLoadHub } from "./helpers/load-hub.js";

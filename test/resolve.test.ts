@@ -4,7 +4,8 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type HubcacheEvent, entryPaths, resolve } from "hubcache";
+import { type HubcacheEvent, resolve } from "hubcache";
+import { entryPaths } from "../src/cache/layout.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { worldReadableCli } from "./helpers/runtime-copy.js";
 import {

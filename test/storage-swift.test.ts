@@ -2,7 +2,8 @@
 // OpenStack Swift's S3 API (see test/helpers/swift.ts for where the server comes from).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { entryPaths, openStorage, resolve } from "hubcache";
+import { openStorage, resolve } from "hubcache";
+import { entryPaths } from "../src/cache/layout.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, createS3Bucket, s3Env, uniqueBucket } from "./helpers/object-stores.js";

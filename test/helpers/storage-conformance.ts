@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { describe, test } from "node:test";
-import { type Storage, probeCreateOnly } from "hubcache";
+import { type Storage } from "hubcache";
+import { probeCreateOnly } from "../../src/storage/transfer.js";
 import { expectCode } from "./assertions.js";
 
 export interface ConformanceTarget {
