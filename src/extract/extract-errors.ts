@@ -4,6 +4,26 @@ import { ErrorCode, HubcacheError, LockLost, RestartRequired, errnoCode } from "
 export const TRUNCATED_HINT = "The download was interrupted or the host sent a partial file. Try again.";
 const CORRUPT_HINT = "Try again; if it persists, the archive on the host is damaged (tell its publisher).";
 
+/** The refusal of a whole archive because of one member that is not a plain file or folder. */
+export function unsafeArchiveError(handle: string, reason: string): HubcacheError {
+  return new HubcacheError(
+    ErrorCode.UNSAFE_ARCHIVE,
+    `The archive of ${handle} holds ${reason}; the whole archive was refused.`,
+    {
+      handle,
+      hint: "Model archives hold only regular files and folders (TF Hub refuses links too), each under its own name. Do not use this archive; tell its publisher.",
+    },
+  );
+}
+
+/** The refusal of a whole archive because of one damaged member. */
+export function corruptArchiveError(handle: string, reason: string): HubcacheError {
+  return new HubcacheError(ErrorCode.CORRUPT, `The archive of ${handle} is corrupt: it holds ${reason}.`, {
+    handle,
+    hint: CORRUPT_HINT,
+  });
+}
+
 /** tar's "cannot use the target directory" error (it is missing, or not a directory). */
 export function isCwdError(error: unknown): boolean {
   return error instanceof Error && error.name === "CwdError";

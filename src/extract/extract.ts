@@ -18,17 +18,21 @@ import {
   sniff,
 } from "./archive-kind.js";
 import { ByteCounter, Coalescer } from "./byte-streams.js";
-import { TRUNCATED_HINT, classifyExtractError } from "./extract-errors.js";
+import { TRUNCATED_HINT, classifyExtractError, unsafeArchiveError } from "./extract-errors.js";
 import { ExtractGuard, type GuardLimits, planGuard } from "./extract-guard.js";
+import { DEFAULT_MAX_FILES, MemberCheck } from "./member-check.js";
 import { UnpackRun } from "./unpack.js";
 
 export { describeBody } from "./archive-kind.js";
 export { classifyExtractError } from "./extract-errors.js";
 export { entryProblem } from "./unpack.js";
+export { DEFAULT_MAX_FILES } from "./member-check.js";
 
 export const GUNZIP_CHUNK_BYTES = 1 << 20;
 const COALESCE_BYTES = 256 * 1024;
 const COALESCE_WAIT_MS = 20;
+/** How many members node-tar may have in flight before MemberCheck waits for them to be written. */
+const MEMBERS_IN_FLIGHT = 1024;
 
 export interface ExtractOptions {
   handle: string;
@@ -39,6 +43,11 @@ export interface ExtractOptions {
    * Default: 5 % of the filesystem, at most 1 GiB. 0 turns the free-space guard off.
    */
   minFreeBytes?: number | undefined;
+  /**
+   * Stop with ERR_HUBCACHE_TOO_LARGE past this many files and folders. Default DEFAULT_MAX_FILES
+   * (100,000); settings: HUBCACHE_MAX_FILES.
+   */
+  maxFiles?: number | undefined;
   /** What came back, to explain a body that is not an archive. */
   contentType?: string | undefined;
   /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
@@ -86,7 +95,14 @@ export async function extractArchive(
   const kind = detectKindOrThrow(sniffed.head, source, options);
   const progress = new Progress(kind, options.onBytes);
   const stages = pipelineStages(kind, limits, progress, handle);
-  const run = new UnpackRun(tar, dir, handle, (error) => stages[0].destroy(error));
+  const check: MemberCheck = new MemberCheck({
+    handle,
+    maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES,
+    pauseEvery: MEMBERS_IN_FLIGHT,
+    whenWritten: (members): Promise<void> => run.whenWritten(members),
+  });
+  const run: UnpackRun = new UnpackRun(tar, dir, handle, (error) => stages[0].destroy(error), check.expected);
+  stages.push(check);
   progress.entries = () => run.entries;
   try {
     const streams = [Readable.from(sniffed.stream), ...stages, run.unpack] as unknown[];
@@ -97,7 +113,7 @@ export async function extractArchive(
     await run.finish();
     throw run.problem ?? classifyExtractError(error, handle);
   }
-  checkOutcome(run, handle);
+  checkOutcome(run, check, handle);
   return { compressedBytes: progress.compressed, tarBytes: progress.tar, entries: run.entries };
 }
 
@@ -150,9 +166,13 @@ function pipelineStages(
 }
 
 /** After tar has ended: any refusal or tar error, and the end-of-archive marker. */
-function checkOutcome(run: UnpackRun, handle: string): void {
+function checkOutcome(run: UnpackRun, check: MemberCheck, handle: string): void {
   if (run.problem) throw run.problem;
   if (run.tarError !== undefined) throw classifyExtractError(run.tarError, handle);
+  if (run.entries !== check.members) {
+    const skipped = check.expected[0]?.path ?? "";
+    throw unsafeArchiveError(handle, `members tar skipped (${check.members - run.entries}, from ${skipped})`);
+  }
   if (!run.sawEndOfArchive) {
     throw new HubcacheError(
       ErrorCode.TRUNCATED,

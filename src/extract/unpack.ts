@@ -9,10 +9,19 @@
  *   exception is a target directory that is gone (tar's CwdError): then tar reports an "error" and
  *   never ends, and the run settles on that error (nothing can land in a missing directory).
  * - the archive must end with tar's end-of-archive marker, two zero blocks (tar's "eof" event).
+ * - tar reports every file and folder it extracts through `filter`, in archive order, with the
+ *   name, type and size it will use: the run compares them with what MemberCheck let through.
+ * - tar keeps each entry in its PathReservations until the Unpack is gone (about 3 KB a member:
+ *   600 MB for 200,000), and starts writing entries without waiting for earlier ones: the run
+ *   counts reservations, lets MemberCheck wait until they are all released, and then gives tar a
+ *   fresh PathReservations (the old one holds nothing that is still running).
  */
 import type * as Tar from "tar";
-import { ErrorCode, HubcacheError } from "../errors.js";
-import { isCwdError } from "./extract-errors.js";
+import type { HubcacheError } from "../errors.js";
+import { isCwdError, unsafeArchiveError } from "./extract-errors.js";
+import { MAX_META_BYTES } from "./member-check.js";
+import type { Member } from "./member-rules.js";
+import { shown } from "./tar-header.js";
 
 const SAFE_TYPES = new Set(["File", "OldFile", "ContiguousFile", "Directory"]);
 
@@ -35,18 +44,6 @@ export function entryProblem(entryPath: string, type: string): string | undefine
   return undefined;
 }
 
-/** The refusal of a whole archive because of one member. */
-export function unsafeArchiveError(handle: string, reason: string): HubcacheError {
-  return new HubcacheError(
-    ErrorCode.UNSAFE_ARCHIVE,
-    `The archive of ${handle} holds ${reason}; the whole archive was refused.`,
-    {
-      handle,
-      hint: "Model archives hold only regular files and folders (TF Hub refuses links too). Do not use this archive; tell its publisher.",
-    },
-  );
-}
-
 /** One node-tar Unpack into `dir`, and what it reported. */
 export class UnpackRun {
   readonly unpack: Tar.Unpack;
@@ -59,6 +56,13 @@ export class UnpackRun {
   /** The first error tar reported. */
   tarError: unknown;
   failed = false;
+  /** Entries tar has handed to its writer, and reservations taken and released. */
+  private ended = false;
+  private emitted = 0;
+  private reserved = 0;
+  private released = 0;
+  private waiter: { members: number; resolve: () => void } | undefined;
+  private renewReservations: () => void = () => undefined;
 
   /** `stop` is called once, with the error that refuses the archive: it must stop the input. */
   constructor(
@@ -66,8 +70,10 @@ export class UnpackRun {
     dir: string,
     private readonly handle: string,
     private readonly stop: (error: Error) => void,
+    private readonly expected: Member[],
   ) {
     this.unpack = tar.x({
+      maxMetaEntrySize: MAX_META_BYTES,
       cwd: dir,
       strict: true,
       preserveOwner: false,
@@ -82,12 +88,59 @@ export class UnpackRun {
     this.unpack.on("eof", () => {
       this.sawEndOfArchive = true;
     });
+    this.unpack.on("entry", () => {
+      this.emitted++;
+      this.checkWritten();
+    });
+    this.countReservations();
     this.settled = this.whenSettled();
+  }
+
+  /** Resolves once tar has written the first `members` members (or the run has failed or ended). */
+  whenWritten(members: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiter = { members, resolve };
+      this.checkWritten();
+    });
+  }
+
+  private checkWritten(): void {
+    const waiter = this.waiter;
+    if (!waiter) return;
+    const idle = this.emitted >= waiter.members && this.reserved === this.released;
+    if (!idle && !this.failed && !this.ended) return;
+    this.waiter = undefined;
+    if (idle) this.renewReservations();
+    waiter.resolve();
+  }
+
+  private countReservations(): void {
+    type Reservations = Tar.Unpack["reservations"];
+    const Fresh = this.unpack.reservations.constructor as new () => Reservations;
+    let current = this.unpack.reservations;
+    this.renewReservations = () => {
+      current = new Fresh();
+    };
+    const counted: Pick<Reservations, "reserve"> = {
+      reserve: (paths, fn) => {
+        this.reserved++;
+        return current.reserve(paths, (clear) =>
+          fn(() => {
+            const cleared = clear();
+            this.released++;
+            this.checkWritten();
+            return cleared;
+          }),
+        );
+      },
+    };
+    this.unpack.reservations = counted as Reservations;
   }
 
   private accept(entryPath: string, entry: Tar.ReadEntry): boolean {
     if (this.failed) return false;
-    const reason = entryProblem(entry.path ?? entryPath, entry.type);
+    const reason =
+      entryProblem(entry.path ?? entryPath, entry.type) ?? mismatch(this.expected.shift(), entry);
     if (reason) {
       this.refuse(unsafeArchiveError(this.handle, reason));
       return false;
@@ -129,8 +182,13 @@ export class UnpackRun {
    */
   private whenSettled(): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.unpack.on("end", () => resolve());
-      this.unpack.on("abort", () => resolve());
+      const done = (): void => {
+        this.ended = true;
+        this.checkWritten();
+        resolve();
+      };
+      this.unpack.on("end", done);
+      this.unpack.on("abort", done);
       // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.
       this.unpack.on("error", (error: unknown) => {
         this.tarError ??= error;
@@ -138,9 +196,23 @@ export class UnpackRun {
           this.failed = true;
           // Stop the data too, so the pipeline fails rather than wait for tar to read on.
           this.stop(error as Error);
-          resolve();
+          done();
         }
       });
     });
   }
+}
+
+/** How tar's reading of a member differs from MemberCheck's, or undefined if it does not. */
+function mismatch(expected: Member | undefined, entry: Tar.ReadEntry): string | undefined {
+  if (!expected) return `a member tar found and hubcache's check did not (${shown(entry.path)})`;
+  const kind = entry.type === "Directory" ? "dir" : "file";
+  if (
+    entry.path === expected.path &&
+    kind === expected.kind &&
+    (kind === "dir" || entry.size === expected.size)
+  ) {
+    return undefined;
+  }
+  return `a member tar would extract differently: ${shown(expected.path)} (${expected.kind}, ${expected.size} bytes) as ${shown(entry.path)} (${entry.type}, ${entry.size} bytes)`;
 }
