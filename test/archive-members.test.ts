@@ -187,6 +187,15 @@ describe("members node-tar would not extract faithfully", () => {
     );
   });
 
+  it("a name part longer than file systems allow is refused (not ERR_HUBCACHE_IO)", async () => {
+    const name = `variables/${"n".repeat(300)}.data`;
+    await refuse(
+      archive(paxHeader([["path", name]]), rawEntry({ name: "short", type: "0", content: "x" })),
+      UNSAFE,
+      /longer than 255 bytes.*variables\/nnn/,
+    );
+  });
+
   it("a malformed pax record (wrong length) is corrupt, not dropped", async () => {
     const bad = Buffer.from("99 path=variables/real-name.data\n");
     await refuse(

@@ -139,6 +139,13 @@ function damagedArchive({ error, handle, code, tarCode, message }: Failure): Hub
       cause: error,
     });
   }
+  if (code === "ENAMETOOLONG") {
+    return new HubcacheError(
+      ErrorCode.UNSAFE_ARCHIVE,
+      `The archive of ${handle} holds a name too long for this file system (${message}); the whole archive was refused.`,
+      { handle, hint: "Do not use this archive; tell its publisher.", cause: error },
+    );
+  }
   if (tarCode === "TAR_ENTRY_ERROR" && /too deep|excessively deep/i.test(message)) {
     return new HubcacheError(
       ErrorCode.UNSAFE_ARCHIVE,

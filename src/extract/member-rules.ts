@@ -116,6 +116,9 @@ function paxName(value: Buffer): string {
   return name;
 }
 
+/** The longest file or folder name (one path part) Linux, macOS and Windows file systems allow. */
+const MAX_NAME_BYTES = 255;
+
 /** Why a member's name cannot be extracted as is, or undefined. */
 export function pathProblem(member: Member): string | undefined {
   const name = member.path;
@@ -124,6 +127,10 @@ export function pathProblem(member: Member): string | undefined {
   }
   const parts = name.split(/[\\/]/);
   if (parts.includes("..")) return `a path with ".." (${name})`;
+  const long = parts.find((part) => Buffer.byteLength(part) > MAX_NAME_BYTES);
+  if (long !== undefined) {
+    return `a name part longer than ${MAX_NAME_BYTES} bytes, more than file systems allow (${name})`;
+  }
   const last = parts.at(-1);
   if (member.kind === "file" && (last === "." || last === "" || components(name).length === 0)) {
     return `a regular file named ${shown(name)} (not a file name)`;
