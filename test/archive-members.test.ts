@@ -10,6 +10,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import * as tar from "tar";
 import { extractArchive } from "../src/extract/extract.js";
+import { MemberCheck } from "../src/extract/member-check.js";
 import { resolve } from "../src/resolve.js";
 import {
   END_OF_ARCHIVE,
@@ -354,6 +355,29 @@ describe("members hubcache understands are extracted under their full names with
       const body = paxBody([["path", name]]);
       assert.deepEqual(written.subarray(512, 512 + body.length), body);
     }
+  });
+});
+
+describe("a member node-tar does not report", () => {
+  it("is refused as soon as tar has been handed the bytes past it", async () => {
+    const written: Buffer[] = [];
+    const check = new MemberCheck({
+      handle: "h",
+      maxFiles: 100,
+      sink: { write: (chunk) => written.push(chunk) > 0, end: () => undefined, once: () => undefined },
+      reported: () => 0, // a tar that silently drops every member
+      pauseEvery: 1000,
+      whenWritten: async () => undefined,
+    });
+    await assert.rejects(
+      new Promise<void>((resolveDone, reject) => {
+        check.on("error", reject);
+        check.on("finish", resolveDone);
+        check.end(tarOf([{ path: "dropped.pb", content: "x" }]));
+      }),
+      (error: Error & { code?: string }) =>
+        error.code === UNSAFE && /members tar skips \(1, from dropped\.pb\)/.test(error.message),
+    );
   });
 });
 

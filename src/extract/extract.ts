@@ -95,17 +95,21 @@ export async function extractArchive(
   const kind = detectKindOrThrow(sniffed.head, source, options);
   const progress = new Progress(kind, options.onBytes);
   const stages = pipelineStages(kind, limits, progress, handle);
-  const check: MemberCheck = new MemberCheck({
+  const run = new UnpackRun(tar, dir, handle);
+  const check = new MemberCheck({
     handle,
     maxFiles: options.maxFiles ?? DEFAULT_MAX_FILES,
+    sink: run.unpack,
+    reported: () => (run.failed ? undefined : run.entries),
     pauseEvery: MEMBERS_IN_FLIGHT,
-    whenWritten: (members): Promise<void> => run.whenWritten(members),
+    whenWritten: (members) => run.whenWritten(members),
   });
-  const run: UnpackRun = new UnpackRun(tar, dir, handle, (error) => stages[0].destroy(error), check.expected);
-  stages.push(check);
+  run.expected = check.expected;
+  // Failing the last stage fails the pipeline (the first may have finished already).
+  run.stop = (error) => check.destroy(error);
   progress.entries = () => run.entries;
   try {
-    const streams = [Readable.from(sniffed.stream), ...stages, run.unpack] as unknown[];
+    const streams = [Readable.from(sniffed.stream), ...stages, check] as unknown[];
     await pipeline(streams as NodeJS.ReadWriteStream[], { signal: options.signal });
     await run.settled;
   } catch (error) {
@@ -171,7 +175,7 @@ function checkOutcome(run: UnpackRun, check: MemberCheck, handle: string): void 
   if (run.tarError !== undefined) throw classifyExtractError(run.tarError, handle);
   if (run.entries !== check.members) {
     const skipped = check.expected[0]?.path ?? "";
-    throw unsafeArchiveError(handle, `members tar skipped (${check.members - run.entries}, from ${skipped})`);
+    throw unsafeArchiveError(handle, `members tar skips (${check.members - run.entries}, from ${skipped})`);
   }
   if (!run.sawEndOfArchive) {
     throw new HubcacheError(

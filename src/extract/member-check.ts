@@ -1,11 +1,13 @@
 /**
- * Reads the tar stream on its way to node-tar, header by header, and refuses the archive at the
- * first member hubcache cannot extract faithfully (see member-rules.ts), before node-tar sees it.
- * It records each member it lets through; the extractor checks that node-tar reports exactly those
- * (same name, type and size, none skipped). It also counts members (maxFiles), and can pause at a
- * member boundary until node-tar has written everything so far (which bounds node-tar's memory).
+ * Reads the tar stream header by header and hands it to node-tar, refusing the archive at the
+ * first member hubcache cannot extract faithfully (see member-rules.ts) before node-tar sees it.
+ * It records each member it lets through; node-tar must report exactly those through its filter
+ * (same name, type and size: see UnpackRun), and after each write that ends on a member boundary it
+ * must have reported all of them (tar parses headers synchronously as it is written to), so none
+ * is skipped. It also counts members (maxFiles), and every `pauseEvery` members waits until
+ * node-tar has written everything so far (which bounds node-tar's memory).
  */
-import { Transform, type TransformCallback } from "node:stream";
+import { Writable } from "node:stream";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { corruptArchiveError, unsafeArchiveError } from "./extract-errors.js";
 import { type Member, PathKinds, checkPaxRecord, memberFromHeader, pathProblem } from "./member-rules.js";
@@ -24,9 +26,19 @@ export const MAX_META_BYTES = 1 << 20;
 /** Default limit on the number of files and folders in one archive (the maxFiles option). */
 export const DEFAULT_MAX_FILES = 100_000;
 
+/** node-tar's Unpack, as MemberCheck writes to it. */
+export interface TarSink {
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  once(event: "drain", listener: () => void): unknown;
+}
+
 export interface MemberCheckOptions {
   handle: string;
   maxFiles: number;
+  sink: TarSink;
+  /** How many members node-tar has reported so far, or undefined once it has failed. */
+  reported: () => number | undefined;
   /** Pause every this many members... */
   pauseEvery: number;
   /** ...until this resolves (called with the number of members let through so far). */
@@ -35,7 +47,7 @@ export interface MemberCheckOptions {
 
 type Phase = "header" | "skip" | "meta" | "end";
 
-export class MemberCheck extends Transform {
+export class MemberCheck extends Writable {
   /** Members let through that node-tar has not reported yet, in archive order. */
   readonly expected: Member[] = [];
   members = 0;
@@ -59,41 +71,57 @@ export class MemberCheck extends Transform {
     super();
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.scan(chunk, 0, callback);
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (this.phase === "end" && (this.pax || this.longName || this.deferred)) {
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.pax || this.longName || this.deferred) {
       callback(this.refusal(new MemberProblem("corrupt", "an extended header with no member after it")));
       return;
     }
+    this.options.sink.end();
     callback();
   }
 
-  /** Scan `chunk` from `from`, pushing it on; pauses (and resumes here) at a member boundary. */
-  private scan(chunk: Buffer, from: number, callback: TransformCallback): void {
+  /** Scan `chunk` from `from` and hand it to tar; pauses (and resumes here) at a member boundary. */
+  private scan(chunk: Buffer, from: number, callback: (error?: Error | null) => void): void {
     let pos = from;
     try {
       while (pos < chunk.length) {
-        if (this.sincePause >= this.options.pauseEvery && this.phase === "header" && !this.partial) {
+        if (this.sincePause >= this.options.pauseEvery && this.atBoundary()) {
           this.sincePause = 0;
-          this.push(chunk.subarray(from, pos));
           const resumeAt = pos;
-          this.options.whenWritten(this.members).then(
-            () => this.scan(chunk, resumeAt, callback),
-            (error: unknown) => callback(error as Error),
-          );
+          this.feed(chunk.subarray(from, pos))
+            .then(() => this.options.whenWritten(this.members))
+            .then(() => this.scan(chunk, resumeAt, callback), callback);
           return;
         }
         pos = this.step(chunk, pos);
       }
+      this.feed(from === 0 ? chunk : chunk.subarray(from)).then(() => callback(), callback);
     } catch (error) {
       callback(error instanceof MemberProblem ? this.refusal(error) : (error as Error));
-      return;
     }
-    this.push(from === 0 ? chunk : chunk.subarray(from));
-    callback();
+  }
+
+  private atBoundary(): boolean {
+    return (this.phase === "header" && !this.partial) || this.phase === "end";
+  }
+
+  /** Hand `bytes` to tar; resolves once it takes more. Throws if tar skipped a member. */
+  private feed(bytes: Buffer): Promise<void> {
+    const more = bytes.length === 0 || this.options.sink.write(bytes);
+    const reported = this.options.reported();
+    if (this.atBoundary() && reported !== undefined && reported < this.members) {
+      const skipped = this.expected[0]?.path ?? "";
+      throw unsafeArchiveError(
+        this.options.handle,
+        `members tar skips (${this.members - reported}, from ${skipped})`,
+      );
+    }
+    if (more) return Promise.resolve();
+    return new Promise((resolve) => this.options.sink.once("drain", resolve));
   }
 
   /** Consume some bytes of `chunk` at `pos`; returns the new position. */

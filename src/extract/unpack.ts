@@ -56,6 +56,8 @@ export class UnpackRun {
   /** The first error tar reported. */
   tarError: unknown;
   failed = false;
+  /** What MemberCheck let through and tar has not reported yet, in archive order. */
+  expected: Member[] = [];
   /** Entries tar has handed to its writer, and reservations taken and released. */
   private ended = false;
   private emitted = 0;
@@ -64,13 +66,13 @@ export class UnpackRun {
   private waiter: { members: number; resolve: () => void } | undefined;
   private renewReservations: () => void = () => undefined;
 
-  /** `stop` is called once, with the error that refuses the archive: it must stop the input. */
+  /** Called with the error that refuses the archive, or tar's error: it must fail the pipeline. */
+  stop: (error: Error) => void = () => undefined;
+
   constructor(
     tar: typeof Tar,
     dir: string,
     private readonly handle: string,
-    private readonly stop: (error: Error) => void,
-    private readonly expected: Member[],
   ) {
     this.unpack = tar.x({
       maxMetaEntrySize: MAX_META_BYTES,
@@ -192,12 +194,10 @@ export class UnpackRun {
       // tar reports each problem as an "error" event, also after the pipeline is over: keep a listener.
       this.unpack.on("error", (error: unknown) => {
         this.tarError ??= error;
-        if (isCwdError(error)) {
-          this.failed = true;
-          // Stop the data too, so the pipeline fails rather than wait for tar to read on.
-          this.stop(error as Error);
-          done();
-        }
+        this.failed = true;
+        // Stop the data too, so the pipeline fails rather than wait for tar to read on.
+        this.stop(error as Error);
+        if (isCwdError(error)) done();
       });
     });
   }
