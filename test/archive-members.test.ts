@@ -170,6 +170,18 @@ describe("members node-tar would not extract faithfully", () => {
   it("a name that is not valid UTF-8 is refused (not replaced by U+FFFD)", async () => {
     const name = Buffer.from([0x6d, 0xff, 0xfe, 0x2e, 0x70, 0x62]); // "m\xff\xfe.pb"
     await refuse(archive(rawEntry({ name, type: "0", content: "x" })), UNSAFE, /not valid UTF-8/);
+    // Python's tarfile marks such pax names with hdrcharset=BINARY.
+    await refuse(
+      archive(
+        paxHeader([
+          ["hdrcharset", "BINARY"],
+          ["path", name],
+        ]),
+        rawEntry({ name: "m__.pb", type: "0", content: "x" }),
+      ),
+      UNSAFE,
+      /"m\u00ff\u00fe\.pb" that is not valid UTF-8/,
+    );
   });
 
   it("a regular file named '.' (or 'dir/.') is refused", async () => {

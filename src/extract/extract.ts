@@ -1,8 +1,11 @@
 /**
  * Streaming extraction: bytes in, a directory tree out. gzip'd or plain tar, detected from the
- * bytes (never from headers). gunzip runs with 1 MiB chunks (the biggest lever on speed), and
- * node-tar writes the files (see unpack.ts for what hubcache relies on). Anything unsafe or broken
- * rejects the whole archive; the caller owns the target directory and deletes it on failure.
+ * bytes (never from headers). gunzip runs with 1 MiB chunks (the biggest lever on speed). The
+ * pipeline: body -> ByteCounter -> [Coalescer -> gunzip -> TarHeadCheck] -> ExtractGuard (byte
+ * and disk limits) -> MemberCheck (every member a file or folder under its full name, maxFiles)
+ * -> node-tar's Unpack, which writes the files (UnpackRun: what hubcache relies on). Anything
+ * unsafe or broken rejects the whole archive; the caller owns the target directory and deletes it
+ * on failure.
  */
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";

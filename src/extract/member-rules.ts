@@ -41,7 +41,7 @@ const PAX_VALUES: Record<string, RegExp | undefined> = {
   ctime: NUMBER,
   uid: /^[0-9]+$/,
   gid: /^[0-9]+$/,
-  mode: /^[0-7]+$/,
+  mode: /^[0-9]+$/,
   uname: undefined,
   gname: undefined,
   charset: undefined,
@@ -65,6 +65,12 @@ export function checkPaxRecord(key: string, value: Buffer, global: boolean, name
   if (key === "path" || key === "size") {
     if (global) throw new MemberProblem("unsafe", `a global pax header that sets ${key} for every member`);
     return; // read by memberFromHeader
+  }
+  if (key === "hdrcharset" && value.toString("latin1") !== "ISO-IR 10646 2000 UTF-8") {
+    throw new MemberProblem(
+      "unsafe",
+      `names that are not UTF-8 (pax hdrcharset ${shown(value.toString("latin1"))}) (${name})`,
+    );
   }
   if (Object.hasOwn(PAX_VALUES, key)) {
     const pattern = PAX_VALUES[key];
