@@ -58,8 +58,8 @@ export class UnpackRun {
   failed = false;
   /** What MemberCheck let through and tar has not reported yet, in archive order. */
   expected: Member[] = [];
-  /** Entries tar has handed to its writer, and reservations taken and released. */
   private ended = false;
+  /** Entries tar has handed to its writer, and reservations taken and released. */
   private emitted = 0;
   private reserved = 0;
   private released = 0;
