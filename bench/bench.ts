@@ -1,12 +1,16 @@
 /**
- * npm run bench: hubcache's cold resolve against `curl -sL URL | tar xzf -` on the same ~256 MB
- * SavedModel-shaped archive served from 127.0.0.1, in alternating runs; peak RSS; warm resolve cost.
- * Prints one table with ratios against the baseline measured in the same run.
+ * npm run bench: hubcache's cold resolve against `curl -sL URL | tar xzf -` and against Node's bare
+ * download + gunzip into a null sink (the physical limit), on the same ~256 MB SavedModel-shaped
+ * archive served from 127.0.0.1, in alternating runs; peak RSS; warm resolve cost; and one cold
+ * resolve of an archive of 200,000 empty files (time and peak RSS).
+ * Prints one table with ratios against the baselines measured in the same run.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { resolve } from "hubcache";
+import * as tar from "tar";
 import { realisticWeights, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
 
@@ -15,6 +19,8 @@ const MODEL_MB = Number(process.env.BENCH_MODEL_MB ?? 256);
 const WORK = path.resolve(".bench");
 const MODEL_DIR = path.join(WORK, `savedmodel-${MODEL_MB}mb`);
 const ARCHIVE = `${MODEL_DIR}-v2.tar.gz`;
+const MEMBERS = Number(process.env.BENCH_MEMBERS ?? 200_000);
+const MEMBERS_ARCHIVE = path.join(WORK, `members-${MEMBERS}.tar.gz`);
 
 async function buildModel(): Promise<void> {
   if (existsSync(ARCHIVE)) return;
@@ -35,6 +41,27 @@ async function buildModel(): Promise<void> {
   await fs.writeFile(path.join(MODEL_DIR, "assets", "vocab.txt"), "a\nb\n".repeat(1000));
   execFileSync("tar", ["-cz", "--owner=0", "--group=0", "-f", `${ARCHIVE}.part`, "-C", MODEL_DIR, "."]);
   await fs.rename(`${ARCHIVE}.part`, ARCHIVE);
+}
+
+/** An archive of MEMBERS empty files, 1,000 to a folder, written header by header (once). */
+async function buildMembersArchive(): Promise<void> {
+  if (existsSync(MEMBERS_ARCHIVE)) return;
+  console.error(`building an archive of ${MEMBERS} empty files (once)...`);
+  const header = (name: string, type: "File" | "Directory"): Buffer => {
+    const block = Buffer.alloc(512);
+    new tar.Header({ path: name, type, size: 0, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 }).encode(
+      block,
+    );
+    return block;
+  };
+  const blocks: Buffer[] = [header("./", "Directory")];
+  for (let i = 0; i < MEMBERS; i++) {
+    if (i % 1000 === 0) blocks.push(header(`./d${i / 1000}/`, "Directory"));
+    blocks.push(header(`./d${Math.floor(i / 1000)}/f${i}`, "File"));
+  }
+  blocks.push(Buffer.alloc(1024));
+  await fs.writeFile(`${MEMBERS_ARCHIVE}.part`, zlib.gzipSync(Buffer.concat(blocks), { level: 1 }));
+  await fs.rename(`${MEMBERS_ARCHIVE}.part`, MEMBERS_ARCHIVE);
 }
 
 function median(values: number[]): number {
@@ -61,13 +88,18 @@ function run(command: string, args: string[]): Promise<{ ms: number; stdout: str
 async function main(): Promise<void> {
   await fs.mkdir(WORK, { recursive: true });
   await buildModel();
+  await buildMembersArchive();
   const archiveBytes = (await fs.stat(ARCHIVE)).size;
   const hub = await startHubServer();
   hub.add("/bench/savedmodel/1", { archive: { file: ARCHIVE, size: archiveBytes } });
+  const membersBytes = (await fs.stat(MEMBERS_ARCHIVE)).size;
+  hub.add("/bench/members/1", { archive: { file: MEMBERS_ARCHIVE, size: membersBytes } });
   const handle = hub.handle("/bench/savedmodel/1");
   const scratch = await tempDir("hubcache-bench-");
 
   const curlMs: number[] = [];
+  const gunzipMs: number[] = [];
+  const gunzipRatios: number[] = [];
   const coldMs: number[] = [];
   const coldWallMs: number[] = [];
   const rssMB: number[] = [];
@@ -82,6 +114,11 @@ async function main(): Promise<void> {
       `curl -sL '${handle}?tf-hub-format=compressed' | tar xzf - -C '${out}'`,
     ]);
     await fs.rm(out, { recursive: true });
+    const gunzip = await run(process.execPath, [
+      "bench/gunzip-child.mjs",
+      `${handle}?tf-hub-format=compressed`,
+    ]);
+    const gunzipReport = JSON.parse(gunzip.stdout) as { ms: number };
     lastCache = path.join(scratch, `cache-${i}`);
     const cold = await run(process.execPath, ["bench/cold-child.mjs", handle, lastCache]);
     const report = JSON.parse(cold.stdout) as { ms: number; maxRssMB: number };
@@ -91,9 +128,11 @@ async function main(): Promise<void> {
     rssMB.push(report.maxRssMB);
     ratios.push(cold.ms / curl.ms);
     resolveRatios.push(report.ms / curl.ms);
+    gunzipMs.push(gunzipReport.ms);
+    gunzipRatios.push(report.ms / gunzipReport.ms);
     if (i < RUNS - 1) await fs.rm(lastCache, { recursive: true });
     console.error(
-      `run ${i + 1}/${RUNS}: curl|tar ${curl.ms.toFixed(0)} ms, hubcache ${cold.ms.toFixed(0)} ms (resolve ${report.ms.toFixed(0)} ms), peak RSS ${report.maxRssMB.toFixed(0)} MB`,
+      `run ${i + 1}/${RUNS}: curl|tar ${curl.ms.toFixed(0)} ms, download+gunzip ${gunzipReport.ms.toFixed(0)} ms, hubcache ${cold.ms.toFixed(0)} ms (resolve ${report.ms.toFixed(0)} ms), peak RSS ${report.maxRssMB.toFixed(0)} MB`,
     );
   }
 
@@ -106,6 +145,8 @@ async function main(): Promise<void> {
   const warmUs = ((performance.now() - started) * 1000) / calls;
   const warmRequests = hub.requests.length - requestsBefore;
 
+  const members = await coldMembers(hub.handle("/bench/members/1"), scratch);
+
   await hub.close();
   await fs.rm(scratch, { recursive: true, force: true });
 
@@ -114,6 +155,12 @@ async function main(): Promise<void> {
     ["measure", "value", "target", "ok"],
     ["archive", `${(archiveBytes / 1e6).toFixed(1)} MB gz → ${uncompressedMB} MiB`, "", ""],
     ["curl -sL | tar xzf (median)", `${median(curlMs).toFixed(0)} ms`, "baseline", ""],
+    [
+      "Node download + gunzip to a null sink (median)",
+      `${median(gunzipMs).toFixed(0)} ms`,
+      "physical limit",
+      "",
+    ],
     ["hubcache cold, whole process (median)", `${median(coldWallMs).toFixed(0)} ms`, "", ""],
     ["hubcache cold, resolve() only (median)", `${median(coldMs).toFixed(0)} ms`, "", ""],
     [
@@ -121,6 +168,12 @@ async function main(): Promise<void> {
       `${median(resolveRatios).toFixed(3)}x`,
       "≤ 0.50x",
       median(resolveRatios) <= 0.5 ? "yes" : "NO",
+    ],
+    [
+      "cold resolve() vs download + gunzip (median of pairs)",
+      `${median(gunzipRatios).toFixed(3)}x`,
+      "≤ 1.20x",
+      median(gunzipRatios) <= 1.2 ? "yes" : "NO",
     ],
     [
       "cold whole process vs curl|tar (median of pairs)",
@@ -134,6 +187,8 @@ async function main(): Promise<void> {
       "≤ 200 MB",
       Math.max(...rssMB) <= 200 ? "yes" : "NO",
     ],
+    [`cold resolve of ${MEMBERS} empty files`, members.time, "", ""],
+    [`peak RSS, ${MEMBERS} empty files`, members.rss, "≤ 200 MB", members.rssOk],
     ["warm resolve", `${warmUs.toFixed(1)} µs/call`, "≤ 200 µs", warmUs <= 200 ? "yes" : "NO"],
     ["requests made by warm resolves", String(warmRequests), "0", warmRequests === 0 ? "yes" : "NO"],
   ];
@@ -147,6 +202,30 @@ async function main(): Promise<void> {
   console.log(
     `\n${RUNS} alternating runs on ${process.platform}/${process.arch}, node ${process.version}, ${(await import("node:os")).cpus().length} cores.`,
   );
+}
+
+/** One cold resolve of the many-members archive: its time and peak RSS (or why it failed). */
+async function coldMembers(
+  handle: string,
+  scratch: string,
+): Promise<{ time: string; rss: string; rssOk: string }> {
+  const cache = path.join(scratch, "cache-members");
+  try {
+    const cold = await run(process.execPath, ["bench/cold-child.mjs", handle, cache, String(MEMBERS)]);
+    const report = JSON.parse(cold.stdout) as { ms: number; maxRssMB: number };
+    console.error(
+      `${MEMBERS} members: resolve ${report.ms.toFixed(0)} ms, peak RSS ${report.maxRssMB.toFixed(0)} MB`,
+    );
+    return {
+      time: `${(report.ms / 1000).toFixed(1)} s`,
+      rss: `${report.maxRssMB.toFixed(0)} MB`,
+      rssOk: report.maxRssMB <= 200 ? "yes" : "NO",
+    };
+  } catch (error) {
+    return { time: `failed (${(error as Error).message})`, rss: "", rssOk: "NO" };
+  } finally {
+    await fs.rm(cache, { recursive: true, force: true });
+  }
 }
 
 await main();

@@ -333,6 +333,62 @@ describe("node-tar behaviour hubcache relies on", () => {
     }
   });
 
+  it("filter sees every file and folder in order, with the name, type and size tar writes", async () => {
+    const seen: string[] = [];
+    await extractWith(
+      tarOf(benignEntries()),
+      (dir) =>
+        new tar.Unpack({
+          cwd: dir,
+          strict: true,
+          filter: (_path, entry) => {
+            const e = entry as tar.ReadEntry;
+            seen.push(`${e.path} ${e.type} ${e.size}`);
+            return true;
+          },
+        }),
+      async () => {
+        assert.deepEqual(seen, [
+          "./ Directory 0",
+          "./saved_model.pb File 3000",
+          "./variables/ Directory 0",
+          "./variables/variables.index File 5",
+          "./variables/variables.data-00000-of-00001 File 5000",
+        ]);
+      },
+    );
+  });
+
+  it("Unpack takes one reservation per entry through its replaceable `reservations`", async () => {
+    let reserved = 0;
+    let cleared = 0;
+    await extractWith(
+      tarOf(benignEntries()),
+      (dir) => {
+        const unpack = new tar.Unpack({ cwd: dir, strict: true });
+        const inner = unpack.reservations;
+        const counting: Pick<typeof inner, "reserve"> = {
+          reserve: (paths, fn) => {
+            reserved++;
+            return inner.reserve(paths, (clear) =>
+              fn(() => {
+                cleared++;
+                return clear();
+              }),
+            );
+          },
+        };
+        unpack.reservations = counting as typeof inner;
+        return unpack;
+      },
+      async (dir) => {
+        assert.equal(reserved, 5);
+        assert.equal(cleared, 5, "every reservation is released before tar ends");
+        assert.equal(await fs.readFile(path.join(dir, "variables/variables.index"), "utf8"), "index");
+      },
+    );
+  });
+
   it("an entry refused in filter is never written", async () => {
     await extractWith(
       withLink,
