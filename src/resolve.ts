@@ -137,6 +137,7 @@ async function resolveObjectArchive(
   const produce = objectArchiveProducer(parsed, {
     emit,
     maxExtractBytes: settings.maxExtractBytes,
+    maxFiles: settings.maxFiles,
     minFreeBytes: settings.minFreeBytes,
     signal: options.signal,
     storage: storageOptions(options),

@@ -25,7 +25,10 @@ export const DEFAULTS = {
   idleTimeoutMs: 30_000,
   retries: 5,
   retryDelayMs: 1000,
+  maxFiles: 100_000,
 } as const;
+
+const seconds = (ms: number): string => `${ms / 1000} s`;
 
 export const SETTINGS: readonly SettingDoc[] = [
   {
@@ -72,7 +75,7 @@ export const SETTINGS: readonly SettingDoc[] = [
     option: "lockTimeoutMs",
     env: "HUBCACHE_LOCK_TIMEOUT (s)",
     flag: "--lock-timeout SECONDS",
-    default: "60 s",
+    default: seconds(DEFAULTS.lockTimeoutMs),
     meaning: "a download lock that shows no progress for this long is taken over",
   },
   {
@@ -81,6 +84,14 @@ export const SETTINGS: readonly SettingDoc[] = [
     flag: "--max-extract-bytes N",
     default: "no fixed limit",
     meaning: "refuse archives that unpack to more than N bytes (`ERR_HUBCACHE_TOO_LARGE`)",
+  },
+  {
+    option: "maxFiles",
+    env: "HUBCACHE_MAX_FILES",
+    flag: "--max-files N",
+    default: DEFAULTS.maxFiles.toLocaleString("en-US"),
+    meaning:
+      "refuse archives with more files and folders (`ERR_HUBCACHE_TOO_LARGE`); memory stays bounded whatever the count",
   },
   {
     option: "minFreeBytes",
@@ -92,25 +103,25 @@ export const SETTINGS: readonly SettingDoc[] = [
   {
     option: "connectTimeoutMs",
     env: "HUBCACHE_CONNECT_TIMEOUT (s)",
-    default: "30 s",
+    default: seconds(DEFAULTS.connectTimeoutMs),
     meaning: "TCP/TLS connect timeout",
   },
   {
     option: "idleTimeoutMs",
     env: "HUBCACHE_IDLE_TIMEOUT (s)",
-    default: "30 s",
+    default: seconds(DEFAULTS.idleTimeoutMs),
     meaning: "no header or body bytes for this long: the attempt failed",
   },
   {
     option: "retries",
     env: "HUBCACHE_RETRIES",
-    default: "5",
+    default: String(DEFAULTS.retries),
     meaning:
       "retries per download (connection errors, stalls, 408, 429, 5xx; never other 4xx), resuming with `Range` + `If-Range`",
   },
   {
     option: "retryDelayMs",
-    default: "1000 ms",
+    default: `${DEFAULTS.retryDelayMs} ms`,
     meaning: "first backoff, doubling with jitter; `Retry-After` wins",
   },
   {

@@ -20,6 +20,7 @@ import type { NetworkSettings } from "./net/client.js";
 import type { FetchFunction } from "./net/http.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
+import { DEFAULTS } from "./settings-table.js";
 import { isRemoteLocation } from "./storage/location.js";
 import type { StorageOptions } from "./storage/open.js";
 
@@ -43,6 +44,8 @@ export interface ResolveOptions {
   lockTimeoutMs?: number;
   /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
   maxExtractBytes?: number;
+  /** Refuse archives with more files and folders than this (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_FILES, else 100,000. */
+  maxFiles?: number;
   /**
    * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
    * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
@@ -73,10 +76,10 @@ export interface ResolveOptions {
   flags?: TfhubFlags;
 }
 
-export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_LOCK_TIMEOUT_MS = DEFAULTS.lockTimeoutMs;
+export const DEFAULT_CONNECT_TIMEOUT_MS = DEFAULTS.connectTimeoutMs;
 // Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
-export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = DEFAULTS.idleTimeoutMs;
 
 /** Settings after precedence is applied. */
 export interface ResolvedSettings {
@@ -86,6 +89,7 @@ export interface ResolvedSettings {
   offline: boolean;
   lockTimeoutMs: number;
   maxExtractBytes: number | undefined;
+  maxFiles: number | undefined;
   minFreeBytes: number | undefined;
   retries: number;
   retryDelayMs: number;
@@ -111,6 +115,7 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
     offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),
     lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
     maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
+    maxFiles: option("maxFiles") ?? envNumber(env, "HUBCACHE_MAX_FILES"),
     minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
     retries: Math.floor(
       option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,

@@ -23,6 +23,7 @@ import {
   tarOf,
 } from "./helpers/archives.js";
 import { tempDir } from "./helpers/fixtures.js";
+import { runCli } from "./helpers/processes.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { assertNoTrace, expectCode, makeSandbox } from "./helpers/sandbox.js";
 
@@ -422,6 +423,38 @@ describe("the member-count limit (maxFiles)", () => {
       assert.equal(result.entries, 30);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("HUBCACHE_MAX_FILES, the maxFiles option and --max-files set the limit of a resolve", async () => {
+    const route = `/members/${++routeCount}`;
+    host.route(route, [{ body: gzip(many) }]);
+    const handle = host.url(route);
+    const tooMany = /more than 10 files and folders/;
+    for (const options of [{ env: { HUBCACHE_MAX_FILES: "10" } }, { maxFiles: 10 }]) {
+      const sandbox = await makeSandbox();
+      try {
+        const error = await expectCode(
+          resolve(handle, { cacheDir: sandbox.cacheDir, retries: 0, ...options }),
+          "ERR_HUBCACHE_TOO_LARGE",
+        );
+        assert.match(error.message, tooMany);
+        await assertNoTrace(sandbox);
+      } finally {
+        await sandbox.cleanup();
+      }
+    }
+    const sandbox = await makeSandbox();
+    try {
+      const refused = await runCli(["resolve", "--max-files", "10", "--cache-dir", sandbox.cacheDir, handle]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /error\[ERR_HUBCACHE_TOO_LARGE\]: .*more than 10 files/);
+      assert.match(refused.stderr, /--max-files/, "the hint names the flag");
+      const allowed = await runCli(["resolve", "--max-files", "30", "--cache-dir", sandbox.cacheDir, handle]);
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.equal((await fs.readdir(allowed.stdout.trim())).length, 30);
+    } finally {
+      await sandbox.cleanup();
     }
   });
 });

@@ -20,6 +20,7 @@ export const CACHE_FLAG_OPTIONS = {
   offline: { type: "boolean" },
   "lock-timeout": { type: "string" },
   "max-extract-bytes": { type: "string" },
+  "max-files": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -35,6 +36,7 @@ export const CACHE_FLAGS_HELP = `  --cache-dir DIR            cache directory (w
   --offline                  use the cache only; never touch the network
   --lock-timeout SECONDS     take over a download lock that shows no progress for this long
   --max-extract-bytes N      refuse archives that unpack to more than N bytes
+  --max-files N              refuse archives with more than N files and folders (default 100000)
   -q, --quiet                no progress or notices on stderr
   -h, --help                 this help`;
 
@@ -49,6 +51,7 @@ export interface CacheFlags {
   offline?: boolean | undefined;
   "lock-timeout"?: string | undefined;
   "max-extract-bytes"?: string | undefined;
+  "max-files"?: string | undefined;
   quiet?: boolean | undefined;
 }
 
@@ -97,6 +100,8 @@ export function cacheOptions(
   if (typeof lockTimeout === "string") return lockTimeout;
   const maxExtract = numberFlag("max-extract-bytes", values["max-extract-bytes"]);
   if (typeof maxExtract === "string") return maxExtract;
+  const maxFiles = numberFlag("max-files", values["max-files"]);
+  if (typeof maxFiles === "string") return maxFiles;
   const showProgress = !values.quiet && (context.stderrIsTTY || Boolean(context.env.TFHUB_DOWNLOAD_PROGRESS));
   const reporter = showProgress ? createProgressReporter(process.stderr, context.stderrIsTTY) : undefined;
   const { cleanText } = context;
@@ -129,6 +134,7 @@ export function cacheOptions(
     ...(values["shared-cache"] === undefined ? {} : { sharedCache: values["shared-cache"] }),
     ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
     ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
+    ...(maxFiles === undefined ? {} : { maxFiles }),
   };
   return { options, stop: () => reporter?.stop() };
 }

@@ -8,6 +8,7 @@
  * node-tar has written everything so far (which bounds node-tar's memory).
  */
 import { Writable } from "node:stream";
+import { DEFAULTS } from "../settings-table.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { corruptArchiveError, unsafeArchiveError } from "./extract-errors.js";
 import { type Member, PathKinds, checkPaxRecord, memberFromHeader, pathProblem } from "./member-rules.js";
@@ -24,7 +25,7 @@ import {
 /** The largest pax or GNU long-name header read (node-tar's own default, passed to it too). */
 export const MAX_META_BYTES = 1 << 20;
 /** Default limit on the number of files and folders in one archive (the maxFiles option). */
-export const DEFAULT_MAX_FILES = 100_000;
+export const DEFAULT_MAX_FILES = DEFAULTS.maxFiles;
 
 /** node-tar's Unpack, as MemberCheck writes to it. */
 export interface TarSink {
@@ -278,7 +279,7 @@ function tooManyFiles(handle: string, limit: number): HubcacheError {
     `${handle} holds more than ${limit} files and folders, the limit (maxFiles); extraction was stopped.`,
     {
       handle,
-      hint: "Raise the limit (HUBCACHE_MAX_FILES or the maxFiles option) if you trust this model; a model rarely has more than a few thousand files.",
+      hint: "Raise the limit (HUBCACHE_MAX_FILES, --max-files or the maxFiles option) if you trust this model; a model rarely has more than a few thousand files.",
     },
   );
 }

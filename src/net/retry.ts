@@ -1,5 +1,6 @@
 /** When and how long to wait before trying a request again. Pure functions plus one budget object. */
 import { setTimeout as sleep } from "node:timers/promises";
+import { DEFAULTS } from "../settings-table.js";
 
 export interface RetryPolicy {
   /** Retries after the first attempt (0: never retry). */
@@ -13,8 +14,8 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  retries: 5,
-  baseDelayMs: 1000,
+  retries: DEFAULTS.retries,
+  baseDelayMs: DEFAULTS.retryDelayMs,
   maxDelayMs: 30_000,
   maxRetryAfterMs: 120_000,
 };

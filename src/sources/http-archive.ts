@@ -87,6 +87,7 @@ async function downloadOnce(
     totalBytes: download.contentLength,
     contentType: download.contentType,
     maxExtractBytes: settings.maxExtractBytes,
+    maxFiles: settings.maxFiles,
     minFreeBytes: settings.minFreeBytes,
     signal: context.signal,
   });

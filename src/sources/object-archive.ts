@@ -11,6 +11,7 @@ export interface ExtractFromStorageOptions {
   handle: string;
   emit: EventListener;
   maxExtractBytes?: number | undefined;
+  maxFiles?: number | undefined;
   minFreeBytes?: number | undefined;
   signal?: AbortSignal | undefined;
   /** Marks progress (refreshes a lock). */
@@ -33,6 +34,7 @@ export async function extractFromStorage(
     totalBytes: object.length,
     contentType: object.contentType,
     maxExtractBytes: options.maxExtractBytes,
+    maxFiles: options.maxFiles,
     minFreeBytes: options.minFreeBytes,
     signal: options.signal,
   });

@@ -57,6 +57,7 @@ export type ResolveOptionNames = Expect<
     | "offline"
     | "lockTimeoutMs"
     | "maxExtractBytes"
+    | "maxFiles"
     | "minFreeBytes"
     | "connectTimeoutMs"
     | "idleTimeoutMs"
