@@ -20,7 +20,7 @@ import { extractWithProgress } from "./extract/with-progress.js";
 import { type LoadFormat, type ModelFormat, type ParsedHandle, parseHandle } from "./handle.js";
 import { type NetworkSettings, httpStack } from "./net/client.js";
 import { type Transport, openDownload } from "./net/download.js";
-import type { FetchFunction } from "./net/http.js";
+import type { FetchFunction } from "./net/http-errors.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
 import { resolveUncompressed } from "./net/uncompressed.js";

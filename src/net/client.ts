@@ -5,7 +5,7 @@
  */
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from "undici";
 import { type Transport, fetchTransport, nodeTransport } from "./download.js";
-import type { FetchFunction } from "./http.js";
+import type { FetchFunction } from "./http-errors.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
 
 export interface NetworkSettings {

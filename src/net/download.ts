@@ -16,7 +16,7 @@ import { Readable } from "node:stream";
 import { ErrorCode, HubcacheError, RestartRequired } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { USER_AGENT } from "../version.js";
-import { type FetchFunction, httpStatusError, networkError } from "./http.js";
+import { type FetchFunction, httpStatusError, networkError } from "./http-errors.js";
 import { nodeGet } from "./node-transport.js";
 import {
   type RetryBudget,

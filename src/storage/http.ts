@@ -5,7 +5,7 @@
  */
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { type FetchFunction, httpStatusError, networkError } from "../net/http.js";
+import { type FetchFunction, httpStatusError, networkError } from "../net/http-errors.js";
 import { USER_AGENT } from "../version.js";
 import { objectNotFound, readOnlyStorage } from "./errors.js";
 import { checkKey } from "./location.js";

@@ -1,6 +1,6 @@
 /** `openStorage(location)`: the Storage for any supported location, SDKs loaded only when needed. */
 import type { Env } from "../config.js";
-import type { FetchFunction } from "../net/http.js";
+import type { FetchFunction } from "../net/http-errors.js";
 import { GcsStorage, type GcsOptions } from "./gcs.js";
 import { HttpStorage } from "./http.js";
 import { LocalStorage } from "./local.js";
