@@ -23,6 +23,7 @@ import { type Transport, openDownload } from "./net/download.js";
 import type { FetchFunction } from "./net/http-errors.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "./net/retry.js";
+import { type TransferOptions, readTransferLimits } from "./net/transfer-limits.js";
 import { resolveUncompressed } from "./net/uncompressed.js";
 import { redactUrl } from "./redact.js";
 import { extractFromStorage } from "./storage/archive.js";
@@ -30,7 +31,7 @@ import { objectNotFound } from "./storage/errors.js";
 import { type StorageOptions, openStorage } from "./storage/open.js";
 import { folderExists } from "./storage/transfer.js";
 
-export interface ResolveOptions {
+export interface ResolveOptions extends TransferOptions {
   /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
   cacheDir?: string;
   /**
@@ -130,6 +131,7 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
       // Exactly as TF Hub: only the string "true" turns certificate checks off.
       insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
       proxy: readProxyEnv(env),
+      limits: readTransferLimits(env, options),
     },
   };
 }

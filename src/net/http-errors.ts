@@ -5,9 +5,26 @@ import { networkErrorCode } from "./retry.js";
 
 export type FetchFunction = typeof globalThis.fetch;
 
-/** An error for a failed HTTP answer, with a hint that fits the status. */
+/** The host a person asked: the handle's when it is a URL, else the answering URL's. */
+function askedHost(handle: string, url: string): string {
+  for (const candidate of [handle, url]) {
+    try {
+      const { host } = new URL(candidate);
+      if (host) return host;
+    } catch {
+      // not a URL: try the next
+    }
+  }
+  return "the host";
+}
+
+const HUBS = /(^|\.)(tfhub\.dev|kaggle\.com)$/i;
+
+/** An error for a failed HTTP answer, with a hint that fits the status and names the host asked. */
 export function httpStatusError(status: number, handle: string, url: string): HubcacheError {
   const where = redactUrl(url);
+  const host = askedHost(handle, url);
+  const hub = HUBS.test(host.replace(/:\d+$/, ""));
   switch (status) {
     case 404:
     case 410:
@@ -17,7 +34,9 @@ export function httpStatusError(status: number, handle: string, url: string): Hu
         {
           handle,
           status,
-          hint: "Check the handle's spelling and version; browse it on tfhub.dev or kaggle.com/models.",
+          hint: hub
+            ? "Check the handle's spelling and version; browse it on tfhub.dev or kaggle.com/models."
+            : `Check the handle's spelling and version: ${host} has nothing at that path.`,
         },
       );
     case 401:
@@ -27,7 +46,7 @@ export function httpStatusError(status: number, handle: string, url: string): Hu
         {
           handle,
           status,
-          hint: "Sign in to the host or pass credentials; private and gated models are not public.",
+          hint: `${host} wants credentials: pass ones it accepts (e.g. https://user:password@${host}/...); private and gated models are not public.`,
         },
       );
     case 403:
@@ -37,7 +56,9 @@ export function httpStatusError(status: number, handle: string, url: string): Hu
         {
           handle,
           status,
-          hint: "The model may be gated (accept its terms on kaggle.com), private, or the signed download link expired: check your credentials and try again.",
+          hint: hub
+            ? "The model may be gated (accept its terms on kaggle.com), private, or the signed download link expired: check your credentials and try again."
+            : `${host} refused access: the model may be private, or the signed download link expired. Check your credentials and try again.`,
         },
       );
     default:
@@ -47,7 +68,7 @@ export function httpStatusError(status: number, handle: string, url: string): Hu
         {
           handle,
           status,
-          hint: status >= 500 ? "The host has a problem; try again later." : "Check the handle.",
+          hint: status >= 500 ? `${host} has a problem; try again later.` : "Check the handle.",
         },
       );
   }
@@ -70,6 +91,14 @@ const TIMEOUT_CODES = new Set([
   "HUBCACHE_IDLE_TIMEOUT",
   "ETIMEDOUT",
 ]);
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return redactUrl(url);
+  }
+}
 
 /** The messages of an error and its causes, outermost first. */
 function causeMessages(error: unknown): string[] {
@@ -111,6 +140,17 @@ export function networkError(error: unknown, handle: string, url: string): Hubca
       {
         handle,
         hint: "If a corporate proxy re-signs TLS, add its CA with NODE_EXTRA_CA_CERTS=ca.pem. TFHUB_DISABLE_CERT_VALIDATION=true turns checking off (unsafe).",
+        cause: error,
+      },
+    );
+  }
+  if (code === "ECONNREFUSED") {
+    return new HubcacheError(
+      ErrorCode.NETWORK,
+      `The connection to ${hostOf(url)} was refused for ${handle} (ECONNREFUSED).`,
+      {
+        handle,
+        hint: `Nothing accepts connections at ${hostOf(url)}: check the host name and port, that the server is up, and the proxy settings (HTTPS_PROXY, NO_PROXY).`,
         cause: error,
       },
     );

@@ -41,6 +41,7 @@ const RETRYABLE_CODES = new Set([
   "UND_ERR_HEADERS_TIMEOUT",
   "UND_ERR_BODY_TIMEOUT",
   "HUBCACHE_IDLE_TIMEOUT",
+  "HUBCACHE_TOO_SLOW",
   "HUBCACHE_SHORT_BODY",
 ]);
 
@@ -91,6 +92,8 @@ export function backoffDelay(
 export class RetryBudget {
   /** Retries used so far. */
   used = 0;
+  /** When the download began (epoch ms): its deadline and "gave up after ... s" count from here. */
+  readonly startedAt = Date.now();
   constructor(readonly policy: RetryPolicy) {}
 
   get left(): number {
