@@ -60,9 +60,25 @@ export function networkErrorCode(error: unknown): string | undefined {
   return found;
 }
 
+/**
+ * A proxy that answers the tunnel with 502/503/504 could not reach the host: the same failure as
+ * a refused or timed-out direct connection, so it is retried the same way.
+ */
+function proxyTunnelStatus(error: unknown): number | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const match = /^Proxy response \((\d{3})\)/.exec(current.message);
+    if (match) return Number(match[1]);
+    current = current.cause;
+  }
+  return undefined;
+}
+
 export function isRetryableNetworkError(error: unknown): boolean {
   const code = networkErrorCode(error);
-  return code !== undefined && RETRYABLE_CODES.has(code);
+  if (code !== undefined && RETRYABLE_CODES.has(code)) return true;
+  const tunnel = proxyTunnelStatus(error);
+  return tunnel !== undefined && tunnel >= 502 && tunnel <= 504;
 }
 
 /**
