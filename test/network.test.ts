@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import zlib from "node:zlib";
 import type { HubcacheEvent } from "../src/events.js";
 import { type ResolveOptions, resolve } from "../src/resolve.js";
 import { type EntrySpec, gzip, tarOf } from "./helpers/archives.js";
@@ -40,6 +41,12 @@ function modelEntries(tag: string): EntrySpec[] {
 }
 const V1 = modelEntries("v1");
 const V1_TGZ = gzip(tarOf(V1));
+/** About 20 KB on the wire: a trickle of it takes seconds, a normal transfer milliseconds. */
+const SMALL: EntrySpec[] = [
+  { path: "./", type: "Directory" },
+  { path: "./saved_model.pb", content: randomBytes(20_000) },
+];
+const SMALL_TGZ = gzip(tarOf(SMALL));
 
 function expectedTree(entries: EntrySpec[]): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
@@ -352,6 +359,176 @@ for (const via of PATHS) {
           }),
           "ERR_HUBCACHE_TIMEOUT",
         );
+        assert.equal(host.requestsTo(run.route).length, 1);
+      });
+    });
+  });
+  describe(`${via}: the same answer on both HTTP stacks`, () => {
+    it("a gzip Content-Encoding is decoded (the archive inside is the model)", async () => {
+      const encoded = gzip(V1_TGZ);
+      await withRoute(
+        via,
+        [ok(encoded, { headers: { "content-encoding": "gzip" } })],
+        async (run, options) => {
+          await assertTree(await resolve(host.url(run.route), options), V1);
+        },
+      );
+    });
+
+    it("a br Content-Encoding is decoded too", async () => {
+      const encoded = zlib.brotliCompressSync(V1_TGZ);
+      await withRoute(via, [ok(encoded, { headers: { "content-encoding": "br" } })], async (run, options) => {
+        await assertTree(await resolve(host.url(run.route), options), V1);
+      });
+    });
+
+    it("a coding neither stack decodes is ERR_HUBCACHE_UNEXPECTED_RESPONSE, not retried", async () => {
+      await withRoute(
+        via,
+        [ok(V1_TGZ, { headers: { "content-encoding": "zstd" } })],
+        async (run, options) => {
+          const error = await expectCode(
+            resolve(host.url(run.route), options),
+            "ERR_HUBCACHE_UNEXPECTED_RESPONSE",
+          );
+          assert.match(error.message, /Content-Encoding "zstd"/);
+          assert.equal(host.requestsTo(run.route).length, 1);
+          assert.equal(run.retries.length, 0);
+          await assertNoTrace(run.sandbox);
+        },
+      );
+    });
+
+    it("a redirect is followed (to another path) and the model resolves", async () => {
+      const target = `/net/target-${via}`;
+      host.route(target, [ok(V1_TGZ)]);
+      await withRoute(via, [{ redirect: target }], async (run, options) => {
+        await assertTree(await resolve(host.url(run.route), options), V1);
+        assert.equal(host.requestsTo(target).length, 1);
+      });
+    });
+
+    it("a redirect loop is ERR_HUBCACHE_HTTP with the 3xx status after 20 hops, not retried", async () => {
+      await withRoute(
+        via,
+        (request) => ({ redirect: request.url }),
+        async (run, options) => {
+          const error = await expectCode(resolve(host.url(run.route), options), "ERR_HUBCACHE_HTTP");
+          assert.equal(error.status, 302);
+          assert.match(error.message, /after 20 redirects \(a redirect loop\?\)/);
+          assert.equal(host.requestsTo(run.route).length, 21);
+          assert.equal(run.retries.length, 0);
+          await assertNoTrace(run.sandbox);
+        },
+      );
+    });
+
+    it("a redirect to a scheme other than http(s) is ERR_HUBCACHE_HTTP", async () => {
+      await withRoute(via, [{ redirect: "ftp://127.0.0.1/model.tar.gz" }], async (run, options) => {
+        const error = await expectCode(resolve(host.url(run.route), options), "ERR_HUBCACHE_HTTP");
+        assert.equal(error.status, 302);
+        assert.match(error.message, /ftp:/);
+        assert.equal(run.retries.length, 0);
+      });
+    });
+
+    it("a 302 without a Location is ERR_HUBCACHE_HTTP with status 302", async () => {
+      await withRoute(via, [{ status: 302 }], async (run, options) => {
+        const error = await expectCode(resolve(host.url(run.route), options), "ERR_HUBCACHE_HTTP");
+        assert.equal(error.status, 302);
+        assert.equal(host.requestsTo(run.route).length, 1);
+      });
+    });
+
+    it("a body shorter than its Content-Length is retried, then ERR_HUBCACHE_TRUNCATED", async () => {
+      const declaredLength = V1_TGZ.length + 1000;
+      await withRoute(via, [ok(V1_TGZ, { declaredLength })], async (run, options) => {
+        const error = await expectCode(
+          resolve(host.url(run.route), { ...options, retries: 1 }),
+          "ERR_HUBCACHE_TRUNCATED",
+        );
+        assert.match(error.message, /cut short/);
+        assert.equal(run.retries.length, 1);
+        await assertNoTrace(run.sandbox);
+      });
+    });
+  });
+
+  describe(`${via}: minimum transfer rate and deadline`, () => {
+    // 40 bytes every 20 ms is about 2 KB/s: above the limit where a run must succeed, far below it
+    // where it must fail. The window is short so a test takes a fraction of a second.
+    const TRICKLE = { bytes: 40, everyMs: 20 };
+    const FAST_LIMITS = { minSpeedBytesPerSec: 50_000, minSpeedWindowMs: 300 };
+
+    it("a host that trickles bytes is cut off below the minimum rate: ERR_HUBCACHE_TIMEOUT saying the rate and the setting", async () => {
+      await withRoute(via, [ok(SMALL_TGZ, { trickle: TRICKLE })], async (run, options) => {
+        const started = Date.now();
+        const error = await expectCode(
+          resolve(host.url(run.route), { ...options, ...FAST_LIMITS, retries: 0 }),
+          "ERR_HUBCACHE_TIMEOUT",
+        );
+        assert.ok(Date.now() - started < 5000, "cut off within a few windows, not after the whole trickle");
+        assert.match(
+          error.message,
+          /too slow: [\d.]+ (B|KiB)\/s over the last 0 s, below the minimum of 48\.8 KiB\/s/,
+        );
+        assert.match(error.hint ?? "", /HUBCACHE_MIN_SPEED \(bytes\/s, 0 turns the check off\)/);
+        await assertNoTrace(run.sandbox);
+      });
+    });
+
+    it("a transfer below the rate is resumed with a Range, like a stall", async () => {
+      await withRoute(
+        via,
+        [ok(V1_TGZ, { ranges: true, trickle: TRICKLE }), ok(V1_TGZ, { ranges: true })],
+        async (run, options) => {
+          const dir = await resolve(host.url(run.route), { ...options, ...FAST_LIMITS });
+          await assertTree(dir, V1);
+          assert.match(host.requestsTo(run.route)[1]?.headers.range ?? "", /^bytes=[1-9]\d*-$/);
+          assert.match(run.retries[0]?.reason ?? "", /HUBCACHE_TOO_SLOW after \d+ bytes; resuming at byte/);
+          assert.equal(run.retries[0]?.code, "ERR_HUBCACHE_TIMEOUT");
+        },
+      );
+    });
+
+    it("HUBCACHE_MIN_SPEED and HUBCACHE_MIN_SPEED_TIME are read from the environment; 0 turns the check off", async () => {
+      await withRoute(via, [ok(SMALL_TGZ, { trickle: TRICKLE })], async (run, options) => {
+        const env = { ...pathEnv(via), HUBCACHE_MIN_SPEED: "50000", HUBCACHE_MIN_SPEED_TIME: "0.3" };
+        await expectCode(
+          resolve(host.url(run.route), { ...options, env, retries: 0 }),
+          "ERR_HUBCACHE_TIMEOUT",
+        );
+      });
+      await withRoute(via, [ok(SMALL_TGZ, { trickle: TRICKLE })], async (run, options) => {
+        const env = { ...pathEnv(via), HUBCACHE_MIN_SPEED: "0", HUBCACHE_MIN_SPEED_TIME: "0.3" };
+        await assertTree(await resolve(host.url(run.route), { ...options, env, retries: 0 }), SMALL);
+      });
+    });
+
+    it("a download past its deadline is ERR_HUBCACHE_TIMEOUT, never retried", async () => {
+      await withRoute(via, [ok(SMALL_TGZ, { trickle: TRICKLE })], async (run, options) => {
+        const error = await expectCode(
+          resolve(host.url(run.route), { ...options, minSpeedBytesPerSec: 0, deadlineMs: 400 }),
+          "ERR_HUBCACHE_TIMEOUT",
+        );
+        assert.match(error.message, /did not finish within its deadline of 0 s \(\d+ of \d+ bytes\)/);
+        assert.match(error.hint ?? "", /HUBCACHE_DEADLINE/);
+        assert.equal(host.requestsTo(run.route).length, 1);
+        assert.equal(run.retries.length, 0);
+        await assertNoTrace(run.sandbox);
+      });
+    });
+
+    it("HUBCACHE_DEADLINE is read from the environment, and a backoff past it is not waited for", async () => {
+      await withRoute(via, [{ status: 503, headers: { "retry-after": "5" } }], async (run, options) => {
+        const started = Date.now();
+        const env = { ...pathEnv(via), HUBCACHE_DEADLINE: "1" };
+        const error = await expectCode(
+          resolve(host.url(run.route), { ...options, env }),
+          "ERR_HUBCACHE_HTTP",
+        );
+        assert.ok(Date.now() - started < 4000, "did not wait 5 s");
+        assert.match(error.message, /the deadline of 1 s comes first/);
         assert.equal(host.requestsTo(run.route).length, 1);
       });
     });

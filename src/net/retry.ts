@@ -43,6 +43,8 @@ const RETRYABLE_CODES = new Set([
   "HUBCACHE_IDLE_TIMEOUT",
   "HUBCACHE_TOO_SLOW",
   "HUBCACHE_SHORT_BODY",
+  // undici's word for a body shorter than its Content-Length (node:http's path says ECONNRESET).
+  "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
 ]);
 
 /** The most specific code in an error and its `cause` chain (undici wraps socket errors). */
