@@ -440,6 +440,80 @@ for (const via of PATHS) {
       });
     });
 
+    // Raw answers (written on the socket as they are): odd framing and statuses. `retried`: is a
+    // retry event expected before the final outcome (a retry cannot fix malformed HTTP).
+    const head = (text: string): Buffer => Buffer.from(text.replace(/\n/g, "\r\n"));
+    const rawCases: { name: string; raw: () => Buffer; code: string | "ok"; retried: boolean }[] = [
+      {
+        name: "a chunked body cut mid-chunk",
+        raw: () =>
+          Buffer.concat([
+            head(`HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n${V1_TGZ.length.toString(16)}\n`),
+            V1_TGZ.subarray(0, 100),
+          ]),
+        code: "ERR_HUBCACHE_TRUNCATED",
+        retried: true,
+      },
+      {
+        name: "a malformed chunk size",
+        raw: () => head("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n5\nhello\nZZ\n"),
+        code: "ERR_HUBCACHE_TRUNCATED",
+        retried: false,
+      },
+      {
+        name: "a well-formed chunked body",
+        raw: () =>
+          Buffer.concat([
+            head(`HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n${V1_TGZ.length.toString(16)}\n`),
+            V1_TGZ,
+            head("\n0\n\n"),
+          ]),
+        code: "ok",
+        retried: false,
+      },
+      {
+        name: "a 103 Early Hints before the answer",
+        raw: () =>
+          Buffer.concat([
+            head(
+              `HTTP/1.1 103 Early Hints\nLink: </x>\n\nHTTP/1.1 200 OK\nContent-Length: ${V1_TGZ.length}\n\n`,
+            ),
+            V1_TGZ,
+          ]),
+        code: "ok",
+        retried: false,
+      },
+      {
+        name: "a 204 No Content",
+        raw: () => head("HTTP/1.1 204 No Content\n\n"),
+        code: "ERR_HUBCACHE_NOT_AN_ARCHIVE",
+        retried: false,
+      },
+      {
+        name: "a 304 Not Modified",
+        raw: () => head("HTTP/1.1 304 Not Modified\n\n"),
+        code: "ERR_HUBCACHE_HTTP",
+        retried: false,
+      },
+      {
+        name: "an answer that is not HTTP",
+        raw: () => head("NOT HTTP AT ALL\n\n"),
+        code: "ERR_HUBCACHE_NETWORK",
+        retried: false,
+      },
+    ];
+    for (const { name, raw, code, retried } of rawCases) {
+      it(`${name}: ${code === "ok" ? "resolves" : code}${retried ? " after a retry" : ", not retried"}`, async () => {
+        await withRoute(via, [{ raw: raw() }], async (run, options) => {
+          const attempt = resolve(host.url(run.route), { ...options, retries: 1 });
+          if (code === "ok") await assertTree(await attempt, V1);
+          else await expectCode(attempt, code);
+          assert.equal(run.retries.length, retried ? 1 : 0);
+          if (code !== "ok") await assertNoTrace(run.sandbox);
+        });
+      });
+    }
+
     it("a body shorter than its Content-Length is retried, then ERR_HUBCACHE_TRUNCATED", async () => {
       const declaredLength = V1_TGZ.length + 1000;
       await withRoute(via, [ok(V1_TGZ, { declaredLength })], async (run, options) => {

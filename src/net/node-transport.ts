@@ -32,7 +32,13 @@ function connectTimeout(request: http.ClientRequest, limit: number): void {
   });
 }
 
-function sendOnce(request: OutgoingRequest, options: NodeTransportOptions): Promise<http.IncomingMessage> {
+interface Sent {
+  response: http.IncomingMessage;
+  /** The request's error after the headers (a malformed body is reported there, not on the response). */
+  laterError(): Error | undefined;
+}
+
+function sendOnce(request: OutgoingRequest, options: NodeTransportOptions): Promise<Sent> {
   return new Promise((resolve, reject) => {
     const url = new URL(request.url);
     const client = url.protocol === "https:" ? https : http;
@@ -43,7 +49,11 @@ function sendOnce(request: OutgoingRequest, options: NodeTransportOptions): Prom
       ...(url.protocol === "https:" ? { rejectUnauthorized: !options.insecureTls } : {}),
     });
     connectTimeout(outgoing, options.connectTimeoutMs);
-    outgoing.once("response", resolve);
+    let later: Error | undefined;
+    outgoing.once("response", (response) => {
+      outgoing.on("error", (error) => (later ??= error));
+      resolve({ response, laterError: () => later });
+    });
     outgoing.once("error", reject);
     outgoing.end();
   });
@@ -67,9 +77,17 @@ function decoded(response: http.IncomingMessage, method: string): Readable {
   return body;
 }
 
-function replyOf(response: http.IncomingMessage, request: OutgoingRequest): Reply {
+function replyOf({ response, laterError }: Sent, request: OutgoingRequest): Reply {
   const body = decoded(response, request.method);
   const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // A parse error (HPE_INVALID_CHUNK_SIZE...) surfaces on the request; the body only sees "aborted".
+  const read = async (): Promise<IteratorResult<Buffer>> => {
+    try {
+      return await iterator.next();
+    } catch (error) {
+      throw laterError() ?? error;
+    }
+  };
   return {
     status: response.statusCode ?? 0,
     url: request.url,
@@ -78,11 +96,13 @@ function replyOf(response: http.IncomingMessage, request: OutgoingRequest): Repl
       return Array.isArray(value) ? value.join(", ") : value;
     },
     next: async () => {
-      const { done, value } = await iterator.next();
+      const { done, value } = await read();
       if (!done) return value;
       // node:http ends a body cut short by a closed connection without an error: say so.
       if (!response.complete) {
-        throw Object.assign(new Error("the connection closed mid-body"), { code: "ECONNRESET" });
+        throw (
+          laterError() ?? Object.assign(new Error("the connection closed mid-body"), { code: "ECONNRESET" })
+        );
       }
       return null;
     },

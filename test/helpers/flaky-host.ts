@@ -35,6 +35,8 @@ export interface Answer {
   declaredLength?: number;
   /** Send a redirect to this location (a path on the same host, or any URL). */
   redirect?: string;
+  /** Write these bytes on the socket as the whole answer (no HTTP framing by the server), then close. */
+  raw?: Buffer | string;
   /** Send the body `bytes` at a time, one piece every `everyMs` (a host that barely sends). */
   trickle?: { bytes: number; everyMs: number };
 }
@@ -90,6 +92,10 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
     answer: Answer,
   ): Promise<void> {
     if (answer.stallBeforeHeaders) return; // the socket stays open until the host closes
+    if (answer.raw !== undefined) {
+      req.socket.end(answer.raw);
+      return;
+    }
     if (answer.redirect) {
       res.writeHead(302, { location: answer.redirect }).end();
       return;
