@@ -305,6 +305,39 @@ for (const via of PATHS) {
       );
     });
 
+    it("a range answered 416 restarts cleanly from byte 0", async () => {
+      await withRoute(
+        via,
+        [
+          ok(V1_TGZ, { ranges: true, cutAfter: 500_000 }),
+          { status: 416, headers: { "content-range": `bytes */${V1_TGZ.length}` } },
+          ok(V1_TGZ, { ranges: true }),
+        ],
+        async (run, options) => {
+          await assertTree(await resolve(host.url(run.route), options), V1);
+          const requests = host.requestsTo(run.route);
+          assert.equal(requests.length, 3, "cut, 416, fresh download");
+          assert.equal(requests[2]?.headers.range, undefined);
+        },
+      );
+    });
+
+    it("a 206 whose Content-Range does not start where the stream stopped restarts cleanly", async () => {
+      const wrong = `bytes 0-${V1_TGZ.length - 1}/${V1_TGZ.length}`;
+      await withRoute(
+        via,
+        [
+          ok(V1_TGZ, { ranges: true, cutAfter: 500_000 }),
+          { status: 206, body: V1_TGZ, headers: { "content-range": wrong, etag: '"v1"' } },
+          ok(V1_TGZ, { ranges: true }),
+        ],
+        async (run, options) => {
+          await assertTree(await resolve(host.url(run.route), options), V1);
+          assert.equal(host.requestsTo(run.route).length, 3);
+        },
+      );
+    });
+
     // A stalled answer never ends, so any idle timeout catches it; the healthy answers share that
     // timeout, so where a run must succeed it is 2 s (a loaded machine can pause a healthy transfer
     // for a few hundred ms). 300 ms only where any timeout at all gives the expected result.

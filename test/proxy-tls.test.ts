@@ -174,28 +174,30 @@ describe("TLS certificates", () => {
   });
   after(() => secure?.close());
 
-  it("a self-signed certificate is refused by default, with a hint and no retries", async (t) => {
-    if (!secure) return t.skip(skipReason);
-    const sandbox = await makeSandbox();
-    const events: HubcacheEvent[] = [];
-    try {
-      const error = await expectCode(
-        resolve(secure.url("/model"), {
-          cacheDir: sandbox.cacheDir,
-          env: {},
-          onEvent: (e) => events.push(e),
-        }),
-        "ERR_HUBCACHE_NETWORK",
-      );
-      assert.match(error.message, /certificate/);
-      assert.match(error.hint ?? "", /NODE_EXTRA_CA_CERTS|TFHUB_DISABLE_CERT_VALIDATION/);
-      assert.equal(events.filter((e) => e.type === "retry").length, 0);
-      assert.equal(secure.requestsTo("/model").length, 0);
-      await assertNoTrace(sandbox);
-    } finally {
-      await sandbox.cleanup();
-    }
-  });
+  for (const via of ["direct", "proxied"] as const) {
+    it(`${via}: a self-signed certificate is refused by default, with a hint and no retries`, async (t) => {
+      if (!secure) return t.skip(skipReason);
+      const sandbox = await makeSandbox();
+      const events: HubcacheEvent[] = [];
+      try {
+        const error = await expectCode(
+          resolve(secure.url("/model"), {
+            cacheDir: sandbox.cacheDir,
+            env: via === "proxied" ? { HTTPS_PROXY: proxy.url } : {},
+            onEvent: (e) => events.push(e),
+          }),
+          "ERR_HUBCACHE_NETWORK",
+        );
+        assert.match(error.message, /certificate/);
+        assert.match(error.hint ?? "", /NODE_EXTRA_CA_CERTS|TFHUB_DISABLE_CERT_VALIDATION/);
+        assert.equal(events.filter((e) => e.type === "retry").length, 0);
+        assert.equal(secure.requestsTo("/model").length, 0);
+        await assertNoTrace(sandbox);
+      } finally {
+        await sandbox.cleanup();
+      }
+    });
+  }
 
   it("TFHUB_DISABLE_CERT_VALIDATION=true accepts it, with a warning event", async (t) => {
     if (!secure) return t.skip(skipReason);
