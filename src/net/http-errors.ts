@@ -111,10 +111,58 @@ function causeMessages(error: unknown): string[] {
   return out;
 }
 
+interface Failure {
+  code: ErrorCode;
+  /** The message, given the redacted URL and the handle. */
+  message: string;
+  hint: string;
+}
+
+/** What a failure with this error code (or message) means, for a request to `url`. */
+function classifyFailure(error: unknown, code: string | undefined, url: string, handle: string): Failure {
+  const where = redactUrl(url);
+  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    const what = code === "UND_ERR_CONNECT_TIMEOUT" ? "connecting to" : "waiting for an answer from";
+    return {
+      code: ErrorCode.TIMEOUT,
+      message: `Timed out ${what} ${where} for ${handle} (${code}).`,
+      hint: "Check your network and proxy (HTTPS_PROXY). Slow links can raise HUBCACHE_CONNECT_TIMEOUT / HUBCACHE_IDLE_TIMEOUT (seconds).",
+    };
+  }
+  if (code !== undefined && TLS_CODES.has(code)) {
+    return {
+      code: ErrorCode.NETWORK,
+      message: `The TLS certificate of ${where} was not accepted for ${handle} (${code}).`,
+      hint: "If a corporate proxy re-signs TLS, add its CA with NODE_EXTRA_CA_CERTS=ca.pem. TFHUB_DISABLE_CERT_VALIDATION=true turns checking off (unsafe).",
+    };
+  }
+  if (code === "ECONNREFUSED") {
+    return {
+      code: ErrorCode.NETWORK,
+      message: `The connection to ${hostOf(url)} was refused for ${handle} (ECONNREFUSED).`,
+      hint: `Nothing accepts connections at ${hostOf(url)}: check the host name and port, that the server is up, and the proxy settings (HTTPS_PROXY, NO_PROXY).`,
+    };
+  }
+  const proxyMessage = causeMessages(error).find((text) => /proxy/i.test(text));
+  if (proxyMessage !== undefined) {
+    return {
+      code: ErrorCode.NETWORK,
+      message: `The proxy refused to fetch ${where} for ${handle} (${proxyMessage}).`,
+      hint: "Check HTTP_PROXY / HTTPS_PROXY (and credentials in them) and NO_PROXY.",
+    };
+  }
+  const cause = (error as { cause?: { message?: string } } | null)?.cause;
+  const detail = code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+  return {
+    code: ErrorCode.NETWORK,
+    message: `Could not reach ${where} for ${handle} (${detail}).`,
+    hint: "Check your network, proxy (HTTPS_PROXY, NO_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
+  };
+}
+
 /** A request that failed before any answer: a coded error that says what to check. */
 export function networkError(error: unknown, handle: string, url: string): HubcacheError {
   if (error instanceof HubcacheError) return error;
-  const where = redactUrl(url);
   if (error instanceof Error && error.name === "AbortError") {
     return new HubcacheError(ErrorCode.ABORTED, `Fetching ${handle} was aborted.`, {
       handle,
@@ -122,54 +170,6 @@ export function networkError(error: unknown, handle: string, url: string): Hubca
       cause: error,
     });
   }
-  const code = networkErrorCode(error);
-  const cause = (error as { cause?: { message?: string } } | null)?.cause;
-  const detail = code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
-  if (code !== undefined && TIMEOUT_CODES.has(code)) {
-    const what = code === "UND_ERR_CONNECT_TIMEOUT" ? "connecting to" : "waiting for an answer from";
-    return new HubcacheError(ErrorCode.TIMEOUT, `Timed out ${what} ${where} for ${handle} (${code}).`, {
-      handle,
-      hint: "Check your network and proxy (HTTPS_PROXY). Slow links can raise HUBCACHE_CONNECT_TIMEOUT / HUBCACHE_IDLE_TIMEOUT (seconds).",
-      cause: error,
-    });
-  }
-  if (code !== undefined && TLS_CODES.has(code)) {
-    return new HubcacheError(
-      ErrorCode.NETWORK,
-      `The TLS certificate of ${where} was not accepted for ${handle} (${code}).`,
-      {
-        handle,
-        hint: "If a corporate proxy re-signs TLS, add its CA with NODE_EXTRA_CA_CERTS=ca.pem. TFHUB_DISABLE_CERT_VALIDATION=true turns checking off (unsafe).",
-        cause: error,
-      },
-    );
-  }
-  if (code === "ECONNREFUSED") {
-    return new HubcacheError(
-      ErrorCode.NETWORK,
-      `The connection to ${hostOf(url)} was refused for ${handle} (ECONNREFUSED).`,
-      {
-        handle,
-        hint: `Nothing accepts connections at ${hostOf(url)}: check the host name and port, that the server is up, and the proxy settings (HTTPS_PROXY, NO_PROXY).`,
-        cause: error,
-      },
-    );
-  }
-  const proxyMessage = causeMessages(error).find((text) => /proxy/i.test(text));
-  if (proxyMessage !== undefined) {
-    return new HubcacheError(
-      ErrorCode.NETWORK,
-      `The proxy refused to fetch ${where} for ${handle} (${proxyMessage}).`,
-      {
-        handle,
-        hint: "Check HTTP_PROXY / HTTPS_PROXY (and credentials in them) and NO_PROXY.",
-        cause: error,
-      },
-    );
-  }
-  return new HubcacheError(ErrorCode.NETWORK, `Could not reach ${where} for ${handle} (${detail}).`, {
-    handle,
-    hint: "Check your network, proxy (HTTPS_PROXY, NO_PROXY) and the host name. Cached models still resolve offline (HUBCACHE_OFFLINE=1).",
-    cause: error,
-  });
+  const failure = classifyFailure(error, networkErrorCode(error), url, handle);
+  return new HubcacheError(failure.code, failure.message, { handle, hint: failure.hint, cause: error });
 }
