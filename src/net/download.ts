@@ -270,7 +270,12 @@ class ResumableBody extends Readable {
       return;
     }
     if (this.info.validator === undefined) {
-      if (!this.policy.restartable) throw gaveUp(broken, this.requester.budget, "the host cannot resume");
+      if (!this.policy.restartable) {
+        throw gaveUp(broken, this.requester.budget, {
+          reason: "the host cannot resume",
+          hint: "The host sends no ETag or Last-Modified, so a broken body cannot be continued.",
+        });
+      }
       await this.requester.backoff(`${at}; the host cannot resume, starting over`, broken);
       throw new RestartRequired("the host sent no validator (ETag or Last-Modified), so it cannot resume");
     }

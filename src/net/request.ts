@@ -250,11 +250,12 @@ export class Requester {
     const delay = budget.next(retryAfterMs);
     if (delay === undefined) throw gaveUp(failure, budget);
     if (delay >= this.timeLeft()) {
-      throw gaveUp(
-        failure,
-        budget,
-        `the deadline of ${Math.round((this.limits.deadlineMs ?? 0) / 1000)} s comes first`,
-      );
+      budget.refund();
+      const seconds = Math.round((this.limits.deadlineMs ?? 0) / 1000);
+      throw gaveUp(failure, budget, {
+        reason: `the deadline of ${seconds} s comes first`,
+        hint: "HUBCACHE_DEADLINE (seconds) or the deadlineMs option sets the deadline.",
+      });
     }
     emit({
       type: "retry",
@@ -333,19 +334,27 @@ function checkCodings(handle: string, active: ActiveRequest): void {
   );
 }
 
+/** Why retrying stopped before the budget did, and what sets that limit. */
+export interface StopReason {
+  reason: string;
+  hint: string;
+}
+
 /** The final error after retries: how many attempts over how long, and what sets them. */
-export function gaveUp(error: HubcacheError, budget: RetryBudget, why?: string): HubcacheError {
-  if (budget.used === 0 && why === undefined) return error;
+export function gaveUp(error: HubcacheError, budget: RetryBudget, stop?: StopReason): HubcacheError {
+  if (budget.used === 0 && stop === undefined) return error;
   const seconds = ((Date.now() - budget.startedAt) / 1000).toFixed(1);
   const attempts = `${budget.used + 1} attempt${budget.used === 0 ? "" : "s"} over ${seconds} s`;
-  const reason = why === undefined ? "" : `; ${why}`;
+  const reason = stop === undefined ? "" : `; ${stop.reason}`;
+  const setting =
+    stop?.hint ?? `HUBCACHE_RETRIES (now ${budget.policy.retries}) sets how many times hubcache retries.`;
   return new HubcacheError(
     error.code,
     `${error.message} Gave up after ${budget.used} retries (${attempts}${reason}).`,
     {
       handle: error.handle,
       status: error.status,
-      hint: `${error.hint ?? ""} HUBCACHE_RETRIES (now ${budget.policy.retries}) sets how many times hubcache retries.`.trim(),
+      hint: `${error.hint ?? ""} ${setting}`.trim(),
       cause: error.cause,
     },
   );

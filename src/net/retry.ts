@@ -128,6 +128,11 @@ export class RetryBudget {
     this.used++;
     return retryAfterMs ?? backoffDelay(this.used, this.policy);
   }
+
+  /** Give back the retry `next` took, when it is not made after all (a deadline comes first). */
+  refund(): void {
+    this.used = Math.max(0, this.used - 1);
+  }
 }
 
 /** Wait, unless the caller aborts. */
