@@ -34,7 +34,7 @@ export async function createHttpClient(settings: NetworkSettings): Promise<HttpC
     timeout: settings.connectTimeoutMs,
     ...(settings.insecureTls ? { rejectUnauthorized: false } : {}),
   };
-  // hubcache's own idle timer (src/net/download.ts) is the one that fires; undici's is a backstop.
+  // hubcache's own idle timer (src/net/request.ts, download.ts) is the one that fires; undici's is a backstop.
   const backstopMs = settings.idleTimeoutMs + 5000;
   const proxies = new Map<string, ProxyAgentType>();
   const agent = new Agent({

@@ -11,24 +11,16 @@
  */
 import { Readable } from "node:stream";
 import { ErrorCode, HubcacheError, RestartRequired } from "../errors.js";
-import type { EventListener } from "../events.js";
-import { type ActiveRequest, type AttemptHooks, Requester, gaveUp, idleTimeout } from "./request.js";
-import { type RetryBudget, isRetryableNetworkError, networkErrorCode } from "./retry.js";
+import { type ActiveRequest, type RequestOptions, Requester, gaveUp, idleTimeout } from "./request.js";
+import { isRetryableNetworkError, networkErrorCode } from "./retry.js";
 import { SpeedMeter, formatRate, isTooSlow } from "./transfer-limits.js";
-import type { Reply, Transport } from "./transport.js";
+import type { Reply } from "./transport.js";
 
 export type { AttemptHooks } from "./request.js";
 export { WAITING_BEAT_MS } from "./request.js";
 export type { Reply, Transport } from "./transport.js";
 
-export interface DownloadOptions {
-  handle: string;
-  transport: Transport;
-  idleTimeoutMs: number;
-  budget: RetryBudget;
-  emit: EventListener;
-  signal?: AbortSignal | undefined;
-  hooks?: AttemptHooks | undefined;
+export interface DownloadOptions extends RequestOptions {
   /** Headers of the first request (e.g. a Range); a ranged download is never resumed. */
   headers?: Record<string, string> | undefined;
   /**
