@@ -159,8 +159,10 @@ for (const via of PATHS) {
           const error = await expectCode(resolve(host.url(run.route), options), code);
           assert.equal(error.status, status);
           // The hint is about the host that was asked, not tfhub.dev.
-          if (status !== 400)
-            assert.match(error.hint ?? "", new RegExp(new URL(host.origin).host.replace(/\./g, "\\.")));
+          const asked = new URL(host.origin).host;
+          if (status !== 400) {
+            assert.ok(error.hint?.includes(asked), `the hint names ${asked}: ${error.hint}`);
+          }
           assert.doesNotMatch(error.hint ?? "", /tfhub\.dev|kaggle/);
           assert.equal(host.requestsTo(run.route).length, 1);
           assert.equal(run.retries.length, 0);
@@ -211,8 +213,8 @@ for (const via of PATHS) {
         assert.match(error.message, via === "direct" ? /ECONNREFUSED/ : /proxy.*502/i);
         assert.match(error.message, /Gave up after 2 retries \(3 attempts over \d+\.\d s\)/);
         assert.match(error.hint ?? "", /HUBCACHE_RETRIES/);
-        if (via === "direct")
-          assert.match(error.hint ?? "", new RegExp(`${new URL(url).host}.*host name and port`));
+        const refused = `Nothing accepts connections at ${new URL(url).host}: check the host name and port`;
+        if (via === "direct") assert.ok(error.hint?.includes(refused), error.hint);
         const retries = events.filter((e) => e.type === "retry");
         assert.equal(retries.length, 2);
         assert.deepEqual(
