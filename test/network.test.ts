@@ -137,6 +137,20 @@ for (const via of PATHS) {
       );
     });
 
+    it("retry events and the final error never show URL credentials", async () => {
+      await withRoute(via, [{ status: 503 }], async (run, options) => {
+        const withCredentials = host.url(run.route).replace("http://", "http://alice:s3cret-pw@");
+        const error = await expectCode(
+          resolve(withCredentials, { ...options, retries: 1 }),
+          "ERR_HUBCACHE_HTTP",
+        );
+        assert.equal(run.retries.length, 1);
+        assert.doesNotMatch(JSON.stringify([run.events, error.toJSON(), error.hint]), /s3cret-pw/);
+        const sent = host.requestsTo(run.route)[0]?.headers.authorization;
+        assert.equal(sent, `Basic ${Buffer.from("alice:s3cret-pw").toString("base64")}`);
+      });
+    });
+
     for (const status of [408, 429, 500, 502, 504]) {
       it(`HTTP ${status} is retried with backoff`, async () => {
         await withRoute(via, [{ status }, ok(V1_TGZ)], async (run, options) => {
