@@ -34,7 +34,24 @@ export type HubcacheEvent =
   | { type: "orphan-removed"; path: string }
   | { type: "published"; handle: string; path: string; bytes: number; files: number; ms: number }
   | { type: "publish-lost"; handle: string; path: string }
-  | { type: "retry"; handle: string; attempt: number; delayMs: number; reason: string }
+  | {
+      type: "retry";
+      handle: string;
+      /** This retry's number, 1-based: retry `attempt` of `retries`. */
+      attempt: number;
+      /** How long hubcache waits before it. */
+      delayMs: number;
+      /** What failed and what comes next ("ECONNRESET after 400000 bytes; resuming at byte 400000"). */
+      reason: string;
+      /** Retries allowed in all: after retry `retries` fails, hubcache gives up. */
+      retries?: number;
+      /** The URL being retried (redacted). */
+      url?: string;
+      /** The ERR_HUBCACHE_* code the download fails with if no retry succeeds. */
+      code?: string;
+      /** Time since the download's first request, ms. */
+      elapsedMs?: number;
+    }
   | { type: "warning"; handle?: string; message: string };
 
 export type EventListener = (event: HubcacheEvent) => void;

@@ -8,6 +8,7 @@ import { type CacheContext, ensureCachedModel } from "./cache/open-cache.js";
 import { ErrorCode, HubcacheError } from "./errors.js";
 import { type EventListener, emitter } from "./events.js";
 import { type ParsedHandle, parseHandle } from "./handle.js";
+import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
 import { resolveUncompressed } from "./net/uncompressed.js";
 import { type ResolveOptions, type ResolvedSettings, resolveSettings } from "./settings.js";
 import { httpArchiveProducer } from "./sources/http-archive.js";
@@ -62,7 +63,7 @@ async function resolveParsed(
       return withHttpClient(settings, options, parsed.handle, emit, async (fetch) => {
         const location = await resolveUncompressed(parsed, { fetch, signal: options.signal });
         // As TF Hub's PathResolver: the location must exist (read through the same HTTP stack).
-        return checkRemoteFolder(parsed.handle, location, { ...options, fetch });
+        return checkRemoteFolder(parsed.handle, location, settings, { ...options, fetch });
       });
     case "object-archive":
       return resolveObjectArchive(parsed, settings, options, emit);
@@ -74,7 +75,7 @@ async function resolveParsed(
           { handle: parsed.handle, hint: "Go online, or copy the model to a local path." },
         );
       }
-      return checkRemoteFolder(parsed.handle, parsed.handle, options);
+      return checkRemoteFolder(parsed.handle, parsed.handle, settings, options);
     case "http-archive":
       return resolveHttpArchive(parsed, settings, options, emit);
   }
@@ -85,16 +86,29 @@ async function resolveLocalPath(handle: string, localPath: string): Promise<stri
   return localPath;
 }
 
-function storageOptions(options: ResolveOptions): StorageOptions {
-  return { ...options.storage, env: options.env, fetch: options.fetch, signal: options.signal };
+/** What storage reads with: the caller's SDK settings, and the same network settings as downloads. */
+function storageOptions(options: ResolveOptions, settings: ResolvedSettings): StorageOptions {
+  return {
+    ...options.storage,
+    env: options.env,
+    fetch: options.fetch,
+    signal: options.signal,
+    network: settings.network,
+    retry: { ...DEFAULT_RETRY_POLICY, retries: settings.retries, baseDelayMs: settings.retryDelayMs },
+  };
 }
 
 /**
  * A model folder used in place (gs://, s3:// folders, and UNCOMPRESSED locations): it must exist,
  * as TF Hub's PathResolver checks; then the location is returned as it is.
  */
-async function checkRemoteFolder(handle: string, location: string, options: ResolveOptions): Promise<string> {
-  const storage = await openStorage(location, storageOptions(options));
+async function checkRemoteFolder(
+  handle: string,
+  location: string,
+  settings: ResolvedSettings,
+  options: ResolveOptions,
+): Promise<string> {
+  const storage = await openStorage(location, storageOptions(options, settings));
   if (!(await folderExists(storage, ""))) {
     const error = objectNotFound(location);
     throw new HubcacheError(ErrorCode.NOT_FOUND, error.message, {
@@ -123,7 +137,7 @@ function cacheContext(
     lockTimeoutMs: settings.lockTimeoutMs,
     emit,
     signal: options.signal,
-    storage: storageOptions(options),
+    storage: storageOptions(options, settings),
   };
 }
 
@@ -140,7 +154,7 @@ async function resolveObjectArchive(
     maxFiles: settings.maxFiles,
     minFreeBytes: settings.minFreeBytes,
     signal: options.signal,
-    storage: storageOptions(options),
+    storage: storageOptions(options, settings),
   });
   return ensureCachedModel(cacheContext(parsed.handle, settings, options, emit), produce);
 }

@@ -26,6 +26,9 @@ export const DEFAULTS = {
   retries: 5,
   retryDelayMs: 1000,
   maxFiles: 100_000,
+  /** Below this average rate over the window, a download counts as stalled (curl's --speed-limit). */
+  minSpeedBytesPerSec: 1024,
+  minSpeedWindowMs: 30_000,
 } as const;
 
 const seconds = (ms: number): string => `${ms / 1000} s`;
@@ -111,6 +114,27 @@ export const SETTINGS: readonly SettingDoc[] = [
     env: "HUBCACHE_IDLE_TIMEOUT (s)",
     default: seconds(DEFAULTS.idleTimeoutMs),
     meaning: "no header or body bytes for this long: the attempt failed",
+  },
+  {
+    option: "minSpeedBytesPerSec",
+    env: "HUBCACHE_MIN_SPEED",
+    default: `${DEFAULTS.minSpeedBytesPerSec} B/s`,
+    meaning:
+      "a download slower than this on average over the window is retried (resumed), then fails with `ERR_HUBCACHE_TIMEOUT`; `0` turns the check off (curl's `--speed-limit`)",
+  },
+  {
+    option: "minSpeedWindowMs",
+    env: "HUBCACHE_MIN_SPEED_TIME (s)",
+    default: seconds(DEFAULTS.minSpeedWindowMs),
+    meaning:
+      "the window of the minimum rate (curl's `--speed-time`); only time spent waiting for the network counts",
+  },
+  {
+    option: "deadlineMs",
+    env: "HUBCACHE_DEADLINE (s)",
+    default: "none",
+    meaning:
+      "an overall deadline for one download, retries and resumes included: past it, `ERR_HUBCACHE_TIMEOUT`, not retried",
   },
   {
     option: "retries",

@@ -17,14 +17,15 @@ import { ErrorCode, HubcacheError } from "./errors.js";
 import type { HubcacheEvent, ProgressEvent } from "./events.js";
 import type { LoadFormat, ModelFormat } from "./handle.js";
 import type { NetworkSettings } from "./net/client.js";
-import type { FetchFunction } from "./net/http.js";
+import type { FetchFunction } from "./net/http-errors.js";
 import { readProxyEnv } from "./net/proxy.js";
+import { type TransferOptions, readTransferLimits } from "./net/transfer-limits.js";
 import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
 import { DEFAULTS } from "./settings-table.js";
 import { isRemoteLocation } from "./storage/location.js";
 import type { StorageOptions } from "./storage/open.js";
 
-export interface ResolveOptions {
+export interface ResolveOptions extends TransferOptions {
   /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
   cacheDir?: string;
   /**
@@ -128,6 +129,7 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
       // Exactly as TF Hub: only the string "true" turns certificate checks off.
       insecureTls: env.TFHUB_DISABLE_CERT_VALIDATION === "true",
       proxy: readProxyEnv(env),
+      limits: readTransferLimits(env, options),
     },
   };
 }

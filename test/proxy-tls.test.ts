@@ -1,12 +1,10 @@
 // HTTP_PROXY / HTTPS_PROXY / NO_PROXY through a real local proxy (CONNECT tunnels, as undici
-// uses them), and TFHUB_DISABLE_CERT_VALIDATION against a real HTTPS host whose self-signed
+// uses them; see helpers/forward-proxy.ts), and TFHUB_DISABLE_CERT_VALIDATION against a real HTTPS host whose self-signed
 // certificate is made with openssl at test time.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
-import http from "node:http";
-import net, { type AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { HubcacheEvent } from "../src/events.js";
@@ -14,85 +12,16 @@ import { resolve } from "../src/resolve.js";
 import { benignEntries, gzip, tarOf } from "./helpers/archives.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
+import { type ForwardProxy, startForwardProxy } from "./helpers/forward-proxy.js";
 import { assertNoTrace, expectCode, makeSandbox } from "./helpers/sandbox.js";
-
-interface ProxySeen {
-  method: string;
-  target: string;
-  auth: string | undefined;
-}
-
-interface TinyProxy {
-  url: string;
-  seen: ProxySeen[];
-  /** Answer CONNECT with this status instead of tunnelling. */
-  refuseWith: number | undefined;
-  close(): Promise<void>;
-}
-
-/** A forward proxy: CONNECT tunnels and absolute-form GETs, recording what it was asked. */
-async function startTinyProxy(): Promise<TinyProxy> {
-  const seen: ProxySeen[] = [];
-  const sockets = new Set<net.Socket>();
-  const state: { refuseWith: number | undefined } = { refuseWith: undefined };
-  const server = http.createServer((req, res) => {
-    seen.push({
-      method: req.method ?? "GET",
-      target: req.url ?? "",
-      auth: req.headers["proxy-authorization"],
-    });
-    const upstream = http.request(req.url ?? "", { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on("error", () => res.destroy());
-    req.pipe(upstream);
-  });
-  server.on("connect", (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-    seen.push({ method: "CONNECT", target: req.url ?? "", auth: req.headers["proxy-authorization"] });
-    sockets.add(client);
-    if (state.refuseWith !== undefined) {
-      client.end(`HTTP/1.1 ${state.refuseWith} Refused\r\nContent-Length: 0\r\n\r\n`);
-      return;
-    }
-    const [hostname, port] = (req.url ?? "").split(":");
-    const upstream = net.connect(Number(port), hostname ?? "127.0.0.1", () => {
-      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    sockets.add(upstream);
-    upstream.on("error", () => client.destroy());
-    client.on("error", () => upstream.destroy());
-  });
-  server.on("connection", (socket: net.Socket) => sockets.add(socket));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    seen,
-    get refuseWith() {
-      return state.refuseWith;
-    },
-    set refuseWith(value: number | undefined) {
-      state.refuseWith = value;
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 const ARCHIVE = gzip(tarOf(benignEntries()));
 let plain: FlakyHost;
-let proxy: TinyProxy;
+let proxy: ForwardProxy;
 before(async () => {
   plain = await startFlakyHost();
   plain.route("/model", [{ body: ARCHIVE }]);
-  proxy = await startTinyProxy();
+  proxy = await startForwardProxy();
 });
 after(async () => {
   await plain.close();
@@ -245,28 +174,30 @@ describe("TLS certificates", () => {
   });
   after(() => secure?.close());
 
-  it("a self-signed certificate is refused by default, with a hint and no retries", async (t) => {
-    if (!secure) return t.skip(skipReason);
-    const sandbox = await makeSandbox();
-    const events: HubcacheEvent[] = [];
-    try {
-      const error = await expectCode(
-        resolve(secure.url("/model"), {
-          cacheDir: sandbox.cacheDir,
-          env: {},
-          onEvent: (e) => events.push(e),
-        }),
-        "ERR_HUBCACHE_NETWORK",
-      );
-      assert.match(error.message, /certificate/);
-      assert.match(error.hint ?? "", /NODE_EXTRA_CA_CERTS|TFHUB_DISABLE_CERT_VALIDATION/);
-      assert.equal(events.filter((e) => e.type === "retry").length, 0);
-      assert.equal(secure.requestsTo("/model").length, 0);
-      await assertNoTrace(sandbox);
-    } finally {
-      await sandbox.cleanup();
-    }
-  });
+  for (const via of ["direct", "proxied"] as const) {
+    it(`${via}: a self-signed certificate is refused by default, with a hint and no retries`, async (t) => {
+      if (!secure) return t.skip(skipReason);
+      const sandbox = await makeSandbox();
+      const events: HubcacheEvent[] = [];
+      try {
+        const error = await expectCode(
+          resolve(secure.url("/model"), {
+            cacheDir: sandbox.cacheDir,
+            env: via === "proxied" ? { HTTPS_PROXY: proxy.url } : {},
+            onEvent: (e) => events.push(e),
+          }),
+          "ERR_HUBCACHE_NETWORK",
+        );
+        assert.match(error.message, /certificate/);
+        assert.match(error.hint ?? "", /NODE_EXTRA_CA_CERTS|TFHUB_DISABLE_CERT_VALIDATION/);
+        assert.equal(events.filter((e) => e.type === "retry").length, 0);
+        assert.equal(secure.requestsTo("/model").length, 0);
+        await assertNoTrace(sandbox);
+      } finally {
+        await sandbox.cleanup();
+      }
+    });
+  }
 
   it("TFHUB_DISABLE_CERT_VALIDATION=true accepts it, with a warning event", async (t) => {
     if (!secure) return t.skip(skipReason);

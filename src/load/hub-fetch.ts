@@ -6,7 +6,7 @@
  * and passes every other request to the real fetch.
  */
 import { ErrorCode, HubcacheError } from "../errors.js";
-import type { FetchFunction } from "../net/http.js";
+import type { FetchFunction } from "../net/http-errors.js";
 import { locatedModelError } from "./diagnose.js";
 import { WeightReader } from "./io-handler.js";
 import { type LocateOptions, type LocatedModel, locateModel } from "./locate.js";

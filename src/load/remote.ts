@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import type { EventListener } from "../events.js";
 import { httpStack } from "../net/client.js";
 import { openDownload } from "../net/download.js";
-import type { FetchFunction } from "../net/http.js";
+import type { FetchFunction } from "../net/http-errors.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import type { ResolvedSettings } from "../settings.js";
 

@@ -10,7 +10,7 @@ import { Readable, addAbortSignal } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
 import { type HubcacheEvent, emitter } from "../events.js";
-import type { FetchFunction } from "../net/http.js";
+import type { FetchFunction } from "../net/http-errors.js";
 import { redactUrl } from "../redact.js";
 import { type ResolvedSettings, resolveSettings } from "../settings.js";
 import { isObjectNotFound } from "../storage/errors.js";

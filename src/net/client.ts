@@ -4,9 +4,11 @@
  * TFHUB_DISABLE_CERT_VALIDATION. One client per download; close it when done.
  */
 import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from "undici";
-import { type Transport, fetchTransport, nodeTransport } from "./download.js";
-import type { FetchFunction } from "./http.js";
+import type { FetchFunction } from "./http-errors.js";
+import { nodeTransport } from "./node-transport.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
+import type { TransferLimits } from "./transfer-limits.js";
+import { type Transport, fetchTransport } from "./transport.js";
 
 export interface NetworkSettings {
   /** TCP (and TLS) connect timeout, ms. */
@@ -16,6 +18,8 @@ export interface NetworkSettings {
   /** TFHUB_DISABLE_CERT_VALIDATION=true: accept any TLS certificate. */
   insecureTls: boolean;
   proxy: ProxyEnv;
+  /** Minimum rate and deadline of transfers (see transfer-limits.ts). */
+  limits: TransferLimits;
 }
 
 export interface HttpClient {
@@ -30,7 +34,7 @@ export async function createHttpClient(settings: NetworkSettings): Promise<HttpC
     timeout: settings.connectTimeoutMs,
     ...(settings.insecureTls ? { rejectUnauthorized: false } : {}),
   };
-  // hubcache's own idle timer (src/net/download.ts) is the one that fires; undici's is a backstop.
+  // hubcache's own idle timer (src/net/request.ts, download.ts) is the one that fires; undici's is a backstop.
   const backstopMs = settings.idleTimeoutMs + 5000;
   const proxies = new Map<string, ProxyAgentType>();
   const agent = new Agent({
@@ -81,7 +85,13 @@ export interface HttpStack {
  * node:http fast path for bodies.
  */
 export function httpStack(settings: NetworkSettings, custom?: FetchFunction): HttpStack {
-  if (custom) return { fetch: custom, transport: fetchTransport(custom), close: async () => undefined };
+  if (custom) {
+    return {
+      fetch: custom,
+      transport: fetchTransport(custom, settings.limits),
+      close: async () => undefined,
+    };
+  }
   let client: Promise<HttpClient> | undefined;
   const lazyFetch: FetchFunction = async (input, init) =>
     (await (client ??= createHttpClient(settings))).fetch(input, init);
@@ -89,8 +99,12 @@ export function httpStack(settings: NetworkSettings, custom?: FetchFunction): Ht
   return {
     fetch: lazyFetch,
     transport: viaProxy
-      ? fetchTransport(lazyFetch)
-      : nodeTransport({ insecureTls: settings.insecureTls, connectTimeoutMs: settings.connectTimeoutMs }),
+      ? fetchTransport(lazyFetch, settings.limits)
+      : nodeTransport({
+          insecureTls: settings.insecureTls,
+          connectTimeoutMs: settings.connectTimeoutMs,
+          limits: settings.limits,
+        }),
     close: async () => {
       if (client) await (await client).close();
     },

@@ -42,7 +42,10 @@ const RETRYABLE_CODES = new Set([
   "UND_ERR_HEADERS_TIMEOUT",
   "UND_ERR_BODY_TIMEOUT",
   "HUBCACHE_IDLE_TIMEOUT",
+  "HUBCACHE_TOO_SLOW",
   "HUBCACHE_SHORT_BODY",
+  // undici's word for a body shorter than its Content-Length (node:http's path says ECONNRESET).
+  "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
 ]);
 
 /** The most specific code in an error and its `cause` chain (undici wraps socket errors). */
@@ -60,9 +63,25 @@ export function networkErrorCode(error: unknown): string | undefined {
   return found;
 }
 
+/**
+ * A proxy that answers the tunnel with 502/503/504 could not reach the host: the same failure as
+ * a refused or timed-out direct connection, so it is retried the same way.
+ */
+function proxyTunnelStatus(error: unknown): number | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const match = /^Proxy response \((\d{3})\)/.exec(current.message);
+    if (match) return Number(match[1]);
+    current = current.cause;
+  }
+  return undefined;
+}
+
 export function isRetryableNetworkError(error: unknown): boolean {
   const code = networkErrorCode(error);
-  return code !== undefined && RETRYABLE_CODES.has(code);
+  if (code !== undefined && RETRYABLE_CODES.has(code)) return true;
+  const tunnel = proxyTunnelStatus(error);
+  return tunnel !== undefined && tunnel >= 502 && tunnel <= 504;
 }
 
 /**
@@ -92,6 +111,8 @@ export function backoffDelay(
 export class RetryBudget {
   /** Retries used so far. */
   used = 0;
+  /** When the download began (epoch ms): its deadline and "gave up after ... s" count from here. */
+  readonly startedAt = Date.now();
   constructor(readonly policy: RetryPolicy) {}
 
   get left(): number {
@@ -107,6 +128,11 @@ export class RetryBudget {
     if (retryAfterMs !== undefined && retryAfterMs > this.policy.maxRetryAfterMs) return undefined;
     this.used++;
     return retryAfterMs ?? backoffDelay(this.used, this.policy);
+  }
+
+  /** Give back the retry `next` took, when it is not made after all (a deadline comes first). */
+  refund(): void {
+    this.used = Math.max(0, this.used - 1);
   }
 }
 

@@ -6,7 +6,7 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import type { ParsedHandle } from "../handle.js";
 import { redactUrl } from "../redact.js";
 import { USER_AGENT } from "../version.js";
-import { type FetchFunction, httpStatusError, networkError } from "./http.js";
+import { type FetchFunction, httpStatusError, networkError } from "./http-errors.js";
 
 const LOCATION_SCHEMES = /^(gs|s3|https?):\/\//;
 

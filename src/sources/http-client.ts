@@ -2,7 +2,7 @@
 import type { EventListener } from "../events.js";
 import { httpStack } from "../net/client.js";
 import type { Transport } from "../net/download.js";
-import type { FetchFunction } from "../net/http.js";
+import type { FetchFunction } from "../net/http-errors.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
 
 /**

@@ -1,12 +1,18 @@
 /**
  * Read-only http(s):// storage: stat is HEAD (or a one-byte ranged GET where HEAD is refused with
- * 403, 405 or 501), read is GET with an optional Range. HTTP has no listing and no writes; those
- * throw a coded error.
+ * 403, 405 or 501), read is GET with an optional Range. Both go through the download stack
+ * (src/net): the same transport (node:http, or undici with a proxy, or the caller's fetch), retries,
+ * idle timeout, minimum rate, resume and redaction as archive downloads. HTTP has no listing and no
+ * writes; those throw a coded error.
  */
-import { Readable, Transform, type TransformCallback } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { type FetchFunction, httpStatusError, networkError } from "../net/http.js";
-import { USER_AGENT } from "../version.js";
+import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { HubcacheError } from "../errors.js";
+import type { EventListener } from "../events.js";
+import { type HttpStack, type NetworkSettings, httpStack } from "../net/client.js";
+import { type Download, openDownload } from "../net/download.js";
+import { type FetchFunction, httpStatusError } from "../net/http-errors.js";
+import { type ActiveRequest, type RequestOptions, Requester } from "../net/request.js";
+import { RetryBudget, type RetryPolicy } from "../net/retry.js";
 import { objectNotFound, readOnlyStorage } from "./errors.js";
 import { checkKey } from "./location.js";
 import type { ByteRange, ObjectBody, Storage, StoredObject } from "./types.js";
@@ -32,16 +38,35 @@ class Slice extends Transform {
   }
 }
 
+export interface HttpStorageOptions {
+  network: NetworkSettings;
+  retry: RetryPolicy;
+  /** A fetch to use instead of hubcache's HTTP client. */
+  fetch?: FetchFunction | undefined;
+  signal?: AbortSignal | undefined;
+  /** Retry events. Default: none. */
+  emit?: EventListener | undefined;
+}
+
+const HEAD_REFUSED = new Set([403, 405, 501]);
+const GONE = new Set([404, 410]);
+
+/** Done with an answer whose body is not wanted. */
+function release(active: ActiveRequest): void {
+  active.response.cancel();
+  active.dispose();
+}
+
 export class HttpStorage implements Storage {
   readonly scheme = "http";
   readonly readOnly = true;
   readonly location: string;
   private readonly base: string;
+  private stack: HttpStack | undefined;
 
   constructor(
     location: string,
-    private readonly fetchImpl: FetchFunction = globalThis.fetch,
-    private readonly signal?: AbortSignal,
+    private readonly options: HttpStorageOptions,
   ) {
     this.location = location;
     const url = new URL(location);
@@ -63,77 +88,81 @@ export class HttpStorage implements Storage {
     return url.toString();
   }
 
-  private async request(
-    key: string,
-    init: { method: string; headers?: Record<string, string> },
-  ): Promise<Response> {
-    const url = this.locationOf(key);
-    try {
-      return await this.fetchImpl(url, {
-        method: init.method,
-        headers: { "user-agent": USER_AGENT, "accept-encoding": "identity", ...init.headers },
-        redirect: "follow",
-        signal: this.signal ?? null,
-      });
-    } catch (error) {
-      throw networkError(error, url, url);
-    }
+  /** What every request of this storage shares; the URL is also the "handle" errors name. */
+  private requestOptions(url: string): RequestOptions {
+    // Idle sockets do not keep the process alive, so the stack lives as long as this storage.
+    this.stack ??= httpStack(this.options.network, this.options.fetch);
+    return {
+      handle: url,
+      transport: this.stack.transport,
+      idleTimeoutMs: this.options.network.idleTimeoutMs,
+      budget: new RetryBudget(this.options.retry),
+      emit: this.options.emit ?? ((): void => undefined),
+      signal: this.options.signal,
+    };
+  }
+
+  private async answer(
+    url: string,
+    shape: { method: "GET" | "HEAD"; headers?: Record<string, string>; accept: (status: number) => boolean },
+  ): Promise<ActiveRequest> {
+    return new Requester(url, this.requestOptions(url)).withRetries(shape);
   }
 
   async stat(key: string): Promise<StoredObject | undefined> {
-    let response = await this.request(key, { method: "HEAD" });
+    const url = this.locationOf(key);
+    let active = await this.answer(url, {
+      method: "HEAD",
+      accept: (s) => GONE.has(s) || HEAD_REFUSED.has(s),
+    });
+    release(active);
     let size: number | undefined;
     // Servers that refuse HEAD: 405/501, or 403 from a presigned URL that is signed for GET only
     // (S3, GCS). Ask for the first byte instead; a real 403 comes back from that GET too.
-    if (response.status === 403 || response.status === 405 || response.status === 501) {
-      response = await this.request(key, { method: "GET", headers: { range: "bytes=0-0" } });
-      await response.body?.cancel().catch(() => undefined);
-      const total = /\/(\d+)$/.exec(response.headers.get("content-range") ?? "")?.[1];
+    if (HEAD_REFUSED.has(active.response.status)) {
+      // An empty object has no first byte: "416, bytes */0" still says that it exists.
+      const accept = (s: number): boolean => GONE.has(s) || s === 416;
+      active = await this.answer(url, { method: "GET", headers: { range: "bytes=0-0" }, accept });
+      release(active);
+      const total = /\/(\d+)$/.exec(active.response.header("content-range") ?? "")?.[1];
       if (total !== undefined) size = Number(total);
     }
-    if (response.status === 404 || response.status === 410) return undefined;
-    // An empty object has no first byte: "416, bytes */0" still says that it exists.
-    const emptyObject = response.status === 416 && size === 0;
-    if (!response.ok && !emptyObject) {
-      throw httpStatusError(response.status, this.locationOf(key), response.url || this.locationOf(key));
-    }
-    const length = response.headers.get("content-length");
-    size ??= length !== null && /^\d+$/.test(length) ? Number(length) : 0;
-    const modified = response.headers.get("last-modified");
+    const { response } = active;
+    if (GONE.has(response.status)) return undefined;
+    if (response.status === 416 && size !== 0) throw httpStatusError(416, url, response.url);
+    const length = response.header("content-length");
+    size ??= length !== undefined && /^\d+$/.test(length) ? Number(length) : 0;
+    const modified = response.header("last-modified");
     return {
       key,
       size,
       modifiedMs: modified ? Date.parse(modified) : undefined,
-      version: response.headers.get("etag") ?? undefined,
+      version: response.header("etag"),
     };
   }
 
   async read(key: string, range?: ByteRange): Promise<ObjectBody> {
-    const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ""}` } : {};
-    const response = await this.request(key, { method: "GET", headers });
     const url = this.locationOf(key);
-    if (response.status === 404 || response.status === 410) {
-      await response.body?.cancel().catch(() => undefined);
-      throw objectNotFound(url);
+    const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ""}` } : {};
+    let download: Download;
+    try {
+      // A reader cannot start over, so a body that cannot be resumed fails with its own error.
+      download = await openDownload(url, { ...this.requestOptions(url), headers, restartable: false });
+    } catch (error) {
+      if (error instanceof HubcacheError && GONE.has(error.status ?? 0)) throw objectNotFound(url, error);
+      throw error;
     }
-    if (!response.ok) {
-      await response.body?.cancel().catch(() => undefined);
-      throw httpStatusError(response.status, url, response.url || url);
-    }
-    const raw = response.body
-      ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
-      : Readable.from([]);
-    const lengthHeader = response.headers.get("content-length");
-    let length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+    const raw = download.stream;
+    let length = download.contentLength;
     let body: Readable = raw;
-    if (range && response.status === 200) {
+    if (range && download.status === 200) {
       // The server ignored the Range: cut the bytes out ourselves.
       const take = range.end === undefined ? Number.MAX_SAFE_INTEGER : range.end - range.start + 1;
       body = raw.pipe(new Slice(range.start, take));
       raw.on("error", (error) => body.destroy(error));
       length = length === undefined ? undefined : Math.max(0, Math.min(take, length - range.start));
     }
-    return { body, length, contentType: response.headers.get("content-type") ?? undefined };
+    return { body, length, contentType: download.contentType };
   }
 
   // eslint-disable-next-line require-yield

@@ -1,7 +1,7 @@
 /**
  * A model host on 127.0.0.1 (HTTP or HTTPS) whose every path is scripted by the test: it can
  * answer statuses with Retry-After, cut the connection after some bytes, stall, announce more
- * bytes than it sends, and serve ranges (206 + Content-Range, If-Range against its ETag) like
+ * bytes than it sends, trickle bytes slowly, and serve ranges (206 + Content-Range, If-Range against its ETag) like
  * nginx or cloud storage. It counts requests and body bytes so tests can prove what happened.
  */
 import http from "node:http";
@@ -33,8 +33,12 @@ export interface Answer {
   stallBeforeHeaders?: boolean;
   /** Content-Length to announce instead of the real one; the connection is closed after the body. */
   declaredLength?: number;
-  /** Send a redirect to this path (on the same host). */
+  /** Send a redirect to this location (a path on the same host, or any URL). */
   redirect?: string;
+  /** Write these bytes on the socket as the whole answer (no HTTP framing by the server), then close. */
+  raw?: Buffer | string;
+  /** Send the body `bytes` at a time, one piece every `everyMs` (a host that barely sends). */
+  trickle?: { bytes: number; everyMs: number };
 }
 
 /** A route answers each request in turn with the next script item; the last one repeats. */
@@ -88,6 +92,10 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
     answer: Answer,
   ): Promise<void> {
     if (answer.stallBeforeHeaders) return; // the socket stays open until the host closes
+    if (answer.raw !== undefined) {
+      req.socket.end(answer.raw);
+      return;
+    }
     if (answer.redirect) {
       res.writeHead(302, { location: answer.redirect }).end();
       return;
@@ -126,10 +134,13 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
     const count = (n: number): void => {
       served.set(pathname, (served.get(pathname) ?? 0) + n);
     };
-    for (let offset = 0; offset < limit; offset += 16384) {
-      const piece = body.subarray(offset, Math.min(limit, offset + 16384));
+    const step = answer.trickle?.bytes ?? 16384;
+    for (let offset = 0; offset < limit; offset += step) {
+      const piece = body.subarray(offset, Math.min(limit, offset + step));
       count(piece.length);
       if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
+      if (res.destroyed) return;
+      if (answer.trickle) await new Promise((r) => setTimeout(r, answer.trickle?.everyMs));
       if (res.destroyed) return;
     }
     if (answer.cutAfter !== undefined && answer.cutAfter < body.length) {
