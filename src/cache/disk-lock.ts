@@ -21,6 +21,7 @@ import type { FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode, HubcacheError, errnoCode, notWritableError, writeFailure } from "../errors.js";
 import type { EventListener } from "../events.js";
+import { NotADirectoryError } from "../make-dirs.js";
 import { newUid } from "../uid.js";
 import { newestMtime, treeSize } from "./file-tree.js";
 import { holderIsGone, ownLockUids } from "./holder.js";
@@ -56,17 +57,36 @@ export function isPermanentFsError(error: unknown): boolean {
 }
 
 /**
- * The cache directory cannot be written (or does not exist): ERR_HUBCACHE_NOT_WRITABLE, or
- * ERR_HUBCACHE_DISK_FULL when it is full.
+ * The cache directory cannot be written (or does not exist, or cannot be created):
+ * ERR_HUBCACHE_NOT_WRITABLE, or ERR_HUBCACHE_DISK_FULL when it is full. `setting` names what chose
+ * the cache dir (config.ts cacheDirSetting), so the hint says what to change.
  */
-export function cacheDirNotWritable(dir: string, handle: string | undefined, cause: unknown): HubcacheError {
+export function cacheDirNotWritable(
+  dir: string,
+  handle: string | undefined,
+  cause: unknown,
+  setting?: string,
+): HubcacheError {
   const consequence = handle === undefined ? "" : `, so ${handle} cannot be downloaded into it`;
+  const chosenBy = setting === undefined ? "" : ` It was chosen by ${setting}.`;
+  if (cause instanceof NotADirectoryError) {
+    const what =
+      cause.path === dir
+        ? `The cache directory ${dir} is a file, not a directory`
+        : `The cache directory ${dir} cannot be created: ${cause.path} is a file, not a directory`;
+    return new HubcacheError(ErrorCode.NOT_WRITABLE, `${what}${consequence}.`, {
+      handle,
+      hint: `Move that file out of the way, or point the cache at a directory.${chosenBy}`,
+      cause,
+    });
+  }
+  const code = errnoCode(cause) ?? "error";
+  const verb = code === "ENOENT" ? "cannot be created" : "is not writable";
   const text = {
     handle,
     what: `the cache directory ${dir}`,
-    notWritableMessage: `The cache directory ${dir} is not writable (${errnoCode(cause) ?? "error"})${consequence}.`,
-    notWritableHint:
-      "Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.",
+    notWritableMessage: `The cache directory ${dir} ${verb} (${code})${consequence}.`,
+    notWritableHint: `Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.${chosenBy}`,
   };
   const mapped = writeFailure(cause, text);
   return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);

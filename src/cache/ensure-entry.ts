@@ -7,7 +7,7 @@
 import { ErrorCode, HubcacheError, LockLost, abortedError, isAbortError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import type { TreeFile } from "../storage/transfer.js";
-import type { EntryStore, EntryWriter, Staged } from "./entry-store.js";
+import type { EntryState, EntryStore, EntryWriter, Staged } from "./entry-store.js";
 import { listDirTree } from "./file-tree.js";
 import { handleHash } from "./layout.js";
 import type { HeldLock } from "./lock-wait.js";
@@ -48,6 +48,11 @@ export interface EnsureEntryOptions {
   whileWaiting?: (() => void) | undefined;
   /** Lock polling, for tests. */
   pollMs?: number | undefined;
+  /**
+   * What chose the cache (config.ts cacheDirSetting: "TFHUB_CACHE_DIR", "--cache-dir (the cacheDir
+   * option)"...), for hints. Default: hints name every setting that could have.
+   */
+  cacheDirSetting?: string | undefined;
 }
 
 export interface EnsuredEntry {
@@ -85,7 +90,7 @@ export async function ensureEntry(
     await store.tidyAfterHit(hash, options);
     return hit;
   }
-  if (options.offline) throw offlineError(store, handle);
+  if (options.offline) throw offlineError(store, handle, state, options.cacheDirSetting);
   if (options.shareInProcess === false) return lockAndProduce(store, hash, produce, options);
   const key = store.locationOf(hash);
   const running = inFlight.get(key);
@@ -106,13 +111,34 @@ function reportHit(
   return { hash, location, files: state.files, produced: false };
 }
 
-function offlineError(store: EntryStore, handle: string): HubcacheError {
+function offlineError(
+  store: EntryStore,
+  handle: string,
+  state: EntryState,
+  setting: string | undefined,
+): HubcacheError {
+  const location = store.locationOf(handleHash(handle));
+  if (state.state === "incomplete") {
+    return new HubcacheError(
+      ErrorCode.OFFLINE,
+      `Offline mode is on and the cache entry of ${handle} (${location}) is incomplete: ${state.reason}.`,
+      {
+        handle,
+        hint: "Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline) to download it again.",
+      },
+    );
+  }
+  const chosenBy =
+    setting === undefined
+      ? "check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it"
+      : `check that the cache dir names the cache that has it (it was chosen by ${setting})`;
+  const problem = store.describeMissing?.();
   return new HubcacheError(
     ErrorCode.OFFLINE,
-    `Offline mode is on and ${handle} is not in the cache (${store.location}).`,
+    `Offline mode is on and ${handle} is not in the cache (${store.location}${problem === undefined ? "" : `: ${problem}`}).`,
     {
       handle,
-      hint: "Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline), or check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it.",
+      hint: `Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline), or ${chosenBy}.`,
     },
   );
 }

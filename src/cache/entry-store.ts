@@ -94,6 +94,11 @@ export interface EntryStore {
    * so it stops counting), then its files. A concurrent reader sees it whole or missing.
    */
   remove(hash: string): Promise<void>;
+  /**
+   * For an offline miss: what is wrong with the store itself (its directory is missing, or a file),
+   * when something is; undefined otherwise. Cheap; only called on that error path.
+   */
+  describeMissing?(): string | undefined;
   /** Every entry in the store, with what is known of it without reading its files. */
   list(): AsyncIterable<ListedEntry>;
 }

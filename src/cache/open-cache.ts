@@ -9,7 +9,7 @@
  *   dir (a shared hit is copied down; a shared miss asks the hub and publishes to both); resolve
  *   returns the local path.
  */
-import { pythonTempDir } from "../config.js";
+import { type CacheDirSource, cacheDirSetting, pythonTempDir } from "../config.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";
@@ -28,6 +28,8 @@ import { ObjectEntryStore } from "./object-store.js";
 
 export interface CacheContext extends EntryContext {
   cacheDir: string;
+  /** Which setting chose `cacheDir` (ResolvedSettings.cacheDirSource), for hints. */
+  cacheDirSource?: CacheDirSource | undefined;
   sharedCache: string | undefined;
   offline: boolean;
   lockTimeoutMs: number;
@@ -58,7 +60,12 @@ function entryOptions(context: CacheContext): EnsureEntryOptions {
     lockTimeoutMs: context.lockTimeoutMs,
     emit: context.emit,
     signal: context.signal,
+    cacheDirSetting: settingOf(context),
   };
+}
+
+function settingOf(context: CacheContext): string | undefined {
+  return context.cacheDirSource === undefined ? undefined : cacheDirSetting(context.cacheDirSource);
 }
 
 /**
@@ -75,7 +82,10 @@ export async function ensureCachedModel(context: CacheContext, produce: Producer
     });
     return (await ensureEntry(store, context.handle, produce, entryOptions(context))).location;
   }
-  const local = new DiskEntryStore(context.cacheDir, { lockTimeoutMs: context.lockTimeoutMs });
+  const local = new DiskEntryStore(context.cacheDir, {
+    lockTimeoutMs: context.lockTimeoutMs,
+    cacheDirSetting: settingOf(context),
+  });
   if (context.sharedCache === undefined) {
     return (await ensureEntry(local, context.handle, produce, entryOptions(context))).location;
   }
@@ -128,6 +138,7 @@ async function produceFromSharedTier(
   try {
     entry = await ensureEntry(shared, context.handle, fromHub, {
       ...entryOptions(context),
+      cacheDirSetting: "HUBCACHE_SHARED_CACHE (--shared-cache / the sharedCache option)",
       shareInProcess: false, // the local tier already shares one download per entry
       whileWaiting: () => local.lease.waiting(), // waiting on another machine is deliberate
     });
