@@ -78,14 +78,25 @@ export function chooseCacheDirWithSource({ cacheDir, env, flags }: CacheDirSourc
 export function cacheDirSetting(source: CacheDirSource): string {
   switch (source) {
     case "option":
-      return "--cache-dir (the cacheDir option)";
+      return "--cache-dir / the cacheDir option";
     case "TFHUB_CACHE_DIR":
       return "TFHUB_CACHE_DIR";
     case "--tfhub_cache_dir":
       return "--tfhub_cache_dir";
     case "default":
-      return "the default <tmpdir>/tfhub_modules (set TFHUB_CACHE_DIR or --cache-dir to change it)";
+      return "the default (<tmpdir>/tfhub_modules, as TF Hub)";
   }
+}
+
+/**
+ * A hint sentence that says which setting chose the cache dir and to point it at `target` ("a
+ * directory you can write", "the cache that has it").
+ */
+export function cacheDirHint(source: CacheDirSource, target: string): string {
+  if (source === "default") {
+    return `The cache dir is ${cacheDirSetting(source)}: set TFHUB_CACHE_DIR or --cache-dir to ${target}.`;
+  }
+  return `The cache dir was chosen by ${cacheDirSetting(source)}: point it at ${target}.`;
 }
 
 const LOAD_FORMATS: readonly LoadFormat[] = ["COMPRESSED", "UNCOMPRESSED", "AUTO"];

@@ -58,17 +58,16 @@ export function isPermanentFsError(error: unknown): boolean {
 
 /**
  * The cache directory cannot be written (or does not exist, or cannot be created):
- * ERR_HUBCACHE_NOT_WRITABLE, or ERR_HUBCACHE_DISK_FULL when it is full. `setting` names what chose
- * the cache dir (config.ts cacheDirSetting), so the hint says what to change.
+ * ERR_HUBCACHE_NOT_WRITABLE, or ERR_HUBCACHE_DISK_FULL when it is full. `hintFor` says which setting
+ * chose the cache dir and to point it at a target (config.ts cacheDirHint).
  */
 export function cacheDirNotWritable(
   dir: string,
   handle: string | undefined,
   cause: unknown,
-  setting?: string,
+  hintFor?: CacheDirHint,
 ): HubcacheError {
   const consequence = handle === undefined ? "" : `, so ${handle} cannot be downloaded into it`;
-  const chosenBy = setting === undefined ? "" : ` It was chosen by ${setting}.`;
   if (cause instanceof NotADirectoryError) {
     const what =
       cause.path === dir
@@ -76,7 +75,9 @@ export function cacheDirNotWritable(
         : `The cache directory ${dir} cannot be created: ${cause.path} is a file, not a directory`;
     return new HubcacheError(ErrorCode.NOT_WRITABLE, `${what}${consequence}.`, {
       handle,
-      hint: `Move that file out of the way, or point the cache at a directory.${chosenBy}`,
+      hint: hintFor
+        ? `Move that file out of the way. ${hintFor("a directory")}`
+        : "Move that file out of the way, or set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory.",
       cause,
     });
   }
@@ -86,11 +87,14 @@ export function cacheDirNotWritable(
     handle,
     what: `the cache directory ${dir}`,
     notWritableMessage: `The cache directory ${dir} ${verb} (${code})${consequence}.`,
-    notWritableHint: `Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.${chosenBy}`,
+    notWritableHint: `Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.${hintFor ? ` ${hintFor("a writable directory")}` : ""}`,
   };
   const mapped = writeFailure(cause, text);
   return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);
 }
+
+/** A hint sentence: which setting chose the cache, and to point it at `target`. */
+export type CacheDirHint = (target: string) => string;
 
 /** Create `file` holding `content`, exclusively; undefined if it exists. Keeps it open for the heartbeat. */
 async function createExclusive(file: string, content: string): Promise<FileHandle | undefined> {

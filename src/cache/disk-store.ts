@@ -10,7 +10,7 @@ import path from "node:path";
 import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
 import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
-import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
+import { type CacheDirHint, acquireLock, cacheDirNotWritable } from "./disk-lock.js";
 import type {
   CommitOutcome,
   EntryContext,
@@ -122,11 +122,11 @@ interface DiskStaged extends Staged {
 export class DiskEntryStore implements EntryStore {
   /**
    * `location`: the cache dir. `lockTimeoutMs`: the stale window, after which leftovers owned by no
-   * lock are removed. `cacheDirSetting`: what chose the cache dir, for hints (config.ts cacheDirSetting).
+   * lock are removed. `cacheDirHint`: which setting chose the cache dir, for hints (config.ts cacheDirHint).
    */
   constructor(
     readonly location: string,
-    private readonly options: { lockTimeoutMs: number; cacheDirSetting?: string | undefined },
+    private readonly options: { lockTimeoutMs: number; cacheDirHint?: CacheDirHint | undefined },
   ) {}
 
   paths(hash: string): EntryPaths {
@@ -321,7 +321,7 @@ export class DiskEntryStore implements EntryStore {
   }
 
   private notWritable(error: unknown, handle: string | undefined): HubcacheError {
-    return cacheDirNotWritable(this.location, handle, error, this.options.cacheDirSetting);
+    return cacheDirNotWritable(this.location, handle, error, this.options.cacheDirHint);
   }
 
   /** Why an offline resolve finds nothing here, when it is the cache dir itself (else undefined). */

@@ -10,6 +10,7 @@ import type { TreeFile } from "../storage/transfer.js";
 import type { EntryState, EntryStore, EntryWriter, Staged } from "./entry-store.js";
 import { listDirTree } from "./file-tree.js";
 import { handleHash } from "./layout.js";
+import type { CacheDirHint } from "./disk-lock.js";
 import type { HeldLock } from "./lock-wait.js";
 import { testPause } from "./test-pause.js";
 
@@ -49,10 +50,10 @@ export interface EnsureEntryOptions {
   /** Lock polling, for tests. */
   pollMs?: number | undefined;
   /**
-   * What chose the cache (config.ts cacheDirSetting: "TFHUB_CACHE_DIR", "--cache-dir (the cacheDir
-   * option)"...), for hints. Default: hints name every setting that could have.
+   * A hint sentence saying which setting chose the cache and to point it at a target (config.ts
+   * cacheDirHint). Default: hints name every setting that could have.
    */
-  cacheDirSetting?: string | undefined;
+  cacheDirHint?: CacheDirHint | undefined;
 }
 
 export interface EnsuredEntry {
@@ -90,7 +91,7 @@ export async function ensureEntry(
     await store.tidyAfterHit(hash, options);
     return hit;
   }
-  if (options.offline) throw offlineError(store, handle, state, options.cacheDirSetting);
+  if (options.offline) throw offlineError(store, handle, state, options.cacheDirHint);
   if (options.shareInProcess === false) return lockAndProduce(store, hash, produce, options);
   const key = store.locationOf(hash);
   const running = inFlight.get(key);
@@ -115,7 +116,7 @@ function offlineError(
   store: EntryStore,
   handle: string,
   state: EntryState,
-  setting: string | undefined,
+  hintFor: CacheDirHint | undefined,
 ): HubcacheError {
   const location = store.locationOf(handleHash(handle));
   if (state.state === "incomplete") {
@@ -128,17 +129,16 @@ function offlineError(
       },
     );
   }
-  const chosenBy =
-    setting === undefined
-      ? "check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it"
-      : `check that the cache dir names the cache that has it (it was chosen by ${setting})`;
+  const which = hintFor
+    ? hintFor("the cache that has it")
+    : "Check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it.";
   const problem = store.describeMissing?.();
   return new HubcacheError(
     ErrorCode.OFFLINE,
     `Offline mode is on and ${handle} is not in the cache (${store.location}${problem === undefined ? "" : `: ${problem}`}).`,
     {
       handle,
-      hint: `Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline), or ${chosenBy}.`,
+      hint: `Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline). ${which}`,
     },
   );
 }

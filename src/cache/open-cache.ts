@@ -9,11 +9,12 @@
  *   dir (a shared hit is copied down; a shared miss asks the hub and publishes to both); resolve
  *   returns the local path.
  */
-import { type CacheDirSource, cacheDirSetting, pythonTempDir } from "../config.js";
+import { type CacheDirSource, cacheDirHint, pythonTempDir } from "../config.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";
 import type { Storage } from "../storage/types.js";
+import type { CacheDirHint } from "./disk-lock.js";
 import { DiskEntryStore } from "./disk-store.js";
 import type { EntryContext } from "./entry-store.js";
 import {
@@ -60,13 +61,17 @@ function entryOptions(context: CacheContext): EnsureEntryOptions {
     lockTimeoutMs: context.lockTimeoutMs,
     emit: context.emit,
     signal: context.signal,
-    cacheDirSetting: settingOf(context),
+    cacheDirHint: hintOf(context),
   };
 }
 
-function settingOf(context: CacheContext): string | undefined {
-  return context.cacheDirSource === undefined ? undefined : cacheDirSetting(context.cacheDirSource);
+function hintOf(context: CacheContext): CacheDirHint | undefined {
+  const source = context.cacheDirSource;
+  return source === undefined ? undefined : (target) => cacheDirHint(source, target);
 }
+
+const sharedCacheHint: CacheDirHint = (target) =>
+  `The shared cache was chosen by HUBCACHE_SHARED_CACHE (--shared-cache / the sharedCache option): point it at ${target}.`;
 
 /**
  * Make sure the model `produce` makes is cached, and return where it is. `produce` fills a
@@ -84,7 +89,7 @@ export async function ensureCachedModel(context: CacheContext, produce: Producer
   }
   const local = new DiskEntryStore(context.cacheDir, {
     lockTimeoutMs: context.lockTimeoutMs,
-    cacheDirSetting: settingOf(context),
+    cacheDirHint: hintOf(context),
   });
   if (context.sharedCache === undefined) {
     return (await ensureEntry(local, context.handle, produce, entryOptions(context))).location;
@@ -138,7 +143,7 @@ async function produceFromSharedTier(
   try {
     entry = await ensureEntry(shared, context.handle, fromHub, {
       ...entryOptions(context),
-      cacheDirSetting: "HUBCACHE_SHARED_CACHE (--shared-cache / the sharedCache option)",
+      cacheDirHint: sharedCacheHint,
       shareInProcess: false, // the local tier already shares one download per entry
       whileWaiting: () => local.lease.waiting(), // waiting on another machine is deliberate
     });
