@@ -35,8 +35,11 @@ import {
 } from "./lock-wait.js";
 import { type EntryPaths, type LockOwner, lockContent, parseLockContent } from "./layout.js";
 
-/** How to wait for a disk lock (see lock-wait.ts). */
-export type LockOptions = WaitOptions;
+/**
+ * How to wait for a disk lock (see lock-wait.ts). `cacheDirHint`: which setting chose the cache
+ * dir, for the hint of a not-writable error.
+ */
+export type LockOptions = WaitOptions & { cacheDirHint?: CacheDirHint | undefined };
 
 export type { HeldLock };
 
@@ -324,7 +327,9 @@ export async function acquireLock(paths: EntryPaths, options: LockOptions): Prom
       try {
         file = await createExclusive(paths.lock, content);
       } catch (error) {
-        if (isPermanentFsError(error)) throw cacheDirNotWritable(paths.cacheDir, options.handle, error);
+        if (isPermanentFsError(error)) {
+          throw cacheDirNotWritable(paths.cacheDir, options.handle, error, options.cacheDirHint);
+        }
         throw error;
       }
       return file && heldDiskLock(paths, uid, content, file);

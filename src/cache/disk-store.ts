@@ -7,7 +7,7 @@
  */
 import { type Stats, promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
+import { type HubcacheError, errnoCode } from "../errors.js";
 import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
 import { type CacheDirHint, acquireLock, cacheDirNotWritable } from "./disk-lock.js";
@@ -163,18 +163,11 @@ export class DiskEntryStore implements EntryStore {
     } catch (error) {
       throw this.notWritable(error, options.handle);
     }
-    try {
-      return await acquireLock(paths, {
-        ...options,
-        entryReady: () => inspectDiskEntry(paths).state === "hit",
-      });
-    } catch (error) {
-      // The lock's own not-writable error, with the hint naming what chose this cache dir.
-      if (error instanceof HubcacheError && error.code === ErrorCode.NOT_WRITABLE && error.cause) {
-        throw this.notWritable(error.cause, options.handle);
-      }
-      throw error;
-    }
+    return acquireLock(paths, {
+      ...options,
+      cacheDirHint: this.options.cacheDirHint,
+      entryReady: () => inspectDiskEntry(paths).state === "hit",
+    });
   }
 
   async sweep(_hash: string, _lock: HeldLock, { emit }: EntryContext): Promise<void> {
