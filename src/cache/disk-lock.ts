@@ -23,6 +23,7 @@ import { ErrorCode, HubcacheError, errnoCode, notWritableError, writeFailure } f
 import type { EventListener } from "../events.js";
 import { NotADirectoryError } from "../make-dirs.js";
 import { newUid } from "../uid.js";
+import type { CacheDirHint } from "./entry-store.js";
 import { newestMtime, treeSize } from "./file-tree.js";
 import { holderIsGone, ownLockUids } from "./holder.js";
 import {
@@ -95,9 +96,6 @@ export function cacheDirNotWritable(
   const mapped = writeFailure(cause, text);
   return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);
 }
-
-/** A hint sentence: which setting chose the cache, and to point it at `target`. */
-export type CacheDirHint = (target: string) => string;
 
 /** Create `file` holding `content`, exclusively; undefined if it exists. Keeps it open for the heartbeat. */
 async function createExclusive(file: string, content: string): Promise<FileHandle | undefined> {

@@ -10,8 +10,9 @@ import path from "node:path";
 import { type HubcacheError, errnoCode } from "../errors.js";
 import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
-import { type CacheDirHint, acquireLock, cacheDirNotWritable } from "./disk-lock.js";
+import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
 import type {
+  CacheDirHint,
   CommitOutcome,
   EntryContext,
   EntryState,

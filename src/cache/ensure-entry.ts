@@ -7,10 +7,9 @@
 import { ErrorCode, HubcacheError, LockLost, abortedError, isAbortError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import type { TreeFile } from "../storage/transfer.js";
-import type { EntryState, EntryStore, EntryWriter, Staged } from "./entry-store.js";
+import type { CacheDirHint, EntryState, EntryStore, EntryWriter, Staged } from "./entry-store.js";
 import { listDirTree } from "./file-tree.js";
 import { handleHash } from "./layout.js";
-import type { CacheDirHint } from "./disk-lock.js";
 import type { HeldLock } from "./lock-wait.js";
 import { testPause } from "./test-pause.js";
 

@@ -12,6 +12,9 @@ import type { TreeFile } from "../storage/transfer.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import type { Produced } from "./record.js";
 
+/** A hint sentence: which setting chose the cache, and to point it at `target` (config.ts cacheDirHint). */
+export type CacheDirHint = (target: string) => string;
+
 /** Who wrote an entry: hubcache (it has a record), or someone else (Python tensorflow_hub). */
 export type EntryWriter = "hubcache" | "other";
 

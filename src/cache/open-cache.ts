@@ -14,9 +14,8 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";
 import type { Storage } from "../storage/types.js";
-import type { CacheDirHint } from "./disk-lock.js";
 import { DiskEntryStore } from "./disk-store.js";
-import type { EntryContext } from "./entry-store.js";
+import type { CacheDirHint, EntryContext } from "./entry-store.js";
 import {
   type DownloadLease,
   type DownloadReport,
