@@ -24,7 +24,7 @@ import { removeTree } from "./file-tree.js";
 import { type EntryPaths, descriptorText, entryPathsForHash } from "./layout.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
-import { type DiskRecord, type FileIdentity, type Produced, parseRecord, recordFields } from "./record.js";
+import { type DiskRecord, type Produced, parseRecord, recordFields } from "./record.js";
 import { testPause } from "./test-pause.js";
 
 /** What inspectDiskEntry finds (an empty directory is told apart from other incomplete entries). */
@@ -42,7 +42,10 @@ function readDiskRecord(file: string): DiskRecord | undefined {
   }
 }
 
-/** Does `record` name this inode and birth time (on this device)? */
+/** Which file or directory, on a local disk (as a record names it). */
+type FileIdentity = Pick<DiskRecord, "dev" | "ino" | "birthtimeMs">;
+
+/** Does `identity` name this inode and birth time (on this device)? */
 function sameIdentity(identity: FileIdentity | undefined, stat: FileIdentity): boolean {
   return (
     identity !== undefined &&

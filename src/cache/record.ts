@@ -25,24 +25,20 @@ export interface RecordFields {
   files: TreeFile[];
 }
 
-/** Which file or directory, on a local disk. */
-export interface FileIdentity {
+/** The record of an entry on a local disk. */
+export interface DiskRecord extends RecordFields {
+  /**
+   * Identity of the entry directory this record describes. Inode numbers are reused at once on
+   * ext4 after a delete, so the directory's birth time is part of it.
+   */
   dev: number;
   ino: number;
   birthtimeMs: number;
-}
-
-/** The record of an entry on a local disk. */
-export interface DiskRecord extends RecordFields, FileIdentity {
-  /*
-   * dev/ino/birthtimeMs: identity of the entry directory this record describes. Inode numbers are
-   * reused at once on ext4 after a delete, so the directory's birth time is part of it.
-   */
   /**
    * Identity of the record file itself, as written (absent in records of older versions). A record
    * whose own identity changed was copied with its cache (`cp -a`, rsync, a CI cache restore).
    */
-  recordFile?: FileIdentity;
+  recordFile?: { dev: number; ino: number; birthtimeMs: number };
 }
 
 /** The record of an entry on object storage. */
