@@ -50,13 +50,53 @@ export interface CacheDirSources {
   flags: TfhubFlags;
 }
 
+/** Which setting chose the cache directory. */
+export type CacheDirSource = "option" | "TFHUB_CACHE_DIR" | "--tfhub_cache_dir" | "default";
+
+export interface ChosenCacheDir {
+  cacheDir: string;
+  source: CacheDirSource;
+}
+
 /** The cache directory: option > TFHUB_CACHE_DIR (non-empty) > --tfhub_cache_dir > <tmpdir>/tfhub_modules. */
-export function chooseCacheDir({ cacheDir, env, flags }: CacheDirSources): string {
-  if (cacheDir) return absoluteLocation(cacheDir);
+export function chooseCacheDir(sources: CacheDirSources): string {
+  return chooseCacheDirWithSource(sources).cacheDir;
+}
+
+/** chooseCacheDir, and which setting chose it (for messages, and `hubcache dir`). */
+export function chooseCacheDirWithSource({ cacheDir, env, flags }: CacheDirSources): ChosenCacheDir {
+  if (cacheDir) return { cacheDir: absoluteLocation(cacheDir), source: "option" };
   const fromEnv = env.TFHUB_CACHE_DIR;
-  if (fromEnv) return absoluteLocation(fromEnv);
-  if (flags.tfhub_cache_dir) return absoluteLocation(flags.tfhub_cache_dir);
-  return path.join(pythonTempDir(env), "tfhub_modules");
+  if (fromEnv) return { cacheDir: absoluteLocation(fromEnv), source: "TFHUB_CACHE_DIR" };
+  if (flags.tfhub_cache_dir) {
+    return { cacheDir: absoluteLocation(flags.tfhub_cache_dir), source: "--tfhub_cache_dir" };
+  }
+  return { cacheDir: path.join(pythonTempDir(env), "tfhub_modules"), source: "default" };
+}
+
+/** The setting that chose the cache dir, as a user would name it in a message. */
+export function cacheDirSetting(source: CacheDirSource): string {
+  switch (source) {
+    case "option":
+      return "--cache-dir / the cacheDir option";
+    case "TFHUB_CACHE_DIR":
+      return "TFHUB_CACHE_DIR";
+    case "--tfhub_cache_dir":
+      return "--tfhub_cache_dir";
+    case "default":
+      return "the default (<tmpdir>/tfhub_modules, as TF Hub)";
+  }
+}
+
+/**
+ * A hint sentence that says which setting chose the cache dir and to point it at `target` ("a
+ * directory you can write", "the cache that has it").
+ */
+export function cacheDirHint(source: CacheDirSource, target: string): string {
+  if (source === "default") {
+    return `The cache dir is ${cacheDirSetting(source)}: set TFHUB_CACHE_DIR or --cache-dir to ${target}.`;
+  }
+  return `The cache dir was chosen by ${cacheDirSetting(source)}: point it at ${target}.`;
 }
 
 const LOAD_FORMATS: readonly LoadFormat[] = ["COMPRESSED", "UNCOMPRESSED", "AUTO"];

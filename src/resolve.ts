@@ -132,6 +132,7 @@ function cacheContext(
   return {
     handle,
     cacheDir: settings.cacheDir,
+    cacheDirSource: settings.cacheDirSource,
     sharedCache: settings.sharedCache,
     offline: settings.offline,
     lockTimeoutMs: settings.lockTimeoutMs,

@@ -5,8 +5,9 @@
  */
 import {
   type Env,
+  type CacheDirSource,
   type TfhubFlags,
-  chooseCacheDir,
+  chooseCacheDirWithSource,
   chooseLoadFormat,
   envFlag,
   envNumber,
@@ -85,6 +86,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = DEFAULTS.idleTimeoutMs;
 /** Settings after precedence is applied. */
 export interface ResolvedSettings {
   cacheDir: string;
+  /** Which setting chose `cacheDir` (the option or --cache-dir, TFHUB_CACHE_DIR, --tfhub_cache_dir, the default). */
+  cacheDirSource: CacheDirSource;
   sharedCache: string | undefined;
   loadFormat: LoadFormat;
   offline: boolean;
@@ -106,11 +109,16 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
   };
   const option = (name: keyof ResolveOptions): number | undefined =>
     optionNumber(name, options[name] as number | undefined);
-  const cacheDir = chooseCacheDir({ cacheDir: options.cacheDir, env, flags });
+  const { cacheDir, source: cacheDirSource } = chooseCacheDirWithSource({
+    cacheDir: options.cacheDir,
+    env,
+    flags,
+  });
   const sharedCache = options.sharedCache || env.HUBCACHE_SHARED_CACHE || undefined;
   checkCacheSettings(cacheDir, sharedCache);
   return {
     cacheDir,
+    cacheDirSource,
     sharedCache,
     loadFormat: chooseLoadFormat(options.loadFormat, env, flags),
     offline: options.offline ?? envFlag(env, "HUBCACHE_OFFLINE"),

@@ -4,10 +4,12 @@
  * lock or writing anything, and a miss fails at once with a clear error that says what to set.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { entryPaths } from "../src/cache/layout.js";
 import { newUid } from "../src/uid.js";
 import { resolve } from "../src/resolve.js";
@@ -16,6 +18,7 @@ import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { worldReadableCli } from "./helpers/runtime-copy.js";
 import { deadPid, runCli, start, unprivilegedRunner, TEST_TIMEOUT_MS } from "./helpers/processes.js";
 
+const run = promisify(execFile);
 const runner = unprivilegedRunner();
 const skip = "skip" in runner ? runner.skip : false;
 const asUid = "uid" in runner ? runner.uid : 65534;
@@ -55,10 +58,21 @@ async function snapshot(dir: string): Promise<string[]> {
   return out;
 }
 
-async function resolveAsNobody(handle: string, dir = cacheDir): ReturnType<typeof runCli> {
+async function resolveAsNobody(
+  handle: string,
+  dir = cacheDir,
+  extra: string[] = [],
+): ReturnType<typeof runCli> {
   // A world-readable copy of the CLI: the repository itself may sit where that user cannot enter.
   const cli = await worldReadableCli();
-  return runCli(["resolve", "--cache-dir", dir, "--lock-timeout", "600", handle], { asUid, cli });
+  return runCli(["resolve", "--cache-dir", dir, "--lock-timeout", "600", ...extra, handle], { asUid, cli });
+}
+
+/** A copy of the read-only cache with `cp -a` (new inodes), owned by root like the original. */
+async function copiedCache(name: string): Promise<string> {
+  const copy = path.join(base, name);
+  await run("cp", ["-a", cacheDir, copy]);
+  return copy;
 }
 
 describe("read-only cache dir owned by another user", { skip }, () => {
@@ -169,6 +183,58 @@ describe("read-only cache dir owned by another user", { skip }, () => {
       );
       assert.equal(server.requests.length, requests);
       assert.deepEqual(await fs.readdir(shared), [path.basename(lock)], "nothing else left behind");
+    },
+  );
+  test(
+    "a copied read-only cache (cp -a): a whole copy is served without a request or a write",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const copy = await copiedCache("copy-whole");
+      const before = await snapshot(copy);
+      const requests = server.requests.length;
+      const result = await resolveAsNobody(cached, copy);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${entryPaths(copy, cached).dir}\n`);
+      assert.deepEqual(await snapshot(copy), before, "nothing written");
+      assert.equal(server.requests.length, requests, "no request");
+    },
+  );
+
+  test(
+    "a copied read-only cache with a file deleted is not served: it needs a download it cannot write",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const copy = await copiedCache("copy-partial");
+      await fs.rm(path.join(entryPaths(copy, cached).dir, "group1-shard1of1.bin"));
+      const before = await snapshot(copy);
+      const requests = server.requests.length;
+      const result = await resolveAsNobody(cached, copy);
+      assert.equal(result.code, 1);
+      assert.equal(result.stdout, "", "the partial copy is not returned");
+      assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE/);
+      assert.equal(server.requests.length, requests);
+      assert.deepEqual(await snapshot(copy), before, "nothing written");
+      const offline = await resolveAsNobody(cached, copy, ["--offline"]);
+      assert.equal(offline.code, 1);
+      assert.match(offline.stderr, /ERR_HUBCACHE_OFFLINE.*is incomplete: group1-shard1of1\.bin is missing/);
+      assert.doesNotMatch(offline.stderr, /not in the cache/);
+    },
+  );
+
+  test(
+    "a read-only cache dir that is a file, or under /proc, fails at once saying so",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const file = path.join(base, "a-file");
+      await fs.writeFile(file, "not a folder");
+      const result = await resolveAsNobody(uncached, path.join(file, "cache"));
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /ERR_HUBCACHE_NOT_WRITABLE.*is a file, not a directory/);
+      const started = Date.now();
+      const proc = await resolveAsNobody(uncached, "/proc/hubcache-no-such-dir");
+      assert.equal(proc.code, 1);
+      assert.match(proc.stderr, /ERR_HUBCACHE_NOT_WRITABLE.*\/proc\/hubcache-no-such-dir cannot be created/);
+      assert.ok(Date.now() - started < 30_000, "at once");
     },
   );
 });

@@ -21,7 +21,9 @@ import type { FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode, HubcacheError, errnoCode, notWritableError, writeFailure } from "../errors.js";
 import type { EventListener } from "../events.js";
+import { NotADirectoryError } from "../make-dirs.js";
 import { newUid } from "../uid.js";
+import type { CacheDirHint } from "./entry-store.js";
 import { newestMtime, treeSize } from "./file-tree.js";
 import { holderIsGone, ownLockUids } from "./holder.js";
 import {
@@ -34,8 +36,11 @@ import {
 } from "./lock-wait.js";
 import { type EntryPaths, type LockOwner, lockContent, parseLockContent } from "./layout.js";
 
-/** How to wait for a disk lock (see lock-wait.ts). */
-export type LockOptions = WaitOptions;
+/**
+ * How to wait for a disk lock (see lock-wait.ts). `cacheDirHint`: which setting chose the cache
+ * dir, for the hint of a not-writable error.
+ */
+export type LockOptions = WaitOptions & { cacheDirHint?: CacheDirHint | undefined };
 
 export type { HeldLock };
 
@@ -56,17 +61,37 @@ export function isPermanentFsError(error: unknown): boolean {
 }
 
 /**
- * The cache directory cannot be written (or does not exist): ERR_HUBCACHE_NOT_WRITABLE, or
- * ERR_HUBCACHE_DISK_FULL when it is full.
+ * The cache directory cannot be written (or does not exist, or cannot be created):
+ * ERR_HUBCACHE_NOT_WRITABLE, or ERR_HUBCACHE_DISK_FULL when it is full. `hintFor` says which setting
+ * chose the cache dir and to point it at a target (config.ts cacheDirHint).
  */
-export function cacheDirNotWritable(dir: string, handle: string | undefined, cause: unknown): HubcacheError {
+export function cacheDirNotWritable(
+  dir: string,
+  handle: string | undefined,
+  cause: unknown,
+  hintFor?: CacheDirHint,
+): HubcacheError {
   const consequence = handle === undefined ? "" : `, so ${handle} cannot be downloaded into it`;
+  if (cause instanceof NotADirectoryError) {
+    const what =
+      cause.path === dir
+        ? `The cache directory ${dir} is a file, not a directory`
+        : `The cache directory ${dir} cannot be created: ${cause.path} is a file, not a directory`;
+    return new HubcacheError(ErrorCode.NOT_WRITABLE, `${what}${consequence}.`, {
+      handle,
+      hint: hintFor
+        ? `Move that file out of the way. ${hintFor("a directory")}`
+        : "Move that file out of the way, or set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory.",
+      cause,
+    });
+  }
+  const code = errnoCode(cause) ?? "error";
+  const verb = code === "ENOENT" ? "cannot be created" : "is not writable";
   const text = {
     handle,
     what: `the cache directory ${dir}`,
-    notWritableMessage: `The cache directory ${dir} is not writable (${errnoCode(cause) ?? "error"})${consequence}.`,
-    notWritableHint:
-      "Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.",
+    notWritableMessage: `The cache directory ${dir} ${verb} (${code})${consequence}.`,
+    notWritableHint: `Set TFHUB_CACHE_DIR (or --cache-dir / the cacheDir option) to a directory you can write, e.g. ~/.cache/tfhub_modules.${hintFor ? ` ${hintFor("a writable directory")}` : ""}`,
   };
   const mapped = writeFailure(cause, text);
   return mapped instanceof HubcacheError ? mapped : notWritableError(cause, text);
@@ -300,7 +325,9 @@ export async function acquireLock(paths: EntryPaths, options: LockOptions): Prom
       try {
         file = await createExclusive(paths.lock, content);
       } catch (error) {
-        if (isPermanentFsError(error)) throw cacheDirNotWritable(paths.cacheDir, options.handle, error);
+        if (isPermanentFsError(error)) {
+          throw cacheDirNotWritable(paths.cacheDir, options.handle, error, options.cacheDirHint);
+        }
         throw error;
       }
       return file && heldDiskLock(paths, uid, content, file);

@@ -5,12 +5,14 @@
  * temp dir, temp files and a lock, which the next run removes (orphans.ts). docs/concurrency.md
  * describes the protocol.
  */
-import { promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
+import { type Stats, promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { errnoCode } from "../errors.js";
+import { type HubcacheError, errnoCode } from "../errors.js";
+import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
 import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
 import type {
+  CacheDirHint,
   CommitOutcome,
   EntryContext,
   EntryState,
@@ -40,9 +42,27 @@ function readDiskRecord(file: string): DiskRecord | undefined {
   }
 }
 
+/** Which file or directory, on a local disk (as a record names it). */
+type FileIdentity = Pick<DiskRecord, "dev" | "ino" | "birthtimeMs">;
+
+/** Does `identity` name this inode and birth time (on this device)? */
+function sameIdentity(identity: FileIdentity | undefined, stat: FileIdentity): boolean {
+  return (
+    identity !== undefined &&
+    identity.ino === stat.ino &&
+    identity.dev === stat.dev &&
+    identity.birthtimeMs === stat.birthtimeMs
+  );
+}
+
 /**
  * Is the entry usable? Synchronous on purpose: a warm hit is a handful of stat calls, and going
  * through the thread pool would cost more than the work. Reads only; writes nothing.
+ *
+ * A record vouches for the directory it names by identity (the fast path). When the directory is
+ * another one, either someone replaced the entry (Python tensorflow_hub: the record itself was not
+ * touched) or the whole cache was copied (`cp -a`, rsync, a CI cache restore: the record file is a
+ * copy too, or an old record says nothing of its own identity); a copy is checked against the record.
  */
 export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
   let dirStat;
@@ -54,29 +74,43 @@ export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
   }
   if (!dirStat.isDirectory()) return { state: "incomplete", reason: "the entry is not a directory" };
   const record = readDiskRecord(paths.record);
-  if (
-    record &&
-    record.ino === dirStat.ino &&
-    record.dev === dirStat.dev &&
-    record.birthtimeMs === dirStat.birthtimeMs
-  ) {
-    for (const file of record.files) {
-      let size: number;
-      try {
-        size = statSync(path.join(paths.dir, file.path)).size;
-      } catch {
-        return { state: "incomplete", reason: `${file.path} is missing` };
-      }
-      if (size !== file.size) {
-        return { state: "incomplete", reason: `${file.path} has ${size} bytes, expected ${file.size}` };
-      }
-    }
-    return { state: "hit", writer: "hubcache", record };
-  }
+  if (record && sameIdentity(record, dirStat)) return checkFilesAgainstRecord(paths, record);
+  if (record && recordWasCopied(paths, record)) return checkFilesAgainstRecord(paths, record);
   // Written by Python tensorflow_hub (or by an interrupted publish): TF Hub's rule, non-empty means cached.
   return readdirSync(paths.dir).length > 0
     ? { state: "hit", writer: "other", record: undefined }
     : { state: "empty" };
+}
+
+/** Is the record file not the one hubcache wrote (a copy), or too old to say? */
+function recordWasCopied(paths: EntryPaths, record: DiskRecord): boolean {
+  if (record.recordFile === undefined) return true;
+  const stat = statIfThere(paths.record);
+  return stat === undefined || !sameIdentity(record.recordFile, stat);
+}
+
+function statIfThere(file: string): Stats | undefined {
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every file the record lists is there, a regular file of its size. */
+function checkFilesAgainstRecord(paths: EntryPaths, record: DiskRecord): DiskEntryState {
+  for (const file of record.files) {
+    const stat = statIfThere(path.join(paths.dir, file.path));
+    if (stat === undefined || !stat.isFile()) {
+      return { state: "incomplete", reason: `${file.path} is missing` };
+    }
+    if (stat.size !== file.size) {
+      return { state: "incomplete", reason: `${file.path} has ${stat.size} bytes, expected ${file.size}` };
+    }
+  }
+  // TODO(issue 11): when the record holds per-file digests, check a copied entry (its identity did
+  // not match) against them here too, file by file; for now a copy is checked by sizes only.
+  return { state: "hit", writer: "hubcache", record };
 }
 
 /** Errno codes of a failed commit that mean the cache dir cannot take the entry. */
@@ -92,11 +126,11 @@ interface DiskStaged extends Staged {
 export class DiskEntryStore implements EntryStore {
   /**
    * `location`: the cache dir. `lockTimeoutMs`: the stale window, after which leftovers owned by no
-   * lock are removed.
+   * lock are removed. `cacheDirHint`: which setting chose the cache dir, for hints (config.ts cacheDirHint).
    */
   constructor(
     readonly location: string,
-    private readonly options: { lockTimeoutMs: number },
+    private readonly options: { lockTimeoutMs: number; cacheDirHint?: CacheDirHint | undefined },
   ) {}
 
   paths(hash: string): EntryPaths {
@@ -128,11 +162,16 @@ export class DiskEntryStore implements EntryStore {
   async lock(hash: string, options: Omit<WaitOptions, "entryReady">): Promise<HeldLock | undefined> {
     const paths = this.paths(hash);
     try {
-      await fs.mkdir(this.location, { recursive: true });
+      // Never `recursive: true`: Node 20's loops forever on paths such as /proc/x (make-dirs.ts).
+      await makeDirs(this.location);
     } catch (error) {
-      throw cacheDirNotWritable(this.location, options.handle, error);
+      throw this.notWritable(error, options.handle);
     }
-    return acquireLock(paths, { ...options, entryReady: () => inspectDiskEntry(paths).state === "hit" });
+    return acquireLock(paths, {
+      ...options,
+      cacheDirHint: this.options.cacheDirHint,
+      entryReady: () => inspectDiskEntry(paths).state === "hit",
+    });
   }
 
   async sweep(_hash: string, _lock: HeldLock, { emit }: EntryContext): Promise<void> {
@@ -195,7 +234,7 @@ export class DiskEntryStore implements EntryStore {
     };
     await fs.writeFile(descriptorTmp, descriptorText(produced.handle), { flag: "wx" });
     testPause("during-descriptor-write");
-    await fs.writeFile(recordTmp, JSON.stringify(record), { flag: "wx" });
+    await writeRecordFile(recordTmp, record);
     testPause("before-rename");
     // A holder judged stale and taken over must not publish: the new holder may have removed part
     // of our temp dir as an orphan. Someone else is downloading it now; wait for them instead.
@@ -275,7 +314,38 @@ export class DiskEntryStore implements EntryStore {
   }
 
   private unwritable(error: unknown, handle: string | undefined): unknown {
-    return UNWRITABLE.has(errnoCode(error) ?? "") ? cacheDirNotWritable(this.location, handle, error) : error;
+    return UNWRITABLE.has(errnoCode(error) ?? "") ? this.notWritable(error, handle) : error;
+  }
+
+  private notWritable(error: unknown, handle: string | undefined): HubcacheError {
+    return cacheDirNotWritable(this.location, handle, error, this.options.cacheDirHint);
+  }
+
+  /** Why an offline resolve finds nothing here, when it is the cache dir itself (else undefined). */
+  describeMissing(): string | undefined {
+    let stat;
+    try {
+      stat = statSync(this.location, { throwIfNoEntry: false });
+    } catch {
+      return `the cache directory ${this.location} cannot be read (a parent is not a directory, or not readable)`;
+    }
+    if (stat === undefined) return `the cache directory ${this.location} does not exist`;
+    if (!stat.isDirectory()) return `the cache directory ${this.location} is a file, not a directory`;
+    return undefined;
+  }
+}
+
+/**
+ * Write the record to `file` (created exclusively), with the identity of that file itself: a rename
+ * keeps it, a copy of the cache does not (inspectDiskEntry tells a copied cache by it).
+ */
+async function writeRecordFile(file: string, record: DiskRecord): Promise<void> {
+  const handle = await fs.open(file, "wx");
+  try {
+    const { dev, ino, birthtimeMs } = await handle.stat();
+    await handle.writeFile(JSON.stringify({ ...record, recordFile: { dev, ino, birthtimeMs } }));
+  } finally {
+    await handle.close();
   }
 }
 

@@ -7,7 +7,7 @@
 import { ErrorCode, HubcacheError, LockLost, abortedError, isAbortError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import type { TreeFile } from "../storage/transfer.js";
-import type { EntryStore, EntryWriter, Staged } from "./entry-store.js";
+import type { CacheDirHint, EntryState, EntryStore, EntryWriter, Staged } from "./entry-store.js";
 import { listDirTree } from "./file-tree.js";
 import { handleHash } from "./layout.js";
 import type { HeldLock } from "./lock-wait.js";
@@ -48,6 +48,11 @@ export interface EnsureEntryOptions {
   whileWaiting?: (() => void) | undefined;
   /** Lock polling, for tests. */
   pollMs?: number | undefined;
+  /**
+   * A hint sentence saying which setting chose the cache and to point it at a target (config.ts
+   * cacheDirHint). Default: hints name every setting that could have.
+   */
+  cacheDirHint?: CacheDirHint | undefined;
 }
 
 export interface EnsuredEntry {
@@ -85,7 +90,7 @@ export async function ensureEntry(
     await store.tidyAfterHit(hash, options);
     return hit;
   }
-  if (options.offline) throw offlineError(store, handle);
+  if (options.offline) throw offlineError(store, handle, state, options.cacheDirHint);
   if (options.shareInProcess === false) return lockAndProduce(store, hash, produce, options);
   const key = store.locationOf(hash);
   const running = inFlight.get(key);
@@ -106,13 +111,33 @@ function reportHit(
   return { hash, location, files: state.files, produced: false };
 }
 
-function offlineError(store: EntryStore, handle: string): HubcacheError {
+function offlineError(
+  store: EntryStore,
+  handle: string,
+  state: EntryState,
+  hintFor: CacheDirHint | undefined,
+): HubcacheError {
+  const location = store.locationOf(handleHash(handle));
+  if (state.state === "incomplete") {
+    return new HubcacheError(
+      ErrorCode.OFFLINE,
+      `Offline mode is on and the cache entry of ${handle} (${location}) is incomplete: ${state.reason}.`,
+      {
+        handle,
+        hint: "Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline) to download it again.",
+      },
+    );
+  }
+  const which = hintFor
+    ? hintFor("the cache that has it")
+    : "Check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it.";
+  const problem = store.describeMissing?.();
   return new HubcacheError(
     ErrorCode.OFFLINE,
-    `Offline mode is on and ${handle} is not in the cache (${store.location}).`,
+    `Offline mode is on and ${handle} is not in the cache (${store.location}${problem === undefined ? "" : `: ${problem}`}).`,
     {
       handle,
-      hint: "Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline), or check that TFHUB_CACHE_DIR (--cache-dir) names the cache that has it.",
+      hint: `Resolve it once with network access (unset HUBCACHE_OFFLINE / drop --offline). ${which}`,
     },
   );
 }

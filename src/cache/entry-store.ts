@@ -12,6 +12,9 @@ import type { TreeFile } from "../storage/transfer.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import type { Produced } from "./record.js";
 
+/** A hint sentence: which setting chose the cache, and to point it at `target` (config.ts cacheDirHint). */
+export type CacheDirHint = (target: string) => string;
+
 /** Who wrote an entry: hubcache (it has a record), or someone else (Python tensorflow_hub). */
 export type EntryWriter = "hubcache" | "other";
 
@@ -94,6 +97,11 @@ export interface EntryStore {
    * so it stops counting), then its files. A concurrent reader sees it whole or missing.
    */
   remove(hash: string): Promise<void>;
+  /**
+   * For an offline miss: what is wrong with the store itself (its directory is missing, or a file),
+   * when something is; undefined otherwise. Cheap; only called on that error path.
+   */
+  describeMissing?(): string | undefined;
   /** Every entry in the store, with what is known of it without reading its files. */
   list(): AsyncIterable<ListedEntry>;
 }

@@ -9,13 +9,13 @@
  *   dir (a shared hit is copied down; a shared miss asks the hub and publishes to both); resolve
  *   returns the local path.
  */
-import { pythonTempDir } from "../config.js";
+import { type CacheDirSource, cacheDirHint, pythonTempDir } from "../config.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";
 import type { Storage } from "../storage/types.js";
 import { DiskEntryStore } from "./disk-store.js";
-import type { EntryContext } from "./entry-store.js";
+import type { CacheDirHint, EntryContext } from "./entry-store.js";
 import {
   type DownloadLease,
   type DownloadReport,
@@ -28,6 +28,8 @@ import { ObjectEntryStore } from "./object-store.js";
 
 export interface CacheContext extends EntryContext {
   cacheDir: string;
+  /** Which setting chose `cacheDir` (ResolvedSettings.cacheDirSource), for hints. */
+  cacheDirSource?: CacheDirSource | undefined;
   sharedCache: string | undefined;
   offline: boolean;
   lockTimeoutMs: number;
@@ -58,8 +60,17 @@ function entryOptions(context: CacheContext): EnsureEntryOptions {
     lockTimeoutMs: context.lockTimeoutMs,
     emit: context.emit,
     signal: context.signal,
+    cacheDirHint: hintOf(context),
   };
 }
+
+function hintOf(context: CacheContext): CacheDirHint | undefined {
+  const source = context.cacheDirSource;
+  return source === undefined ? undefined : (target) => cacheDirHint(source, target);
+}
+
+const sharedCacheHint: CacheDirHint = (target) =>
+  `The shared cache was chosen by HUBCACHE_SHARED_CACHE (--shared-cache / the sharedCache option): point it at ${target}.`;
 
 /**
  * Make sure the model `produce` makes is cached, and return where it is. `produce` fills a
@@ -75,7 +86,10 @@ export async function ensureCachedModel(context: CacheContext, produce: Producer
     });
     return (await ensureEntry(store, context.handle, produce, entryOptions(context))).location;
   }
-  const local = new DiskEntryStore(context.cacheDir, { lockTimeoutMs: context.lockTimeoutMs });
+  const local = new DiskEntryStore(context.cacheDir, {
+    lockTimeoutMs: context.lockTimeoutMs,
+    cacheDirHint: hintOf(context),
+  });
   if (context.sharedCache === undefined) {
     return (await ensureEntry(local, context.handle, produce, entryOptions(context))).location;
   }
@@ -128,6 +142,7 @@ async function produceFromSharedTier(
   try {
     entry = await ensureEntry(shared, context.handle, fromHub, {
       ...entryOptions(context),
+      cacheDirHint: sharedCacheHint,
       shareInProcess: false, // the local tier already shares one download per entry
       whileWaiting: () => local.lease.waiting(), // waiting on another machine is deliberate
     });

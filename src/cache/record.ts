@@ -34,6 +34,11 @@ export interface DiskRecord extends RecordFields {
   dev: number;
   ino: number;
   birthtimeMs: number;
+  /**
+   * Identity of the record file itself, as written (absent in records of older versions). A record
+   * whose own identity changed was copied with its cache (`cp -a`, rsync, a CI cache restore).
+   */
+  recordFile?: { dev: number; ino: number; birthtimeMs: number };
 }
 
 /** The record of an entry on object storage. */

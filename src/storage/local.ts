@@ -7,6 +7,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { errnoCode, writeFailure } from "../errors.js";
+import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
 import { objectNotFound } from "./errors.js";
 import { checkKey } from "./location.js";
@@ -112,7 +113,7 @@ export class LocalStorage implements Storage {
     if (!key) throw objectNotFound(file);
     const tmp = `${file}.tmp${newUid()}`;
     try {
-      await fs.mkdir(path.dirname(file), { recursive: true });
+      await makeDirs(path.dirname(file));
       const source =
         typeof body === "string" || body instanceof Uint8Array ? Readable.from([Buffer.from(body)]) : body;
       await pipeline(source, createWriteStream(tmp, { flags: "wx" }));
@@ -147,7 +148,7 @@ export class LocalStorage implements Storage {
     const source = this.locationOf(from);
     const target = this.locationOf(to);
     try {
-      await fs.mkdir(path.dirname(target), { recursive: true });
+      await makeDirs(path.dirname(target));
       await fs.rename(source, target);
     } catch (error) {
       const code = errnoCode(error);

@@ -1,8 +1,9 @@
 /** Operations built on the Storage interface: folder checks, tree upload/download, capability probes. */
-import { createReadStream, createWriteStream, promises as fs } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import path from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { checkKey } from "./location.js";
@@ -127,7 +128,7 @@ export async function downloadTree(
   await mapLimit(files, options.concurrency ?? 4, async (file) => {
     options.signal?.throwIfAborted();
     const target = path.join(dir, ...file.path.split("/"));
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await makeDirs(path.dirname(target));
     const { body } = await storage.read(keyPrefix + file.path);
     let bytes = 0;
     await pipeline(
