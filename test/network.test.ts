@@ -492,7 +492,7 @@ for (const via of PATHS) {
     // Raw answers (written on the socket as they are): odd framing and statuses. `retried`: is a
     // retry event expected before the final outcome (a retry cannot fix malformed HTTP).
     const head = (text: string): Buffer => Buffer.from(text.replace(/\n/g, "\r\n"));
-    const rawCases: { name: string; raw: () => Buffer; code: string | "ok"; retried: boolean }[] = [
+    const rawCases: { name: string; raw: () => Buffer; code: string; retried: boolean }[] = [
       {
         name: "a chunked body cut mid-chunk",
         raw: () =>

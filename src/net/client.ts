@@ -3,7 +3,7 @@
  * timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY (Node 20's global fetch ignores them) and
  * TFHUB_DISABLE_CERT_VALIDATION. One client per download; close it when done.
  */
-import type { Dispatcher, Pool as PoolType, ProxyAgent as ProxyAgentType } from "undici";
+import type { Dispatcher, ProxyAgent as ProxyAgentType } from "undici";
 import type { FetchFunction } from "./http-errors.js";
 import { nodeTransport } from "./node-transport.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
@@ -43,7 +43,7 @@ export async function createHttpClient(settings: NetworkSettings): Promise<HttpC
     bodyTimeout: backstopMs,
     factory: (origin: string | URL, options: object): Dispatcher => {
       const proxyUrl = proxyForUrl(new URL(String(origin)), settings.proxy);
-      if (proxyUrl === undefined) return new Pool(origin, options as PoolType.Options);
+      if (proxyUrl === undefined) return new Pool(origin, options);
       let proxy = proxies.get(proxyUrl);
       if (!proxy) {
         proxy = new ProxyAgent({
@@ -59,10 +59,10 @@ export async function createHttpClient(settings: NetworkSettings): Promise<HttpC
     },
   });
   const fetch: FetchFunction = (input, init) =>
-    undiciFetch(
-      input as Parameters<typeof undiciFetch>[0],
-      { ...(init as object), dispatcher: agent } as Parameters<typeof undiciFetch>[1],
-    ) as unknown as Promise<Response>;
+    undiciFetch(input as Parameters<typeof undiciFetch>[0], {
+      ...(init as object),
+      dispatcher: agent,
+    }) as unknown as Promise<Response>;
   return {
     fetch,
     close: async () => {

@@ -77,15 +77,16 @@ function decoded(response: http.IncomingMessage, method: string): Readable {
   return body;
 }
 
-function replyOf({ response, laterError }: Sent, request: OutgoingRequest): Reply {
+function replyOf(sent: Sent, request: OutgoingRequest): Reply {
+  const { response } = sent;
   const body = decoded(response, request.method);
-  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer, unknown>;
   // A parse error (HPE_INVALID_CHUNK_SIZE...) surfaces on the request; the body only sees "aborted".
-  const read = async (): Promise<IteratorResult<Buffer>> => {
+  const read = async (): Promise<IteratorResult<Buffer, unknown>> => {
     try {
       return await iterator.next();
     } catch (error) {
-      throw laterError() ?? error;
+      throw sent.laterError() ?? error;
     }
   };
   return {
@@ -96,12 +97,13 @@ function replyOf({ response, laterError }: Sent, request: OutgoingRequest): Repl
       return Array.isArray(value) ? value.join(", ") : value;
     },
     next: async () => {
-      const { done, value } = await read();
-      if (!done) return value;
+      const next = await read();
+      if (next.done !== true) return next.value;
       // node:http ends a body cut short by a closed connection without an error: say so.
       if (!response.complete) {
         throw (
-          laterError() ?? Object.assign(new Error("the connection closed mid-body"), { code: "ECONNRESET" })
+          sent.laterError() ??
+          Object.assign(new Error("the connection closed mid-body"), { code: "ECONNRESET" })
         );
       }
       return null;
