@@ -237,7 +237,8 @@ export async function loadCommand(
         "\n",
     );
     if (!values["no-run"]) {
-      const info = await modelInfo(handle, { ...opts, onEvent: undefined });
+      const { onEvent: _quiet, ...withoutEvents } = opts;
+      const info = await modelInfo(handle, withoutEvents);
       const inputs = info.inputs.map((t, i) => ({
         shape: shapes[i] ?? t.shape?.map((d) => d ?? 1),
         dtype: t.dtype === "int32" ? ("int32" as const) : ("float32" as const),

@@ -85,11 +85,11 @@ async function modelArtifacts(
   options: SourceHandlerOptions,
 ): Promise<io.ModelArtifacts> {
   const artifacts: io.ModelArtifacts = {
-    modelTopology: json.modelTopology as io.ModelArtifacts["modelTopology"],
-    format: json.format,
-    generatedBy: json.generatedBy,
-    convertedBy: json.convertedBy,
+    modelTopology: json.modelTopology as NonNullable<io.ModelArtifacts["modelTopology"]>,
   };
+  if (json.format !== undefined) artifacts.format = json.format;
+  if (json.generatedBy !== undefined) artifacts.generatedBy = json.generatedBy;
+  if (json.convertedBy !== undefined) artifacts.convertedBy = json.convertedBy;
   if (json.trainingConfig != null) artifacts.trainingConfig = json.trainingConfig as io.TrainingConfig;
   if (json.signature != null) artifacts.signature = json.signature;
   if (json.userDefinedMetadata != null) {

@@ -157,7 +157,7 @@ export function httpSource(base: string, query: string, options: HttpSourceOptio
   async function open(file: string, signal: AbortSignal | undefined): Promise<RemoteFile & { url: string }> {
     const segments = modelFilePath(file, { handle: options.handle, location: redactUrl(location) });
     const url = `${folder}${segments.map(encodeURIComponent).join("/")}${query}`;
-    settings ??= resolveSettings({ fetch: options.fetch });
+    settings ??= resolveSettings(options.fetch ? { fetch: options.fetch } : {});
     if (settings.network.insecureTls && !options.fetch && !warned) {
       warned = true;
       emit({

@@ -87,8 +87,13 @@ export function s3ClientSettings(options: S3Options, env: Env): S3.S3ClientConfi
     options.forcePathStyle ?? envBool(env, "HUBCACHE_S3_FORCE_PATH_STYLE") ?? endpoint !== undefined;
   const region = options.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined);
   // The SDK reads process.env itself; an explicit `env` (tests, embedding apps) must win the same way.
+  const given = options.credentials;
   const credentials =
-    options.credentials ??
+    (given && {
+      accessKeyId: given.accessKeyId,
+      secretAccessKey: given.secretAccessKey,
+      ...(given.sessionToken === undefined ? {} : { sessionToken: given.sessionToken }),
+    }) ??
     (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
       ? {
           accessKeyId: env.AWS_ACCESS_KEY_ID,

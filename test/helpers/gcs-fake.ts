@@ -33,11 +33,11 @@ interface StoredObject {
 }
 
 interface ObjectMeta {
-  name?: string;
-  contentType?: string;
-  metadata?: Record<string, string | null> | null;
-  md5Hash?: string;
-  crc32c?: string;
+  name?: string | undefined;
+  contentType?: string | undefined;
+  metadata?: Record<string, string | null> | null | undefined;
+  md5Hash?: string | undefined;
+  crc32c?: string | undefined;
   [key: string]: unknown;
 }
 

@@ -19,7 +19,7 @@ export interface HostedModel {
   /** The archive's bytes, or a file to stream them from. */
   archive: Buffer | { file: string; size: number };
   /** For UNCOMPRESSED mode: the body of the 303 answer (without it, the host ignores the query, like a static server). */
-  uncompressedLocation?: string;
+  uncompressedLocation?: string | undefined;
   /** The model's folder, served file by file (`?tfjs-format=file`, `/static/...`). */
   dir?: string;
   /** A different archive for `?tfjs-format=compressed` (a host serving both formats). */
