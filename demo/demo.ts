@@ -74,7 +74,11 @@ async function main(): Promise<void> {
     );
 
     const hash = handleHash(handle); // TF Hub's entry name: the sha1 of the handle
-    const paths = { hash, dir: path.join(cacheDir, hash), descriptor: path.join(cacheDir, `${hash}.descriptor.txt`) };
+    const paths = {
+      hash,
+      dir: path.join(cacheDir, hash),
+      descriptor: path.join(cacheDir, `${hash}.descriptor.txt`),
+    };
     console.log(`\nWhat is in the cache (the layout Python tensorflow_hub uses, so both can share it):`);
     for (const name of (await fs.readdir(cacheDir)).sort()) {
       const stat = await fs.stat(path.join(cacheDir, name));
