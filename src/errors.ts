@@ -111,7 +111,7 @@ export class LockLost extends Error {
 /** The errno-style code of a Node system error, if it is one. */
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error === "object" && error !== null && "code" in error) {
-    const code = (error).code;
+    const code = error.code;
     return typeof code === "string" ? code : undefined;
   }
   return undefined;
