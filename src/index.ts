@@ -32,3 +32,32 @@ export type {
   GcsOptions,
   StorageLocation,
 } from "./storage/index.js";
+export {
+  listEntries,
+  removeEntries,
+  pruneCache,
+  verifyEntries,
+  cacheDirInfo,
+  parseSize,
+  parseDuration,
+} from "./manage/index.js";
+export type {
+  CacheEntry,
+  CacheListing,
+  EntrySort,
+  ListOptions,
+  RemoveOptions,
+  RemoveResult,
+  RemovedEntry,
+  PruneOptions,
+  PruneResult,
+  PrunedEntry,
+  PruneReason,
+  VerifyOptions,
+  VerifyResult,
+  VerifiedEntry,
+  FileProblem,
+  CacheDirInfo,
+  CacheDirSource,
+  ManageOptions,
+} from "./manage/index.js";

@@ -124,6 +124,8 @@ function cacheContext(
     emit,
     signal: options.signal,
     storage: storageOptions(options),
+    maxCacheBytes: settings.maxCacheBytes,
+    touchIntervalMs: settings.touchIntervalMs,
   };
 }
 

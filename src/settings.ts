@@ -20,6 +20,7 @@ import type { NetworkSettings } from "./net/client.js";
 import type { FetchFunction } from "./net/http.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
+import { parseSize } from "./manage/units.js";
 import { isRemoteLocation } from "./storage/location.js";
 import type { StorageOptions } from "./storage/open.js";
 
@@ -48,6 +49,14 @@ export interface ResolveOptions {
    * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
    */
   minFreeBytes?: number;
+  /**
+   * Keep the cache at most this many bytes: after each download, least recently used entries are
+   * removed (never the one just downloaded, never one in use). Default: HUBCACHE_MAX_SIZE ("10GB",
+   * "500MiB" or bytes), else no cap.
+   */
+  maxCacheBytes?: number;
+  /** A hit records the entry's last use at most this often, in ms. Default: HUBCACHE_TOUCH_INTERVAL (s) or 3600 s. */
+  touchIntervalMs?: number;
   /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
   connectTimeoutMs?: number;
   /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
@@ -75,6 +84,8 @@ export interface ResolveOptions {
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** A hit records last use at most hourly, as Go's build cache does. */
+export const DEFAULT_TOUCH_INTERVAL_MS = 3_600_000;
 // Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
@@ -87,6 +98,8 @@ export interface ResolvedSettings {
   lockTimeoutMs: number;
   maxExtractBytes: number | undefined;
   minFreeBytes: number | undefined;
+  maxCacheBytes: number | undefined;
+  touchIntervalMs: number;
   retries: number;
   retryDelayMs: number;
   network: NetworkSettings;
@@ -112,6 +125,9 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
     lockTimeoutMs: option("lockTimeoutMs") ?? seconds("HUBCACHE_LOCK_TIMEOUT") ?? DEFAULT_LOCK_TIMEOUT_MS,
     maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
     minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
+    maxCacheBytes: option("maxCacheBytes") ?? envSize(env, "HUBCACHE_MAX_SIZE"),
+    touchIntervalMs:
+      option("touchIntervalMs") ?? seconds("HUBCACHE_TOUCH_INTERVAL") ?? DEFAULT_TOUCH_INTERVAL_MS,
     retries: Math.floor(
       option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
     ),
@@ -125,6 +141,19 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
       proxy: readProxyEnv(env),
     },
   };
+}
+
+/** A size from the environment ("10GB", "500MiB", bytes), with a clear error when it is not one. */
+function envSize(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const bytes = parseSize(raw);
+  if (bytes === undefined) {
+    throw new HubcacheError(ErrorCode.INVALID_CONFIG, `${name}="${raw}" is not a size.`, {
+      hint: `Unset ${name} or give it a size such as 10GB, 500MiB or a number of bytes.`,
+    });
+  }
+  return bytes;
 }
 
 /** Check the cache settings before any work: a shared cache only makes sense beside a local one. */

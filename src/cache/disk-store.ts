@@ -5,20 +5,21 @@
  * temp dir, temp files and a lock, which the next run removes (orphans.ts). docs/concurrency.md
  * describes the protocol.
  */
-import { promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
 import { newUid } from "../uid.js";
-import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
+import { acquireLock, cacheDirNotWritable, readLockFile, tryAcquireLock } from "./disk-lock.js";
 import type {
   CommitOutcome,
   EntryContext,
+  EntryFiles,
   EntryState,
   EntryStore,
   ListedEntry,
   Staged,
 } from "./entry-store.js";
-import { removeTree } from "./file-tree.js";
+import { listDirTree, removeTree } from "./file-tree.js";
 import { type EntryPaths, descriptorText, entryPathsForHash } from "./layout.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
@@ -27,7 +28,13 @@ import { testPause } from "./test-pause.js";
 
 /** What inspectDiskEntry finds (an empty directory is told apart from other incomplete entries). */
 export type DiskEntryState =
-  | { state: "hit"; writer: "hubcache" | "other"; record: DiskRecord | undefined }
+  | {
+      state: "hit";
+      writer: "hubcache" | "other";
+      record: DiskRecord | undefined;
+      /** The entry directory's mtime: its last use, as cache management records it (touch). */
+      mtimeMs: number;
+    }
   | { state: "missing" }
   | { state: "empty" }
   | { state: "incomplete"; reason: string };
@@ -54,12 +61,7 @@ export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
   }
   if (!dirStat.isDirectory()) return { state: "incomplete", reason: "the entry is not a directory" };
   const record = readDiskRecord(paths.record);
-  if (
-    record &&
-    record.ino === dirStat.ino &&
-    record.dev === dirStat.dev &&
-    record.birthtimeMs === dirStat.birthtimeMs
-  ) {
+  if (record && describes(record, dirStat)) {
     for (const file of record.files) {
       let size: number;
       try {
@@ -71,12 +73,17 @@ export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
         return { state: "incomplete", reason: `${file.path} has ${size} bytes, expected ${file.size}` };
       }
     }
-    return { state: "hit", writer: "hubcache", record };
+    return { state: "hit", writer: "hubcache", record, mtimeMs: dirStat.mtimeMs };
   }
   // Written by Python tensorflow_hub (or by an interrupted publish): TF Hub's rule, non-empty means cached.
   return readdirSync(paths.dir).length > 0
-    ? { state: "hit", writer: "other", record: undefined }
+    ? { state: "hit", writer: "other", record: undefined, mtimeMs: dirStat.mtimeMs }
     : { state: "empty" };
+}
+
+/** Does the record describe this directory (not one removed and replaced, or copied)? */
+function describes(record: DiskRecord, dir: { ino: number; dev: number; birthtimeMs: number }): boolean {
+  return record.ino === dir.ino && record.dev === dir.dev && record.birthtimeMs === dir.birthtimeMs;
 }
 
 /** Errno codes of a failed commit that mean the cache dir cannot take the entry. */
@@ -111,7 +118,7 @@ export class DiskEntryStore implements EntryStore {
     const state = inspectDiskEntry(this.paths(hash));
     switch (state.state) {
       case "hit":
-        return { state: "hit", writer: state.writer, files: state.record?.files };
+        return { state: "hit", writer: state.writer, files: state.record?.files, lastUsedMs: state.mtimeMs };
       case "empty":
         return { state: "incomplete", reason: "the entry is empty" };
       default:
@@ -186,6 +193,9 @@ export class DiskEntryStore implements EntryStore {
   ): Promise<CommitOutcome> {
     const descriptorTmp = `${paths.descriptor}.tmp${lock.uid}`;
     const recordTmp = `${paths.record}.tmp${lock.uid}`;
+    // The directory's mtime is the entry's last use (cache management): now, not the archive's.
+    const now = new Date();
+    await fs.utimes(staged.dir, now, now);
     const dirStat = await fs.stat(staged.dir);
     const record: DiskRecord = {
       ...recordFields(produced),
@@ -225,17 +235,19 @@ export class DiskEntryStore implements EntryStore {
   }
 
   /**
-   * Out of the entry's name in one rename (to a temp dir no lock owns, which a sweep removes if we
-   * crash), then its descriptor and record, then its files. A reader sees it whole or missing.
+   * Out of the entry's name in one rename (to `<hash>.<uid>.trash`, which the next prune removes
+   * if we crash: sweepDebris), then its descriptor and record, then its files. A reader sees it
+   * whole or missing.
    */
   async remove(hash: string): Promise<void> {
     const paths = this.paths(hash);
-    const doomed = paths.tmpDir(newUid());
+    const doomed = trashPath(paths.dir);
     try {
       await fs.rename(paths.dir, doomed);
     } catch (error) {
       if (errnoCode(error) !== "ENOENT") throw this.unwritable(error, undefined);
     }
+    testPause("after-remove-rename");
     await fs.rm(paths.descriptor, { force: true });
     await fs.rm(paths.record, { force: true });
     await removeTree(doomed);
@@ -254,29 +266,133 @@ export class DiskEntryStore implements EntryStore {
       const hash = /^([0-9a-f]{40})(?:$|\.lock$|\.descriptor\.txt$|\.hubcache\.json$)/.exec(name)?.[1];
       if (hash !== undefined) hashes.add(hash);
     }
-    for (const hash of [...hashes].sort()) yield this.listed(hash);
+    for (const hash of [...hashes].sort()) yield await this.listed(hash);
   }
 
-  private listed(hash: string): ListedEntry {
+  private async listed(hash: string): Promise<ListedEntry> {
     const paths = this.paths(hash);
     const state = inspectDiskEntry(paths);
     const record = state.state === "hit" ? state.record : undefined;
-    const createdMs = record
-      ? Date.parse(record.createdAt)
-      : statSync(paths.descriptor, { throwIfNoEntry: false })?.mtimeMs;
+    const descriptor = statSync(paths.descriptor, { throwIfNoEntry: false });
+    const createdMs = record ? Date.parse(record.createdAt) : descriptor?.mtimeMs;
+    let bytes = record?.bytes;
+    let files = record?.files.length;
+    if (state.state === "hit" && !record) {
+      // Another writer's entry (Python): its size is a walk; its last use, its folder's and descriptor's times.
+      const tree = await listDirTree(paths.dir).catch(() => undefined);
+      bytes = tree?.reduce((sum, file) => sum + file.size, 0);
+      files = tree?.length;
+    }
+    const used = state.state === "hit" ? Math.max(state.mtimeMs, descriptor?.mtimeMs ?? 0) : undefined;
     return {
       hash,
       state: state.state === "hit" ? "ok" : lockPresent(paths) ? "downloading" : "incomplete",
       writer: state.state === "hit" ? state.writer : undefined,
-      bytes: record?.bytes,
-      files: record?.files.length,
+      bytes,
+      files,
       createdMs,
+      lastUsedMs: used ?? createdMs,
+      handle: record?.handle ?? (descriptor ? await descriptorHandle(paths.descriptor) : undefined),
+      archiveSha256: record?.archiveSha256,
     };
+  }
+
+  async touch(hash: string): Promise<void> {
+    const dir = this.paths(hash).dir;
+    const failedAt = untouchable.get(dir);
+    if (failedAt !== undefined && Date.now() - failedAt < UNTOUCHABLE_RETRY_MS) return;
+    const now = new Date();
+    try {
+      await fs.utimes(dir, now, now);
+    } catch {
+      untouchable.set(dir, Date.now()); // read-only, or another user's: record nothing, fail nothing
+    }
+  }
+
+  tryLock(name: string, context: EntryContext): Promise<HeldLock | undefined> {
+    return tryAcquireLock(entryPathsForHash(this.location, name), {
+      handle: context.handle,
+      emit: context.emit,
+      timeoutMs: this.options.lockTimeoutMs,
+    });
+  }
+
+  async lockHolder(name: string): Promise<string | undefined> {
+    const lock = await readLockFile(entryPathsForHash(this.location, name).lock).catch(() => undefined);
+    return lock?.content;
+  }
+
+  async readNote(name: string): Promise<string | undefined> {
+    return fs.readFile(path.join(this.location, name), "utf8").catch(() => undefined);
+  }
+
+  async writeNote(name: string, content: string): Promise<void> {
+    const file = path.join(this.location, name);
+    const tmp = `${file}.tmp${newUid()}`;
+    await fs.writeFile(tmp, content, { flag: "wx" });
+    await fs.rename(tmp, file).catch(async (error: unknown) => {
+      await fs.rm(tmp, { force: true });
+      throw error;
+    });
+  }
+
+  /** Removals' `.trash` dirs (at once: nobody owns them), then what dead downloads left (orphans.ts). */
+  async sweepDebris({ emit }: EntryContext): Promise<string[]> {
+    const removed: string[] = [];
+    const names = await fs.readdir(this.location).catch(() => [] as string[]);
+    for (const name of names) {
+      const full = path.join(this.location, name);
+      if (!TRASH_NAME.test(name) && !(NOTE_TEMP_NAME.test(name) && (await quietFor(full, 60_000)))) continue;
+      await removeTree(full);
+      removed.push(full);
+    }
+    await sweepCacheDir(this.location, {
+      timeoutMs: this.options.lockTimeoutMs,
+      emit: (event) => {
+        if (event.type === "orphan-removed") removed.push(event.path);
+        emit(event);
+      },
+    });
+    return removed;
+  }
+
+  async entryFiles(hash: string): Promise<EntryFiles> {
+    const paths = this.paths(hash);
+    // The record of this very directory, even when the entry no longer matches it (that is damage).
+    const dirStat = statSync(paths.dir, { throwIfNoEntry: false });
+    const found = readDiskRecord(paths.record);
+    const record = found && dirStat && describes(found, dirStat) ? found : undefined;
+    const files = await listDirTree(paths.dir).catch(() => []);
+    return { record, files, open: async (file) => createReadStream(path.join(paths.dir, file)) };
   }
 
   private unwritable(error: unknown, handle: string | undefined): unknown {
     return UNWRITABLE.has(errnoCode(error) ?? "") ? cacheDirNotWritable(this.location, handle, error) : error;
   }
+}
+
+/** Where `remove` moves an entry before deleting it: `<hash>.<uid>.trash`. */
+function trashPath(dir: string): string {
+  return `${dir}.${newUid()}.trash`;
+}
+
+const TRASH_NAME = /^[0-9a-f]{40}\.[0-9a-f]{32}\.trash$/;
+/** A cache-wide note's (or lock's) temp file left by a crash: `hubcache-….tmp<uid>`. */
+const NOTE_TEMP_NAME = /^hubcache-[a-z.-]+\.tmp[0-9a-f]{32}$/;
+
+async function quietFor(file: string, ms: number): Promise<boolean> {
+  const stat = await fs.lstat(file).catch(() => undefined);
+  return stat !== undefined && Date.now() - stat.mtimeMs > ms;
+}
+
+/** Entry dirs whose touch failed (read-only, another user's), and when: not tried again for a while. */
+const untouchable = new Map<string, number>();
+const UNTOUCHABLE_RETRY_MS = 10 * 60_000;
+
+/** The handle a descriptor names ("Module: <handle>" on its first line). */
+async function descriptorHandle(file: string): Promise<string | undefined> {
+  const text = await fs.readFile(file, "utf8").catch(() => "");
+  return /^Module: (.*)$/m.exec(text)?.[1]?.trim() || undefined;
 }
 
 function lockPresent(paths: EntryPaths): boolean {

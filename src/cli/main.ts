@@ -14,6 +14,7 @@ import {
   usageError,
 } from "./common.js";
 import { redactUrl } from "../redact.js";
+import { MANAGE_COMMANDS, MANAGE_HELP, type ManageCommand, manageCommand } from "./manage-commands.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -21,6 +22,11 @@ Usage:
   hubcache resolve HANDLE...    download (once) and print each model's local directory
   hubcache info HANDLE...       a model's kind, inputs, outputs, files and size
   hubcache load HANDLE          load a TF.js model with TensorFlow.js and run it once (smoke test)
+  hubcache ls                   list the cache's entries (size, last use, writer, state)
+  hubcache rm HANDLE|HASH...    remove entries
+  hubcache prune                remove dead leftovers, unused and least recently used entries
+  hubcache verify [HANDLE...]   check every cached file against what was extracted
+  hubcache dir                  the cache directory a resolve would use, and why
   hubcache help [COMMAND]       show help
   hubcache --version
 
@@ -84,6 +90,10 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       out.stdout(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     case "help":
+      if (isManageCommand(rest[0])) {
+        out.stdout(MANAGE_HELP[rest[0]]);
+        return EXIT_OK;
+      }
       out.stdout(
         rest[0] === "resolve"
           ? RESOLVE_HELP
@@ -111,8 +121,19 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
         : loadCommand(rest, out, commandContext);
     }
     default:
+      if (isManageCommand(command)) {
+        const env = context.env ?? process.env;
+        return manageCommand(command, rest, out, {
+          env,
+          stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+        });
+      }
       return usageError(`unknown command "${command}".`, out);
   }
+}
+
+function isManageCommand(name: string | undefined): name is ManageCommand {
+  return (MANAGE_COMMANDS as readonly string[]).includes(name ?? "");
 }
 
 async function resolveCommand(args: readonly string[], out: Output, context: CliContext): Promise<number> {

@@ -14,6 +14,8 @@
  *   never ends, and extractArchive settles on that error (nothing can land in a missing directory).
  * - the archive must end with tar's end-of-archive marker, two zero blocks (tar's "eof" event).
  */
+import { type Hash, createHash } from "node:crypto";
+import path from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
@@ -39,12 +41,34 @@ export interface ExtractOptions {
   /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
   onBytes?: ((compressed: number, uncompressed: number, entries: number) => void) | undefined;
   signal?: AbortSignal | undefined;
+  /** Also compute the archive's SHA-256 and each file's CRC-32 while extracting (integrity records). */
+  digests?: boolean | undefined;
 }
 
 export interface ExtractResult {
   compressedBytes: number;
   tarBytes: number;
   entries: number;
+  /** With `digests`: each file's CRC-32, by its "/"-separated path below the directory. */
+  crc32ByPath?: Map<string, number> | undefined;
+  /** With `digests`: SHA-256 (hex) of the bytes received (the compressed archive). */
+  archiveSha256?: string | undefined;
+}
+
+/** Passes a file's bytes through to tar's writer, computing their CRC-32 (zlib's, native). */
+class Crc32Tap extends Transform {
+  private crc = 0;
+  constructor(private readonly done: (crc: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.crc = zlib.crc32(chunk, this.crc);
+    callback(null, chunk);
+  }
+  override _flush(callback: TransformCallback): void {
+    this.done(this.crc);
+    callback();
+  }
 }
 
 type ArchiveKind = "gzip" | "tar";
@@ -163,11 +187,15 @@ class Coalescer extends Transform {
 
 class ByteCounter extends Transform {
   bytes = 0;
-  constructor(private readonly onChunk: (total: number) => void) {
+  constructor(
+    private readonly onChunk: (total: number) => void,
+    private readonly hash?: Hash | undefined,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
+    this.hash?.update(chunk);
     this.onChunk(this.bytes);
     callback(null, chunk);
   }
@@ -375,11 +403,13 @@ export async function extractArchive(
   let failed = false;
   const report = (): void => options.onBytes?.(compressedBytes, tarBytes, entries);
 
+  const archiveHash = options.digests ? createHash("sha256") : undefined;
+  const crc32ByPath = options.digests ? new Map<string, number>() : undefined;
   const network = new ByteCounter((total) => {
     compressedBytes = total;
     if (kind === "tar") tarBytes = total;
     report();
-  });
+  }, archiveHash);
   const stages: NodeJS.ReadWriteStream[] = [network];
   if (kind === "gzip") {
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));
@@ -408,6 +438,8 @@ export async function extractArchive(
     // Never guess zstd/brotli from the bytes: only what was sniffed above is extracted.
     zstd: false,
     brotli: false,
+    // Integrity records: each file's bytes pass a CRC-32 tap on their way to tar's file writer.
+    ...(crc32ByPath && { transform: crc32Transform(dir, crc32ByPath) }),
     // Runs as each header is parsed, before tar queues the entry: a refused entry is never written.
     filter: (entryPath, entry) => {
       if (failed) return false;
@@ -485,7 +517,24 @@ export async function extractArchive(
       { handle, hint: "The download was interrupted or the host sent a partial file. Try again." },
     );
   }
-  return { compressedBytes, tarBytes, entries };
+  return {
+    compressedBytes,
+    tarBytes,
+    entries,
+    ...(crc32ByPath && { crc32ByPath }),
+    ...(archiveHash && { archiveSha256: archiveHash.digest("hex") }),
+  };
+}
+
+/** tar's `transform` for regular files: a CRC-32 tap that stores the file's CRC by its path. */
+function crc32Transform(dir: string, into: Map<string, number>): (entry: Tar.ReadEntry) => Tar.ReadEntry {
+  const root = path.resolve(dir);
+  return (entry) => {
+    const file = path.relative(root, String(entry.absolute ?? path.resolve(root, entry.path)));
+    const key = file.split(path.sep).join("/");
+    // tar pipes the entry into what this returns, then that into its file writer.
+    return new Crc32Tap((crc) => into.set(key, crc)) as unknown as Tar.ReadEntry;
+  };
 }
 
 const TRUNCATED_HINT = "The download was interrupted or the host sent a partial file. Try again.";
