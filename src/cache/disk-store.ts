@@ -20,6 +20,7 @@ import type {
   Staged,
 } from "./entry-store.js";
 import { listDirTree, removeTree } from "./file-tree.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import { type EntryPaths, descriptorText, entryPathsForHash } from "./layout.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
@@ -286,7 +287,7 @@ export class DiskEntryStore implements EntryStore {
     const used = state.state === "hit" ? Math.max(state.mtimeMs, descriptor?.mtimeMs ?? 0) : undefined;
     return {
       hash,
-      state: state.state === "hit" ? "ok" : lockPresent(paths) ? "downloading" : "incomplete",
+      state: state.state === "hit" ? "ok" : (await liveLock(paths)) ? "downloading" : "incomplete",
       writer: state.state === "hit" ? state.writer : undefined,
       bytes,
       files,
@@ -393,6 +394,13 @@ const UNTOUCHABLE_RETRY_MS = 10 * 60_000;
 async function descriptorHandle(file: string): Promise<string | undefined> {
   const text = await fs.readFile(file, "utf8").catch(() => "");
   return /^Module: (.*)$/m.exec(text)?.[1]?.trim() || undefined;
+}
+
+/** Is there a lock whose holder is not provably gone (a dead process on this host)? */
+async function liveLock(paths: EntryPaths): Promise<boolean> {
+  if (!lockPresent(paths)) return false;
+  const lock = await readLockFile(paths.lock).catch(() => undefined);
+  return lock !== undefined && !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids());
 }
 
 function lockPresent(paths: EntryPaths): boolean {
