@@ -10,6 +10,7 @@
  */
 import type { EntryContext, EntryStore } from "../cache/entry-store.js";
 import type { HeldLock } from "../cache/lock-wait.js";
+import { mapLimit } from "../storage/transfer.js";
 import { newUid } from "../uid.js";
 import { type CacheEntry, collectEntries, lastUsedMs, sortEntries, totalBytes } from "./list.js";
 import { type ManageOptions, openManagedStore } from "./open-store.js";
@@ -93,13 +94,16 @@ export async function pruneStore(
     const entries = await collectEntries(store);
     result.totalBytesBefore = totalBytes(entries);
     await removePlanned(store, context, entries, options, result, lock);
-    result.freedBytes = result.removed.reduce((sum, pruned) => sum + (pruned.entry.bytes ?? 0), 0);
+    result.freedBytes = sum(result.removed);
     result.totalBytesAfter = result.totalBytesBefore - result.freedBytes;
     return result;
   } finally {
     await lock?.release();
   }
 }
+
+/** Removals run this many at a time: each is a dozen file-system calls, mostly waiting. */
+const REMOVE_CONCURRENCY = 16;
 
 /** Incomplete, then unused, then least recently used over the cap: each removed (or listed) in turn. */
 async function removePlanned(
@@ -112,32 +116,51 @@ async function removePlanned(
 ): Promise<void> {
   const protect = new Set(options.protect ?? []);
   const now = Date.now();
-  let total = result.totalBytesBefore;
   const take = async (entry: CacheEntry, reason: PruneReason): Promise<boolean> => {
     pruneLock?.touch(); // a long prune is progress, not a stalled holder
-    const pruned = { entry, reason };
-    if (!(await removeIfFree(store, context, entry, options.dryRun === true))) {
-      result.skipped.push(pruned);
-      return false;
-    }
-    result.removed.push(pruned);
-    total -= entry.bytes ?? 0;
-    return true;
+    const removed = await removeIfFree(store, context, entry, options.dryRun === true);
+    (removed ? result.removed : result.skipped).push({ entry, reason });
+    return removed;
   };
+  const first: [CacheEntry, PruneReason][] = [];
   const kept: CacheEntry[] = [];
   for (const entry of entries) {
     if (protect.has(entry.hash) || entry.state === "downloading") kept.push(entry);
-    else if (entry.state === "incomplete") await take(entry, "incomplete");
+    else if (entry.state === "incomplete") first.push([entry, "incomplete"]);
     else if (options.unusedForMs !== undefined && now - lastUsedMs(entry) > options.unusedForMs) {
-      if (!(await take(entry, "unused"))) kept.push(entry);
+      first.push([entry, "unused"]);
     } else kept.push(entry);
   }
-  if (options.maxBytes === undefined) return;
-  for (const entry of sortEntries(kept, "used")) {
-    if (total <= options.maxBytes) break;
-    if (protect.has(entry.hash) || entry.state !== "ok") continue;
-    await take(entry, "over-size");
+  await mapLimit(first, REMOVE_CONCURRENCY, async ([entry, reason]) => {
+    if (!(await take(entry, reason)) && reason === "unused") kept.push(entry);
+  });
+  const { maxBytes } = options;
+  if (maxBytes !== undefined) {
+    // Least recently used first; a removal counts as soon as it starts (and back if it is skipped),
+    // so the removals running at once never take more than the cap asks for.
+    const candidates = sortEntries(kept, "used").filter((e) => !protect.has(e.hash) && e.state === "ok");
+    let total = result.totalBytesBefore - sum(result.removed);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (total > maxBytes && next < candidates.length) {
+        const entry = candidates[next++] as CacheEntry;
+        total -= entry.bytes ?? 0;
+        if (!(await take(entry, "over-size"))) total += entry.bytes ?? 0;
+      }
+    };
+    await Promise.all(Array.from({ length: REMOVE_CONCURRENCY }, worker));
   }
+  // Report in the order of the plan (incomplete, unused, then least recently used first).
+  const rank = new Map(sortEntries(entries, "used").map((e, i) => [e.hash, i]));
+  const order = (p: PrunedEntry): number =>
+    (p.reason === "over-size" ? 2 : p.reason === "unused" ? 1 : 0) * entries.length +
+    (rank.get(p.entry.hash) ?? 0);
+  result.removed.sort((a, b) => order(a) - order(b));
+  result.skipped.sort((a, b) => order(a) - order(b));
+}
+
+function sum(pruned: readonly PrunedEntry[]): number {
+  return pruned.reduce((total, p) => total + (p.entry.bytes ?? 0), 0);
 }
 
 /** Remove the entry under its lock, taken without waiting; false when someone holds it. */
