@@ -478,3 +478,18 @@ describe("dir", () => {
     });
   });
 });
+
+describe("a cache dir that does not exist", () => {
+  test("ls lists nothing, prune does nothing, verify finds nothing: none of them fails", async () => {
+    const missing = path.join(await tempDir(), "never-created");
+    assert.deepEqual(await listEntries({ cacheDir: missing }), {
+      cacheDir: missing,
+      totalBytes: 0,
+      entries: [],
+    });
+    const pruned = await cli(["prune", "--max-size", "1GB", "--cache-dir", missing]);
+    assert.equal(pruned.code, 0, pruned.stderr);
+    assert.equal((await verifyEntries(undefined, { cacheDir: missing })).entries.length, 0);
+    await assert.rejects(fs.stat(missing), "nothing was created");
+  });
+});

@@ -10,6 +10,8 @@
  */
 import type { EntryContext, EntryStore } from "../cache/entry-store.js";
 import type { HeldLock } from "../cache/lock-wait.js";
+import { existsSync } from "node:fs";
+import { isRemoteLocation } from "../storage/location.js";
 import { mapLimit } from "../storage/transfer.js";
 import { newUid } from "../uid.js";
 import { type CacheEntry, collectEntries, lastUsedMs, sortEntries, totalBytes } from "./list.js";
@@ -55,7 +57,27 @@ export interface PruneResult {
 
 export async function pruneCache(options: PruneOptions = {}): Promise<PruneResult> {
   const { store, settings, context } = await openManagedStore(options);
-  return pruneStore(store, context, { ...options, cacheDir: settings.cacheDir });
+  const { cacheDir } = settings;
+  if (!isRemoteLocation(cacheDir) && !existsSync(cacheDir)) {
+    // Nothing was ever cached here: nothing to prune (and no lock to take in a missing dir).
+    return emptyResult(cacheDir, options.dryRun === true);
+  }
+  return pruneStore(store, context, { ...options, cacheDir });
+}
+
+function emptyResult(cacheDir: string, dryRun: boolean): PruneResult {
+  return {
+    cacheDir,
+    dryRun,
+    ran: true,
+    busyWith: null,
+    removed: [],
+    skipped: [],
+    debris: [],
+    freedBytes: 0,
+    totalBytesBefore: 0,
+    totalBytesAfter: 0,
+  };
 }
 
 interface StorePruneOptions {
@@ -73,18 +95,7 @@ export async function pruneStore(
   options: StorePruneOptions,
 ): Promise<PruneResult> {
   const dryRun = options.dryRun === true;
-  const result: PruneResult = {
-    cacheDir: options.cacheDir,
-    dryRun,
-    ran: true,
-    busyWith: null,
-    removed: [],
-    skipped: [],
-    debris: [],
-    freedBytes: 0,
-    totalBytesBefore: 0,
-    totalBytesAfter: 0,
-  };
+  const result = emptyResult(options.cacheDir, dryRun);
   const lock = dryRun ? undefined : await store.tryLock(PRUNE_LOCK, context);
   if (!dryRun && !lock) {
     return { ...result, ran: false, busyWith: (await store.lockHolder(PRUNE_LOCK)) ?? null };
