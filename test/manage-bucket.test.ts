@@ -25,8 +25,9 @@ before(async () => {
   stores = await startTestStores(bucket);
   ({ env } = stores);
   hub = await startHubServer();
-  for (const name of ["a", "b", "c"])
-    {hub.add(`/bucket/${name}/1`, { archive: await tarGz(await savedModelDir(16 * 1024)) });}
+  for (const name of ["a", "b", "c"]) {
+    hub.add(`/bucket/${name}/1`, { archive: await tarGz(await savedModelDir(16 * 1024)) });
+  }
 });
 after(async () => {
   await Promise.all([stores.close(), hub.close()]);

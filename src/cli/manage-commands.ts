@@ -166,81 +166,90 @@ function manageOptions(options: ResolveOptions): ManageOptions {
   return { cacheDir, sharedCache, storage, env, flags, lockTimeoutMs, onEvent };
 }
 
+interface Run {
+  parsed: Parsed;
+  /** The cache settings, as a resolve takes them (verify --fix resolves with them). */
+  options: ResolveOptions;
+  manage: ManageOptions;
+  out: Output;
+  print: (data: unknown) => void;
+}
+
 async function run(
   command: ManageCommand,
   parsed: Parsed,
   options: ResolveOptions,
   out: Output,
 ): Promise<number> {
-  const { values, positionals } = parsed;
-  const json = values.json === true;
-  const manage = manageOptions(options);
   const print = (data: unknown): void => out.stdout(`${JSON.stringify(data, jsonErrors, 2)}\n`);
-  switch (command) {
-    case "ls": {
-      const sort = values.sort ?? "name";
-      if (!["used", "size", "name"].includes(sort)) {
-        return usageError(`--sort must be used, size or name, not "${sort}".`, out);
-      }
-      if (positionals.length > 0) return usageError("ls takes no arguments.", out);
-      const listing = await listEntries({ ...manage, sort: sort as EntrySort });
-      if (json) print(listing);
-      else out.stdout(formatListing(listing.entries, listing.totalBytes, listing.cacheDir));
-      return EXIT_OK;
-    }
-    case "rm": {
-      if (positionals.length === 0) return usageError("rm needs at least one HANDLE or HASH.", out);
-      const result = await removeEntries(positionals, {
-        ...manage,
-        dryRun: values["dry-run"],
-        force: values.force,
-      });
-      if (json) print(result);
-      else {
-        for (const r of result.results) {
-          const name = r.entry ? entryName(r.entry) : r.target;
-          if (r.error) out.stderr(formatError(r.error));
-          else {
-            out.stdout(
-              `${r.status === "removed" ? "removed" : "would remove"} ${name} (${formatSize(r.entry?.bytes ?? 0)})\n`,
-            );
-          }
-        }
-        out.stdout(`${result.dryRun ? "would free" : "freed"} ${formatSize(result.freedBytes)}\n`);
-      }
-      return result.results.some((r) => r.error) ? EXIT_FAILURE : EXIT_OK;
-    }
-    case "prune": {
-      if (positionals.length > 0) return usageError("prune takes no arguments.", out);
-      const limits = pruneLimits(values);
-      if (typeof limits === "string") return usageError(limits, out);
-      const result = await pruneCache({ ...manage, ...limits, dryRun: values["dry-run"] });
-      if (json) print(result);
-      else out.stdout(formatPrune(result));
-      return EXIT_OK;
-    }
-    case "verify": {
-      const result = await verifyEntries(positionals, {
-        ...manage,
-        fix: values.fix,
-        resolveOptions: options,
-      });
-      if (json) print(result);
-      else out.stdout(formatVerify(result));
-      return result.damaged > 0 || result.notFound.length > 0 ? EXIT_FAILURE : EXIT_OK;
-    }
-    case "dir": {
-      if (positionals.length > 0) return usageError("dir takes no arguments.", out);
-      const info = cacheDirInfo(manage);
-      if (json) print(info);
-      else {
-        const shared = info.sharedCache === null ? "" : `shared cache behind it: ${info.sharedCache}\n`;
-        out.stdout(`${info.cacheDir}\nchosen by ${info.why}\n${shared}`);
-      }
-      return EXIT_OK;
-    }
+  const takesTargets = command === "rm" || command === "verify";
+  if (!takesTargets && parsed.positionals.length > 0) {
+    return usageError(`${command} takes no arguments.`, out);
   }
+  return COMMANDS[command]({ parsed, options, manage: manageOptions(options), out, print });
 }
+
+const COMMANDS: Record<ManageCommand, (run: Run) => Promise<number>> = {
+  async ls({ parsed, manage, out, print }) {
+    const sort = parsed.values.sort ?? "name";
+    if (!["used", "size", "name"].includes(sort)) {
+      return usageError(`--sort must be used, size or name, not "${sort}".`, out);
+    }
+    const listing = await listEntries({ ...manage, sort: sort as EntrySort });
+    if (parsed.values.json) print(listing);
+    else out.stdout(formatListing(listing.entries, listing.totalBytes, listing.cacheDir));
+    return EXIT_OK;
+  },
+  async rm({ parsed, manage, out, print }) {
+    const { values, positionals } = parsed;
+    if (positionals.length === 0) return usageError("rm needs at least one HANDLE or HASH.", out);
+    const result = await removeEntries(positionals, {
+      ...manage,
+      dryRun: values["dry-run"],
+      force: values.force,
+    });
+    if (values.json) print(result);
+    else {
+      for (const r of result.results) {
+        const name = r.entry ? entryName(r.entry) : r.target;
+        if (r.error) out.stderr(formatError(r.error));
+        else {
+          const verb = r.status === "removed" ? "removed" : "would remove";
+          out.stdout(`${verb} ${name} (${formatSize(r.entry?.bytes ?? 0)})\n`);
+        }
+      }
+      out.stdout(`${result.dryRun ? "would free" : "freed"} ${formatSize(result.freedBytes)}\n`);
+    }
+    return result.results.some((r) => r.error) ? EXIT_FAILURE : EXIT_OK;
+  },
+  async prune({ parsed, manage, out, print }) {
+    const limits = pruneLimits(parsed.values);
+    if (typeof limits === "string") return usageError(limits, out);
+    const result = await pruneCache({ ...manage, ...limits, dryRun: parsed.values["dry-run"] });
+    if (parsed.values.json) print(result);
+    else out.stdout(formatPrune(result));
+    return EXIT_OK;
+  },
+  async verify({ parsed, options, manage, out, print }) {
+    const result = await verifyEntries(parsed.positionals, {
+      ...manage,
+      fix: parsed.values.fix,
+      resolveOptions: options,
+    });
+    if (parsed.values.json) print(result);
+    else out.stdout(formatVerify(result));
+    return result.damaged > 0 || result.notFound.length > 0 ? EXIT_FAILURE : EXIT_OK;
+  },
+  async dir({ parsed, manage, out, print }) {
+    const info = cacheDirInfo(manage);
+    if (parsed.values.json) print(info);
+    else {
+      const shared = info.sharedCache === null ? "" : `shared cache behind it: ${info.sharedCache}\n`;
+      out.stdout(`${info.cacheDir}\nchosen by ${info.why}\n${shared}`);
+    }
+    return EXIT_OK;
+  },
+};
 
 /** Errors inside results print as their JSON form (code, message, hint). */
 function jsonErrors(_key: string, value: unknown): unknown {

@@ -145,21 +145,9 @@ async function removePlanned(
   await mapLimit(first, REMOVE_CONCURRENCY, async ([entry, reason]) => {
     if (!(await take(entry, reason)) && reason === "unused") kept.push(entry);
   });
-  const { maxBytes } = options;
-  if (maxBytes !== undefined) {
-    // Least recently used first; a removal counts as soon as it starts (and back if it is skipped),
-    // so the removals running at once never take more than the cap asks for.
+  if (options.maxBytes !== undefined) {
     const candidates = sortEntries(kept, "used").filter((e) => !protect.has(e.hash) && e.state === "ok");
-    let total = result.totalBytesBefore - sum(result.removed);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (total > maxBytes && next < candidates.length) {
-        const entry = candidates[next++] as CacheEntry;
-        total -= entry.bytes ?? 0;
-        if (!(await take(entry, "over-size"))) total += entry.bytes ?? 0;
-      }
-    };
-    await Promise.all(Array.from({ length: REMOVE_CONCURRENCY }, worker));
+    await removeOverSize(candidates, result.totalBytesBefore - sum(result.removed), options.maxBytes, take);
   }
   // Report in the order of the plan (incomplete, unused, then least recently used first).
   const rank = new Map(sortEntries(entries, "used").map((e, i) => [e.hash, i]));
@@ -168,6 +156,28 @@ async function removePlanned(
     (rank.get(p.entry.hash) ?? 0);
   result.removed.sort((a, b) => order(a) - order(b));
   result.skipped.sort((a, b) => order(a) - order(b));
+}
+
+/**
+ * Least recently used first, REMOVE_CONCURRENCY at a time. A removal counts as soon as it starts
+ * (and back if it is skipped), so the removals running at once never take more than the cap asks for.
+ */
+async function removeOverSize(
+  candidates: readonly CacheEntry[],
+  startBytes: number,
+  maxBytes: number,
+  take: (entry: CacheEntry, reason: PruneReason) => Promise<boolean>,
+): Promise<void> {
+  let total = startBytes;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (total > maxBytes && next < candidates.length) {
+      const entry = candidates[next++] as CacheEntry;
+      total -= entry.bytes ?? 0;
+      if (!(await take(entry, "over-size"))) total += entry.bytes ?? 0;
+    }
+  };
+  await Promise.all(Array.from({ length: REMOVE_CONCURRENCY }, worker));
 }
 
 function sum(pruned: readonly PrunedEntry[]): number {
