@@ -493,3 +493,39 @@ describe("a cache dir that does not exist", () => {
     await assert.rejects(fs.stat(missing), "nothing was created");
   });
 });
+
+describe("CLI usage", () => {
+  test("help for each command; flags of other commands and bad sizes or durations are usage errors", async () => {
+    for (const command of ["ls", "rm", "prune", "verify", "dir"]) {
+      const help = await cli(["help", command]);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, new RegExp(`^Usage: hubcache ${command} `));
+    }
+    assert.match((await cli(["--help"])).stdout, /hubcache prune {2,}remove dead leftovers/);
+    const cases: [string[], RegExp][] = [
+      [["ls", "--force"], /ls does not take --force/],
+      [["prune", "--max-size", "lots"], /--max-size needs a size/],
+      [["prune", "--unused-for", "3y"], /--unused-for needs a duration/],
+      [["ls", "--sort", "age"], /--sort must be used, size or name/],
+      [["rm"], /rm needs at least one HANDLE or HASH/],
+      [["dir", "extra"], /dir takes no arguments/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await cli([...args, "--cache-dir", cacheDir]);
+      assert.equal(result.code, 2, args.join(" "));
+      assert.match(result.stderr, message);
+    }
+  });
+
+  test("rm --dry-run and prune --json through the CLI", async () => {
+    const dry = await cli(["rm", "--dry-run", "--cache-dir", cacheDir, handle("b")]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, new RegExp(`^would remove ${handle("b")} \\([\\d.]+ KiB\\)\\nwould free `));
+    assert.ok((await fs.stat(entryPaths(cacheDir, handle("b")).dir)).isDirectory());
+    const pruned = await cli(["prune", "--json", "--max-size", "0", "--cache-dir", cacheDir]);
+    const result = JSON.parse(pruned.stdout) as { ran: boolean; removed: unknown[]; totalBytesAfter: number };
+    assert.equal(result.ran, true);
+    assert.equal(result.removed.length, 3);
+    assert.equal(result.totalBytesAfter, 0);
+  });
+});
