@@ -192,6 +192,7 @@ async function main(): Promise<void> {
     ["warm resolve", `${warmUs.toFixed(1)} µs/call`, "≤ 200 µs", warmUs <= 200 ? "yes" : "NO"],
     ["requests made by warm resolves", String(warmRequests), "0", warmRequests === 0 ? "yes" : "NO"],
   ];
+  rows.push(...(await (await import("./manage-bench.js")).manageBenchRows())); // ls, prune of 10,000 entries
   // A "|" inside a cell would end it ("curl | tar"): Markdown wants it escaped.
   const table = rows.map((row) => row.map((cell) => cell.replace(/\|/g, "\\|")));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...table.map((r) => r[c]?.length ?? 0)));

@@ -22,6 +22,8 @@ export const ErrorCode = {
   UNEXPECTED_RESPONSE: "ERR_HUBCACHE_UNEXPECTED_RESPONSE",
   ABORTED: "ERR_HUBCACHE_ABORTED",
   IO: "ERR_HUBCACHE_IO",
+  /** Cache management: the entry's download lock is held by a live process (`rm --force` removes it anyway). */
+  IN_USE: "ERR_HUBCACHE_IN_USE",
   /** TensorFlow.js is installed but no backend (cpu, wasm, ...) is registered. */
   NO_BACKEND: "ERR_HUBCACHE_NO_BACKEND",
   /** `load()` was given a TensorFlow SavedModel (or TF1 Hub module), which TF.js cannot run. */

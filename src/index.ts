@@ -55,3 +55,34 @@ export type {
   S3Options,
   GcsOptions,
 } from "./storage/index.js";
+
+// Cache management: list, remove, prune and verify entries (local or s3:// / gs:// caches).
+export {
+  listEntries,
+  removeEntries,
+  pruneCache,
+  verifyEntries,
+  cacheDirInfo,
+  parseSize,
+  parseDuration,
+} from "./manage/index.js";
+export type {
+  CacheEntry,
+  CacheListing,
+  EntrySort,
+  ListOptions,
+  RemoveOptions,
+  RemoveResult,
+  RemovedEntry,
+  PruneOptions,
+  PruneResult,
+  PrunedEntry,
+  PruneReason,
+  VerifyOptions,
+  VerifyResult,
+  VerifiedEntry,
+  FileProblem,
+  CacheDirInfo,
+  CacheDirSource,
+  ManageOptions,
+} from "./manage/index.js";

@@ -139,6 +139,8 @@ function cacheContext(
     emit,
     signal: options.signal,
     storage: storageOptions(options, settings),
+    maxCacheBytes: settings.maxCacheBytes,
+    touchIntervalMs: settings.touchIntervalMs,
   };
 }
 

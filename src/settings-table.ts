@@ -104,6 +104,19 @@ export const SETTINGS: readonly SettingDoc[] = [
       "extraction stops before the cache's disk has less free (`ERR_HUBCACHE_DISK_FULL`); `0` turns the guard off",
   },
   {
+    option: "maxCacheBytes",
+    env: "HUBCACHE_MAX_SIZE",
+    default: "no cap",
+    meaning:
+      "after each download, least recently used entries are removed until the cache holds at most this (`10GB`, `500MiB` or bytes); never the entry just downloaded, never one being downloaded",
+  },
+  {
+    option: "touchIntervalMs",
+    env: "HUBCACHE_TOUCH_INTERVAL (s)",
+    default: "3600 s",
+    meaning: "a cache hit records the entry's last use (for `prune`) at most this often",
+  },
+  {
     option: "connectTimeoutMs",
     env: "HUBCACHE_CONNECT_TIMEOUT (s)",
     default: seconds(DEFAULTS.connectTimeoutMs),

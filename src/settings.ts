@@ -23,63 +23,74 @@ import { readProxyEnv } from "./net/proxy.js";
 import { type TransferOptions, readTransferLimits } from "./net/transfer-limits.js";
 import { DEFAULT_RETRY_POLICY } from "./net/retry.js";
 import { DEFAULTS } from "./settings-table.js";
+import { parseSize } from "./units.js";
 import { isRemoteLocation } from "./storage/location.js";
 import type { StorageOptions } from "./storage/open.js";
 
 export interface ResolveOptions extends TransferOptions {
   /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
-  cacheDir?: string;
+  cacheDir?: string | undefined;
   /**
    * A shared cache on object storage (s3://… or gs://…) behind the local one: a local miss looks
    * there before asking the hub, and downloads are published to it. Default: HUBCACHE_SHARED_CACHE.
    */
-  sharedCache?: string;
+  sharedCache?: string | undefined;
   /** Settings for s3:// and gs:// locations (endpoint, region, credentials, project). Default: the SDKs' own. */
-  storage?: Pick<StorageOptions, "s3" | "gcs">;
+  storage?: Pick<StorageOptions, "s3" | "gcs"> | undefined;
   /** COMPRESSED (download and cache), UNCOMPRESSED (return the host's remote location) or AUTO (= COMPRESSED). */
-  loadFormat?: LoadFormat;
+  loadFormat?: LoadFormat | undefined;
   /** Force the hosting protocol family; by default TF.js handles are detected from the URL. */
-  modelFormat?: ModelFormat;
+  modelFormat?: ModelFormat | undefined;
   /** Resolve from the cache only; a miss fails at once with ERR_HUBCACHE_OFFLINE. Default: HUBCACHE_OFFLINE. */
-  offline?: boolean;
+  offline?: boolean | undefined;
   /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (s) or 60 s. */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
-  maxExtractBytes?: number;
+  maxExtractBytes?: number | undefined;
   /** Refuse archives with more files and folders than this (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_FILES, else 100,000. */
-  maxFiles?: number;
+  maxFiles?: number | undefined;
   /**
    * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
    * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
    */
-  minFreeBytes?: number;
+  minFreeBytes?: number | undefined;
+  /**
+   * Keep the cache at most this many bytes: after each download, least recently used entries are
+   * removed (never the one just downloaded, never one in use). Default: HUBCACHE_MAX_SIZE ("10GB",
+   * "500MiB" or bytes), else no cap.
+   */
+  maxCacheBytes?: number | undefined;
+  /** A hit records the entry's last use at most this often, in ms. Default: HUBCACHE_TOUCH_INTERVAL (s) or 3600 s. */
+  touchIntervalMs?: number | undefined;
   /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: number | undefined;
   /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
-  retries?: number;
+  retries?: number | undefined;
   /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default 1000. */
-  retryDelayMs?: number;
+  retryDelayMs?: number | undefined;
   /** Every event: cache hits, downloads, lock waits, progress... */
-  onEvent?: (event: HubcacheEvent) => void;
+  onEvent?: ((event: HubcacheEvent) => void) | undefined;
   /** Download progress only (throttled to about 10 per second, plus a last one with `done: true`). */
-  onProgress?: (event: ProgressEvent) => void;
+  onProgress?: ((event: ProgressEvent) => void) | undefined;
   /**
    * A fetch implementation to use instead of hubcache's own client. hubcache's client applies the
    * connect timeout, HTTP_PROXY/HTTPS_PROXY/NO_PROXY and TFHUB_DISABLE_CERT_VALIDATION; a custom
    * fetch must do those itself (hubcache still applies the idle timeout, retries and resume).
    */
-  fetch?: FetchFunction;
-  signal?: AbortSignal;
+  fetch?: FetchFunction | undefined;
+  signal?: AbortSignal | undefined;
   /** Environment to read settings from. Default: process.env. */
-  env?: Env;
+  env?: Env | undefined;
   /** TF Hub flags (`--tfhub_cache_dir`, `--tfhub_model_load_format`). Default: read from process.argv. */
-  flags?: TfhubFlags;
+  flags?: TfhubFlags | undefined;
 }
 
 export const DEFAULT_LOCK_TIMEOUT_MS = DEFAULTS.lockTimeoutMs;
 export const DEFAULT_CONNECT_TIMEOUT_MS = DEFAULTS.connectTimeoutMs;
+/** A hit records last use at most hourly, as Go's build cache does. */
+export const DEFAULT_TOUCH_INTERVAL_MS = 3_600_000;
 // Below the lock's 60 s stale window, so a stalled holder retries (and shows progress) before waiters may take over.
 export const DEFAULT_IDLE_TIMEOUT_MS = DEFAULTS.idleTimeoutMs;
 
@@ -95,6 +106,8 @@ export interface ResolvedSettings {
   maxExtractBytes: number | undefined;
   maxFiles: number | undefined;
   minFreeBytes: number | undefined;
+  maxCacheBytes: number | undefined;
+  touchIntervalMs: number;
   retries: number;
   retryDelayMs: number;
   network: NetworkSettings;
@@ -126,6 +139,9 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
     maxExtractBytes: option("maxExtractBytes") ?? envNumber(env, "HUBCACHE_MAX_EXTRACT_BYTES"),
     maxFiles: option("maxFiles") ?? envNumber(env, "HUBCACHE_MAX_FILES"),
     minFreeBytes: option("minFreeBytes") ?? envNumber(env, "HUBCACHE_MIN_FREE_BYTES"),
+    maxCacheBytes: option("maxCacheBytes") ?? envSize(env, "HUBCACHE_MAX_SIZE"),
+    touchIntervalMs:
+      option("touchIntervalMs") ?? seconds("HUBCACHE_TOUCH_INTERVAL") ?? DEFAULT_TOUCH_INTERVAL_MS,
     retries: Math.floor(
       option("retries") ?? envNumber(env, "HUBCACHE_RETRIES") ?? DEFAULT_RETRY_POLICY.retries,
     ),
@@ -140,6 +156,19 @@ export function resolveSettings(options: ResolveOptions = {}): ResolvedSettings 
       limits: readTransferLimits(env, options),
     },
   };
+}
+
+/** A size from the environment ("10GB", "500MiB", bytes), with a clear error when it is not one. */
+function envSize(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const bytes = parseSize(raw);
+  if (bytes === undefined) {
+    throw new HubcacheError(ErrorCode.INVALID_CONFIG, `${name}="${raw}" is not a size.`, {
+      hint: `Unset ${name} or give it a size such as 10GB, 500MiB or a number of bytes.`,
+    });
+  }
+  return bytes;
 }
 
 /** Check the cache settings before any work: a shared cache only makes sense beside a local one. */

@@ -356,6 +356,47 @@ export async function acquireLock(paths: EntryPaths, options: LockOptions): Prom
   return waitForLock(kind, options);
 }
 
+/**
+ * Take the lock without waiting (cache management: rm, prune and its cache-wide lock). A lock
+ * whose holder is gone, or that has shown no progress (its mtime, its temp dir's) for `timeoutMs`,
+ * is taken over; any other holder keeps it and this returns undefined.
+ */
+export async function tryAcquireLock(
+  paths: EntryPaths,
+  options: { handle: string; emit: EventListener; timeoutMs: number },
+): Promise<HeldLock | undefined> {
+  const uid = newUid();
+  const content = lockContent(uid);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let file: FileHandle | undefined;
+    try {
+      file = await createExclusive(paths.lock, content);
+    } catch (error) {
+      if (isPermanentFsError(error)) throw cacheDirNotWritable(paths.cacheDir, options.handle, error);
+      throw error;
+    }
+    if (file) return heldDiskLock(paths, uid, content, file);
+    if (attempt > 0) return undefined;
+    const lock = await readLockFile(paths.lock);
+    if (lock && !(await lockIsStale(paths, lock, options.timeoutMs))) return undefined;
+    if (lock && (await removeLockIf(paths.lock, lock))) {
+      options.emit({ type: "orphan-removed", path: paths.lock });
+      await removeLeftovers(paths, lock.owner.uid, options.emit);
+    }
+  }
+  return undefined;
+}
+
+/** Gone (and quiet), or neither the lock nor its holder's temp dir changed for `timeoutMs`. */
+async function lockIsStale(paths: EntryPaths, lock: LockState, timeoutMs: number): Promise<boolean> {
+  const now = Date.now();
+  if (await holderGoneAndQuiet(paths, lock, now)) return true;
+  if (now - lock.mtimeMs <= timeoutMs) return false;
+  if (!lock.owner.uid) return true;
+  const newest = await newestMtime(paths.tmpDir(lock.owner.uid)).catch(() => now);
+  return newest === undefined || now - newest > timeoutMs;
+}
+
 /** Remove a lock judged stale, if it is still the one judged; permission errors say what to do. */
 async function removeStaleLock(
   paths: EntryPaths,

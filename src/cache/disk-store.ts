@@ -5,22 +5,24 @@
  * temp dir, temp files and a lock, which the next run removes (orphans.ts). docs/concurrency.md
  * describes the protocol.
  */
-import { type Stats, promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
+import { type Stats, createReadStream, promises as fs, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { type HubcacheError, errnoCode } from "../errors.js";
 import { makeDirs } from "../make-dirs.js";
 import { newUid } from "../uid.js";
-import { acquireLock, cacheDirNotWritable } from "./disk-lock.js";
+import { acquireLock, cacheDirNotWritable, readLockFile, tryAcquireLock } from "./disk-lock.js";
 import type {
   CacheDirHint,
   CommitOutcome,
   EntryContext,
+  EntryFiles,
   EntryState,
   EntryStore,
   ListedEntry,
   Staged,
 } from "./entry-store.js";
-import { removeTree } from "./file-tree.js";
+import { listDirTree, removeTree } from "./file-tree.js";
+import { holderIsGone, ownLockUids } from "./holder.js";
 import { type EntryPaths, descriptorText, entryPathsForHash } from "./layout.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
 import { cleanupAfterGoneHolder, sweepCacheDir } from "./orphans.js";
@@ -29,7 +31,13 @@ import { testPause } from "./test-pause.js";
 
 /** What inspectDiskEntry finds (an empty directory is told apart from other incomplete entries). */
 export type DiskEntryState =
-  | { state: "hit"; writer: "hubcache" | "other"; record: DiskRecord | undefined }
+  | {
+      state: "hit";
+      writer: "hubcache" | "other";
+      record: DiskRecord | undefined;
+      /** The entry directory's mtime: its last use, as cache management records it (touch). */
+      mtimeMs: number;
+    }
   | { state: "missing" }
   | { state: "empty" }
   | { state: "incomplete"; reason: string };
@@ -74,11 +82,12 @@ export function inspectDiskEntry(paths: EntryPaths): DiskEntryState {
   }
   if (!dirStat.isDirectory()) return { state: "incomplete", reason: "the entry is not a directory" };
   const record = readDiskRecord(paths.record);
-  if (record && sameIdentity(record, dirStat)) return checkFilesAgainstRecord(paths, record);
-  if (record && recordWasCopied(paths, record)) return checkFilesAgainstRecord(paths, record);
+  if (record && (sameIdentity(record, dirStat) || recordWasCopied(paths, record))) {
+    return checkFilesAgainstRecord(paths, record, dirStat.mtimeMs);
+  }
   // Written by Python tensorflow_hub (or by an interrupted publish): TF Hub's rule, non-empty means cached.
   return readdirSync(paths.dir).length > 0
-    ? { state: "hit", writer: "other", record: undefined }
+    ? { state: "hit", writer: "other", record: undefined, mtimeMs: dirStat.mtimeMs }
     : { state: "empty" };
 }
 
@@ -98,7 +107,7 @@ function statIfThere(file: string): Stats | undefined {
 }
 
 /** Every file the record lists is there, a regular file of its size. */
-function checkFilesAgainstRecord(paths: EntryPaths, record: DiskRecord): DiskEntryState {
+function checkFilesAgainstRecord(paths: EntryPaths, record: DiskRecord, mtimeMs: number): DiskEntryState {
   for (const file of record.files) {
     const stat = statIfThere(path.join(paths.dir, file.path));
     if (stat === undefined || !stat.isFile()) {
@@ -108,9 +117,8 @@ function checkFilesAgainstRecord(paths: EntryPaths, record: DiskRecord): DiskEnt
       return { state: "incomplete", reason: `${file.path} has ${stat.size} bytes, expected ${file.size}` };
     }
   }
-  // TODO(issue 11): when the record holds per-file digests, check a copied entry (its identity did
-  // not match) against them here too, file by file; for now a copy is checked by sizes only.
-  return { state: "hit", writer: "hubcache", record };
+  // Sizes only: a hit must stay a few stat calls. `hubcache verify` checks the CRC-32s of the record.
+  return { state: "hit", writer: "hubcache", record, mtimeMs };
 }
 
 /** Errno codes of a failed commit that mean the cache dir cannot take the entry. */
@@ -145,7 +153,7 @@ export class DiskEntryStore implements EntryStore {
     const state = inspectDiskEntry(this.paths(hash));
     switch (state.state) {
       case "hit":
-        return { state: "hit", writer: state.writer, files: state.record?.files };
+        return { state: "hit", writer: state.writer, files: state.record?.files, lastUsedMs: state.mtimeMs };
       case "empty":
         return { state: "incomplete", reason: "the entry is empty" };
       default:
@@ -225,6 +233,9 @@ export class DiskEntryStore implements EntryStore {
   ): Promise<CommitOutcome> {
     const descriptorTmp = `${paths.descriptor}.tmp${lock.uid}`;
     const recordTmp = `${paths.record}.tmp${lock.uid}`;
+    // The directory's mtime is the entry's last use (cache management): now, not the archive's.
+    const now = new Date();
+    await fs.utimes(staged.dir, now, now);
     const dirStat = await fs.stat(staged.dir);
     const record: DiskRecord = {
       ...recordFields(produced),
@@ -264,17 +275,19 @@ export class DiskEntryStore implements EntryStore {
   }
 
   /**
-   * Out of the entry's name in one rename (to a temp dir no lock owns, which a sweep removes if we
-   * crash), then its descriptor and record, then its files. A reader sees it whole or missing.
+   * Out of the entry's name in one rename (to `<hash>.<uid>.trash`, which the next prune removes
+   * if we crash: sweepDebris), then its descriptor and record, then its files. A reader sees it
+   * whole or missing.
    */
   async remove(hash: string): Promise<void> {
     const paths = this.paths(hash);
-    const doomed = paths.tmpDir(newUid());
+    const doomed = trashPath(paths.dir);
     try {
       await fs.rename(paths.dir, doomed);
     } catch (error) {
       if (errnoCode(error) !== "ENOENT") throw this.unwritable(error, undefined);
     }
+    testPause("after-remove-rename");
     await fs.rm(paths.descriptor, { force: true });
     await fs.rm(paths.record, { force: true });
     await removeTree(doomed);
@@ -293,24 +306,105 @@ export class DiskEntryStore implements EntryStore {
       const hash = /^([0-9a-f]{40})(?:$|\.lock$|\.descriptor\.txt$|\.hubcache\.json$)/.exec(name)?.[1];
       if (hash !== undefined) hashes.add(hash);
     }
-    for (const hash of [...hashes].sort()) yield this.listed(hash);
+    for (const hash of [...hashes].sort()) yield await this.listed(hash);
   }
 
-  private listed(hash: string): ListedEntry {
+  private async listed(hash: string): Promise<ListedEntry> {
     const paths = this.paths(hash);
     const state = inspectDiskEntry(paths);
     const record = state.state === "hit" ? state.record : undefined;
-    const createdMs = record
-      ? Date.parse(record.createdAt)
-      : statSync(paths.descriptor, { throwIfNoEntry: false })?.mtimeMs;
+    const descriptor = statSync(paths.descriptor, { throwIfNoEntry: false });
+    const createdMs = record ? Date.parse(record.createdAt) : descriptor?.mtimeMs;
+    let bytes = record?.bytes;
+    let files = record?.files.length;
+    if (state.state === "hit" && !record) {
+      // Another writer's entry (Python): its size is a walk; its last use, its folder's and descriptor's times.
+      const tree = await listDirTree(paths.dir).catch(() => undefined);
+      bytes = tree?.reduce((sum, file) => sum + file.size, 0);
+      files = tree?.length;
+    }
+    const used = state.state === "hit" ? Math.max(state.mtimeMs, descriptor?.mtimeMs ?? 0) : undefined;
     return {
       hash,
-      state: state.state === "hit" ? "ok" : lockPresent(paths) ? "downloading" : "incomplete",
+      state: state.state === "hit" ? "ok" : (await liveLock(paths)) ? "downloading" : "incomplete",
       writer: state.state === "hit" ? state.writer : undefined,
-      bytes: record?.bytes,
-      files: record?.files.length,
+      bytes,
+      files,
       createdMs,
+      lastUsedMs: used ?? createdMs,
+      handle: record?.handle ?? (descriptor ? await descriptorHandle(paths.descriptor) : undefined),
+      archiveSha256: record?.archiveSha256,
     };
+  }
+
+  async touch(hash: string): Promise<void> {
+    const dir = this.paths(hash).dir;
+    const failedAt = untouchable.get(dir);
+    if (failedAt !== undefined && Date.now() - failedAt < UNTOUCHABLE_RETRY_MS) return;
+    const now = new Date();
+    try {
+      await fs.utimes(dir, now, now);
+    } catch {
+      untouchable.set(dir, Date.now()); // read-only, or another user's: record nothing, fail nothing
+    }
+  }
+
+  tryLock(name: string, context: EntryContext): Promise<HeldLock | undefined> {
+    return tryAcquireLock(entryPathsForHash(this.location, name), {
+      handle: context.handle,
+      emit: context.emit,
+      timeoutMs: this.options.lockTimeoutMs,
+    });
+  }
+
+  async lockHolder(name: string): Promise<string | undefined> {
+    const lock = await readLockFile(entryPathsForHash(this.location, name).lock).catch(() => undefined);
+    return lock?.content;
+  }
+
+  async readNote(name: string): Promise<string | undefined> {
+    return fs.readFile(path.join(this.location, name), "utf8").catch(() => undefined);
+  }
+
+  async writeNote(name: string, content: string): Promise<void> {
+    const file = path.join(this.location, name);
+    const tmp = `${file}.tmp${newUid()}`;
+    await fs.writeFile(tmp, content, { flag: "wx" });
+    await fs.rename(tmp, file).catch(async (error: unknown) => {
+      await fs.rm(tmp, { force: true });
+      throw error;
+    });
+  }
+
+  /** Removals' `.trash` dirs (at once: nobody owns them), then what dead downloads left (orphans.ts). */
+  async sweepDebris({ emit }: EntryContext): Promise<string[]> {
+    const removed: string[] = [];
+    const names = await fs.readdir(this.location).catch(() => [] as string[]);
+    for (const name of names) {
+      const full = path.join(this.location, name);
+      if (!TRASH_NAME.test(name) && !(NOTE_TEMP_NAME.test(name) && (await quietFor(full, 60_000)))) continue;
+      await removeTree(full);
+      removed.push(full);
+    }
+    await sweepCacheDir(this.location, {
+      timeoutMs: this.options.lockTimeoutMs,
+      emit: (event) => {
+        if (event.type === "orphan-removed") removed.push(event.path);
+        emit(event);
+      },
+    });
+    return removed;
+  }
+
+  async entryFiles(hash: string): Promise<EntryFiles> {
+    const paths = this.paths(hash);
+    // The record of this very directory, even when the entry no longer matches it (that is damage).
+    const dirStat = statSync(paths.dir, { throwIfNoEntry: false });
+    const found = readDiskRecord(paths.record);
+    const record =
+      found && dirStat && (sameIdentity(found, dirStat) || recordWasCopied(paths, found)) ? found : undefined;
+    const files = await listDirTree(paths.dir).catch(() => []);
+    return { record, files, open: async (file) => createReadStream(path.join(paths.dir, file)) };
   }
 
   private unwritable(error: unknown, handle: string | undefined): unknown {
@@ -347,6 +441,37 @@ async function writeRecordFile(file: string, record: DiskRecord): Promise<void> 
   } finally {
     await handle.close();
   }
+}
+
+/** Where `remove` moves an entry before deleting it: `<hash>.<uid>.trash`. */
+function trashPath(dir: string): string {
+  return `${dir}.${newUid()}.trash`;
+}
+
+const TRASH_NAME = /^[0-9a-f]{40}\.[0-9a-f]{32}\.trash$/;
+/** A cache-wide note's (or lock's) temp file left by a crash: `hubcache-….tmp<uid>`. */
+const NOTE_TEMP_NAME = /^hubcache-[a-z.-]+\.tmp[0-9a-f]{32}$/;
+
+async function quietFor(file: string, ms: number): Promise<boolean> {
+  const stat = await fs.lstat(file).catch(() => undefined);
+  return stat !== undefined && Date.now() - stat.mtimeMs > ms;
+}
+
+/** Entry dirs whose touch failed (read-only, another user's), and when: not tried again for a while. */
+const untouchable = new Map<string, number>();
+const UNTOUCHABLE_RETRY_MS = 10 * 60_000;
+
+/** The handle a descriptor names ("Module: <handle>" on its first line). */
+async function descriptorHandle(file: string): Promise<string | undefined> {
+  const text = await fs.readFile(file, "utf8").catch(() => "");
+  return /^Module: (.*)$/m.exec(text)?.[1]?.trim() || undefined;
+}
+
+/** Is there a lock whose holder is not provably gone (a dead process on this host)? */
+async function liveLock(paths: EntryPaths): Promise<boolean> {
+  if (!lockPresent(paths)) return false;
+  const lock = await readLockFile(paths.lock).catch(() => undefined);
+  return lock !== undefined && !holderIsGone(lock.owner, lock.mtimeMs, ownLockUids());
 }
 
 function lockPresent(paths: EntryPaths): boolean {

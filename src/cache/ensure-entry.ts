@@ -16,6 +16,9 @@ import { testPause } from "./test-pause.js";
 export interface DownloadReport {
   /** Compressed bytes received. */
   archiveBytes: number;
+  /** Each file's CRC-32 and the archive's SHA-256, when the producer computed them (the record keeps them). */
+  crc32ByPath?: ReadonlyMap<string, number> | undefined;
+  archiveSha256?: string | undefined;
 }
 
 /**
@@ -53,6 +56,13 @@ export interface EnsureEntryOptions {
    * cacheDirHint). Default: hints name every setting that could have.
    */
   cacheDirHint?: CacheDirHint | undefined;
+  /**
+   * Cache management: a hit records the entry's use when its last recorded use is older than this
+   * (ms), so a warm hit writes at most once per interval. Undefined: hits record nothing.
+   */
+  touchIntervalMs?: number | undefined;
+  /** Cache management: called after this call published an entry and released its lock (the size cap). */
+  afterPublish?: ((hash: string) => Promise<void>) | undefined;
 }
 
 export interface EnsuredEntry {
@@ -88,6 +98,14 @@ export async function ensureEntry(
   if (state.state === "hit") {
     const hit = reportHit(store, hash, state, options);
     await store.tidyAfterHit(hash, options);
+    const interval = options.touchIntervalMs;
+    if (
+      interval !== undefined &&
+      state.lastUsedMs !== undefined &&
+      Date.now() - state.lastUsedMs >= interval
+    ) {
+      await store.touch(hash); // the entry's last use, for prune: at most once per interval
+    }
     return hit;
   }
   if (options.offline) throw offlineError(store, handle, state, options.cacheDirHint);
@@ -197,7 +215,10 @@ async function lockAndProduce(
         await sweep;
         await lock.release().catch(() => undefined);
       }
-      if (entry) return entry;
+      if (entry) {
+        if (entry.produced) await options.afterPublish?.(hash);
+        return entry;
+      }
       if (losses + 1 >= MAX_LOCK_LOSSES) throw tooManyLosses(handle);
       emit({
         type: "warning",
@@ -270,7 +291,14 @@ async function produceUnderLock(
     testPause("after-extract");
     const files = await producedFiles(staged.dir, handle);
     const bytes = files.reduce((sum, file) => sum + file.size, 0);
-    const produced = { handle, files, bytes, archiveBytes: report.archiveBytes };
+    const produced = {
+      handle,
+      files,
+      bytes,
+      archiveBytes: report.archiveBytes,
+      crc32ByPath: report.crc32ByPath,
+      archiveSha256: report.archiveSha256,
+    };
     const result = await store.commit(hash, staged, lock, produced, options);
     if (result.outcome === "lock-lost") return undefined;
     if (result.outcome === "lost-to-another-writer") {

@@ -7,10 +7,11 @@
  *
  * Entries are named by hash: sha1 of the exact handle (layout.ts).
  */
+import type { Readable } from "node:stream";
 import type { EventListener } from "../events.js";
 import type { TreeFile } from "../storage/transfer.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
-import type { Produced } from "./record.js";
+import type { Produced, RecordFields } from "./record.js";
 
 /** A hint sentence: which setting chose the cache, and to point it at `target` (config.ts cacheDirHint). */
 export type CacheDirHint = (target: string) => string;
@@ -20,7 +21,13 @@ export type EntryWriter = "hubcache" | "other";
 
 export type EntryState =
   /** Usable. `files` is known when the entry has a record, or was listed to judge it. */
-  | { state: "hit"; writer: EntryWriter; files: TreeFile[] | undefined }
+  | {
+      state: "hit";
+      writer: EntryWriter;
+      files: TreeFile[] | undefined;
+      /** When the entry was last used, as the store records it (cache management), ms. */
+      lastUsedMs?: number | undefined;
+    }
   | { state: "missing" }
   /** Something is there that does not count; it is removed before a new one is committed. */
   | { state: "incomplete"; reason: string }
@@ -53,6 +60,21 @@ export interface ListedEntry {
   files: number | undefined;
   /** When the entry was written (the record's createdAt, else the descriptor's time), ms. */
   createdMs: number | undefined;
+  /** When it was last used (cache management's touch, else when it was written), ms. */
+  lastUsedMs: number | undefined;
+  /** The handle, redacted, as its record or descriptor says. */
+  handle: string | undefined;
+  /** SHA-256 of the archive as received, when its record has it. */
+  archiveSha256: string | undefined;
+}
+
+/** The record of an entry and its files, for `verify`. */
+export interface EntryFiles {
+  record: RecordFields | undefined;
+  /** The files there are now (a walk or a listing). */
+  files: TreeFile[];
+  /** Open one of them for reading. */
+  open: (file: string) => Promise<Readable>;
 }
 
 /** Who is asking, for events and messages, and the caller's signal. */
@@ -104,4 +126,24 @@ export interface EntryStore {
   describeMissing?(): string | undefined;
   /** Every entry in the store, with what is known of it without reading its files. */
   list(): AsyncIterable<ListedEntry>;
+  /**
+   * Cache management (issue 11). Record a use of the entry now: at most one small write (a
+   * directory's mtime on disk, a `<hash>.used` object on object storage). Best effort: a read-only
+   * cache records nothing and this never throws.
+   */
+  touch(hash: string): Promise<void>;
+  /**
+   * Take the lock `<name>.lock` (an entry's hash, or a cache-wide name such as "hubcache-prune")
+   * without waiting: undefined when someone that is not provably gone or stalled holds it.
+   */
+  tryLock(name: string, context: EntryContext): Promise<HeldLock | undefined>;
+  /** The content ("host.pid.uid") of the lock `<name>.lock`, if there is one. */
+  lockHolder(name: string): Promise<string | undefined>;
+  /** A small cache-wide note (`<name>`, not an entry's): its content, or undefined. */
+  readNote(name: string): Promise<string | undefined>;
+  writeNote(name: string, content: string): Promise<void>;
+  /** Remove what removals and dead downloads left anywhere in the store; returns where. */
+  sweepDebris(context: EntryContext): Promise<string[]>;
+  /** The entry's record and its files as they are now, for `verify`. */
+  entryFiles(hash: string): Promise<EntryFiles>;
 }

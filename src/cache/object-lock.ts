@@ -101,6 +101,38 @@ export async function acquireObjectLock(
   return waitForLock(kind, options);
 }
 
+/**
+ * Take the lock without waiting (cache management): a lock whose holder on this host is gone, or
+ * older than twice `timeoutMs`, is taken over; any other holder keeps it (undefined).
+ */
+export async function tryAcquireObjectLock(
+  storage: Storage,
+  key: string,
+  options: { timeoutMs: number; settleMs?: number | undefined },
+): Promise<HeldLock | undefined> {
+  const uid = newUid();
+  const content = lockContent(uid);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (await tryCreate(storage, key, content, options.settleMs ?? 500)) {
+      return heldObjectLock(storage, key, uid, content, undefined, options.timeoutMs);
+    }
+    if (attempt > 0) return undefined;
+    const seen = await readLockObject(storage, key);
+    if (!seen) continue;
+    const owner = parseLockContent(seen.content);
+    const gone = holderIsGone(owner, seen.modifiedMs ?? Number.POSITIVE_INFINITY, ownUids);
+    const ancient = seen.modifiedMs !== undefined && Date.now() - seen.modifiedMs > 2 * options.timeoutMs;
+    if (!gone && !ancient) return undefined;
+    await removeIfContent(storage, key, seen.content);
+  }
+  return undefined;
+}
+
+/** The content of the lock object `key`, if there is one. */
+export async function objectLockContent(storage: Storage, key: string): Promise<string | undefined> {
+  return (await readLockObject(storage, key))?.content;
+}
+
 function heldObjectLock(
   storage: Storage,
   key: string,

@@ -38,15 +38,16 @@ import type { Storage } from "../storage/types.js";
 import type {
   CommitOutcome,
   EntryContext,
+  EntryFiles,
   EntryState,
   EntryStore,
   ListedEntry,
   Staged,
 } from "./entry-store.js";
 import { removeTree } from "./file-tree.js";
-import { descriptorText } from "./layout.js";
+import { descriptorText, parseLockContent } from "./layout.js";
 import type { HeldLock, WaitOptions } from "./lock-wait.js";
-import { acquireObjectLock } from "./object-lock.js";
+import { acquireObjectLock, objectLockContent, tryAcquireObjectLock } from "./object-lock.js";
 import { type ObjectRecord, type Produced, parseRecord, recordFields } from "./record.js";
 
 /** The keys of one entry, relative to the store's root. */
@@ -57,6 +58,8 @@ export interface ObjectEntryKeys {
   descriptor: string;
   record: string;
   lock: string;
+  /** When the entry was last used (cache management's touch), by the object's modification time. */
+  used: string;
   /** Prefix of one upload: "<hash>.<uid>.tmp/". */
   tmp(uid: string): string;
 }
@@ -68,6 +71,7 @@ export function objectEntryKeys(hash: string): ObjectEntryKeys {
     descriptor: `${hash}.descriptor.txt`,
     record: `${hash}.hubcache.json`,
     lock: `${hash}.lock`,
+    used: `${hash}.used`,
     tmp: (uid) => `${hash}.${uid}.tmp/`,
   };
 }
@@ -112,8 +116,16 @@ export class ObjectEntryStore implements EntryStore {
    */
   async inspect(hash: string, options: { underLock?: boolean } = {}): Promise<EntryState> {
     const keys = objectEntryKeys(hash);
-    const [record, files] = await Promise.all([this.readRecord(keys), listTree(this.storage, keys.dir)]);
-    if (record) return checkAgainstRecord(record, files);
+    const [record, files, used] = await Promise.all([
+      this.readRecord(keys),
+      listTree(this.storage, keys.dir),
+      options.underLock ? undefined : this.storage.stat(keys.used).catch(() => undefined),
+    ]);
+    if (record) {
+      const state = checkAgainstRecord(record, files);
+      if (state.state !== "hit") return state;
+      return { ...state, lastUsedMs: used?.modifiedMs ?? Date.parse(record.createdAt) };
+    }
     if (files.length === 0) return { state: "missing" };
     const [descriptor, lock] = await Promise.all([
       this.storage.stat(keys.descriptor),
@@ -123,7 +135,7 @@ export class ObjectEntryStore implements EntryStore {
       return { state: "incomplete", reason: "files without a descriptor or record (an interrupted publish)" };
     }
     if (lock) return { state: "locked" };
-    return { state: "hit", writer: "other", files };
+    return { state: "hit", writer: "other", files, lastUsedMs: used?.modifiedMs ?? descriptor.modifiedMs };
   }
 
   private async readRecord(keys: ObjectEntryKeys): Promise<ObjectRecord | undefined> {
@@ -279,12 +291,17 @@ export class ObjectEntryStore implements EntryStore {
     });
   }
 
-  /** The descriptor and record go first, so the entry stops counting at once; then its files. */
+  /**
+   * The descriptor and record go first, so the entry stops counting at once (object stores cannot
+   * rename a folder); then its files and its last-use marker. A crash in between leaves files with
+   * neither, which count as incomplete (never as the entry) and which the next prune removes.
+   */
   async remove(hash: string): Promise<void> {
     const keys = objectEntryKeys(hash);
     await this.storage.delete(keys.descriptor);
     await this.storage.delete(keys.record);
     await this.removePrefix(keys.dir);
+    await this.storage.delete(keys.used);
   }
 
   private async removePrefix(prefix: string): Promise<void> {
@@ -292,29 +309,139 @@ export class ObjectEntryStore implements EntryStore {
     await mapLimit(objects, 8, (file) => this.storage.delete(prefix + file.path));
   }
 
+  /** One listing of the whole store, then one read per entry (its record, or its descriptor). */
   async *list(): AsyncIterable<ListedEntry> {
-    const hashes = new Set<string>();
+    const seen = new Map<string, ListedObjects>();
     for await (const object of this.storage.list("")) {
-      const hash = /^([0-9a-f]{40})(?:\/|\.lock$|\.hubcache\.json$)/.exec(object.key)?.[1];
-      if (hash !== undefined) hashes.add(hash);
+      const match = /^([0-9a-f]{40})(\/|\.lock$|\.hubcache\.json$|\.descriptor\.txt$|\.used$)/.exec(
+        object.key,
+      );
+      if (!match?.[1]) continue;
+      const entry = seen.get(match[1]) ?? { files: [], newestMs: 0 };
+      seen.set(match[1], entry);
+      const kind = match[2];
+      if (kind === "/") {
+        entry.files.push({ path: object.key.slice(41), size: object.size });
+        entry.newestMs = Math.max(entry.newestMs, object.modifiedMs ?? 0);
+      } else if (kind === ".lock") entry.lock = true;
+      else if (kind === ".hubcache.json") entry.record = true;
+      else if (kind === ".descriptor.txt") entry.descriptorMs = object.modifiedMs ?? 0;
+      else entry.usedMs = object.modifiedMs;
     }
-    for (const hash of [...hashes].sort()) {
-      const keys = objectEntryKeys(hash);
-      const [state, record, lock] = await Promise.all([
-        this.inspect(hash),
-        this.readRecord(keys),
-        this.storage.stat(keys.lock),
-      ]);
-      const ok = state.state === "hit";
-      yield {
-        hash,
-        state: ok ? "ok" : lock ? "downloading" : "incomplete",
-        writer: ok ? state.writer : undefined,
-        bytes: ok ? state.files?.reduce((sum, file) => sum + file.size, 0) : undefined,
-        files: ok ? state.files?.length : undefined,
-        createdMs: record ? Date.parse(record.createdAt) : undefined,
-      };
+    for (const hash of [...seen.keys()].sort()) {
+      yield await this.listed(hash, seen.get(hash) as ListedObjects);
     }
+  }
+
+  private async listed(hash: string, seen: ListedObjects): Promise<ListedEntry> {
+    const keys = objectEntryKeys(hash);
+    const record = seen.record ? await this.readRecord(keys).catch(() => undefined) : undefined;
+    let state: EntryState;
+    if (record) state = checkAgainstRecord(record, seen.files);
+    else if (seen.files.length === 0) state = { state: "missing" };
+    else if (seen.descriptorMs === undefined || seen.lock) state = { state: "incomplete", reason: "" };
+    else state = { state: "hit", writer: "other", files: seen.files };
+    const ok = state.state === "hit";
+    const writer = state.state === "hit" ? state.writer : undefined;
+    const createdMs = record ? Date.parse(record.createdAt) : seen.descriptorMs;
+    const handle =
+      record?.handle ??
+      (seen.descriptorMs === undefined ? undefined : await this.descriptorHandle(keys.descriptor));
+    return {
+      hash,
+      state: ok ? "ok" : seen.lock ? "downloading" : "incomplete",
+      writer,
+      bytes: ok ? seen.files.reduce((sum, file) => sum + file.size, 0) : undefined,
+      files: ok ? seen.files.length : undefined,
+      createdMs,
+      lastUsedMs: seen.usedMs ?? (record ? createdMs : Math.max(seen.descriptorMs ?? 0, seen.newestMs)),
+      handle,
+      archiveSha256: record?.archiveSha256,
+    };
+  }
+
+  private async descriptorHandle(key: string): Promise<string | undefined> {
+    try {
+      const content = await text((await this.storage.read(key)).body);
+      return /^Module: (.*)$/m.exec(content)?.[1]?.trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async touch(hash: string): Promise<void> {
+    await this.storage
+      .write(objectEntryKeys(hash).used, new Date().toISOString(), { contentType: "text/plain" })
+      .catch(() => undefined); // a read-only bucket records nothing
+  }
+
+  tryLock(name: string): Promise<HeldLock | undefined> {
+    return tryAcquireObjectLock(this.storage, `${name}.lock`, { timeoutMs: this.options.lockTimeoutMs });
+  }
+
+  lockHolder(name: string): Promise<string | undefined> {
+    return objectLockContent(this.storage, `${name}.lock`);
+  }
+
+  async readNote(name: string): Promise<string | undefined> {
+    try {
+      return await text((await this.storage.read(name)).body);
+    } catch (error) {
+      if (isObjectNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async writeNote(name: string, content: string): Promise<void> {
+    await this.storage.write(name, content, { contentType: "text/plain" });
+  }
+
+  /** Uploads no current lock owns and older than the stale window, and markers of removed entries. */
+  async sweepDebris(context: EntryContext): Promise<string[]> {
+    const uploads = new Map<string, number>(); // "<hash>.<uid>.tmp/" → newest modification
+    const locks = new Map<string, string>(); // hash → the holder's uid
+    const entries = new Set<string>();
+    const used: string[] = [];
+    for await (const object of this.storage.list("")) {
+      const upload = /^([0-9a-f]{40})\.([0-9a-f]{32})\.tmp\//.exec(object.key);
+      if (upload) {
+        const prefix = upload[0];
+        uploads.set(prefix, Math.max(uploads.get(prefix) ?? 0, object.modifiedMs ?? 0));
+        continue;
+      }
+      const named = /^([0-9a-f]{40})(\/|\.descriptor\.txt$|\.hubcache\.json$|\.lock$|\.used$)/.exec(
+        object.key,
+      );
+      if (!named?.[1]) continue;
+      if (named[2] === ".used") used.push(named[1]);
+      else entries.add(named[1]);
+      if (named[2] === ".lock") {
+        const content = await objectLockContent(this.storage, object.key).catch(() => undefined);
+        locks.set(named[1], parseLockContent(content ?? "").uid);
+      }
+    }
+    const removed: string[] = [];
+    const now = Date.now();
+    for (const [prefix, newestMs] of uploads) {
+      const [hash, uid] = prefix.split(".");
+      if (hash === undefined || locks.get(hash) === uid || now - newestMs <= this.options.lockTimeoutMs) {
+        continue;
+      }
+      await this.removePrefix(prefix);
+      removed.push(this.storage.locationOf(prefix));
+    }
+    for (const hash of used.filter((name) => !entries.has(name))) {
+      await this.storage.delete(objectEntryKeys(hash).used);
+      removed.push(this.storage.locationOf(objectEntryKeys(hash).used));
+    }
+    for (const location of removed) context.emit({ type: "orphan-removed", path: location });
+    return removed;
+  }
+
+  async entryFiles(hash: string): Promise<EntryFiles> {
+    const keys = objectEntryKeys(hash);
+    const [record, files] = await Promise.all([this.readRecord(keys), listTree(this.storage, keys.dir)]);
+    return { record, files, open: async (file) => (await this.storage.read(keys.dir + file)).body };
   }
 
   /** Copy a published entry's files into a local directory (two tiers), reporting the bytes so far. */
@@ -334,6 +461,16 @@ export class ObjectEntryStore implements EntryStore {
     });
     return total;
   }
+}
+
+/** What one listing of the store shows of an entry. */
+interface ListedObjects {
+  files: TreeFile[];
+  newestMs: number;
+  record?: boolean;
+  lock?: boolean;
+  descriptorMs?: number;
+  usedMs?: number | undefined;
 }
 
 /** A hubcache entry counts when every file its record lists is there with its size. */

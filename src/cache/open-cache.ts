@@ -15,7 +15,8 @@ import { isRemoteLocation } from "../storage/location.js";
 import { type StorageOptions, openStorage } from "../storage/open.js";
 import type { Storage } from "../storage/types.js";
 import { DiskEntryStore } from "./disk-store.js";
-import type { CacheDirHint, EntryContext } from "./entry-store.js";
+import { pruneAfterDownload } from "./prune.js";
+import type { CacheDirHint, EntryContext, EntryStore } from "./entry-store.js";
 import {
   type DownloadLease,
   type DownloadReport,
@@ -25,6 +26,7 @@ import {
   ensureEntry,
 } from "./ensure-entry.js";
 import { ObjectEntryStore } from "./object-store.js";
+import type { RecordFile } from "./record.js";
 
 export interface CacheContext extends EntryContext {
   cacheDir: string;
@@ -34,6 +36,9 @@ export interface CacheContext extends EntryContext {
   offline: boolean;
   lockTimeoutMs: number;
   storage: StorageOptions;
+  /** Cache management: the size cap (pruned to after each download) and the last-use interval. */
+  maxCacheBytes?: number | undefined;
+  touchIntervalMs?: number | undefined;
 }
 
 /** At most this often a `progress` event (and a heartbeat) while a shared entry is copied down. */
@@ -53,7 +58,8 @@ async function openCacheStorage(location: string, what: string, options: Storage
   return storage;
 }
 
-function entryOptions(context: CacheContext): EnsureEntryOptions {
+function entryOptions(context: CacheContext, capped?: EntryStore): EnsureEntryOptions {
+  const { maxCacheBytes } = context;
   return {
     handle: context.handle,
     offline: context.offline,
@@ -61,6 +67,11 @@ function entryOptions(context: CacheContext): EnsureEntryOptions {
     emit: context.emit,
     signal: context.signal,
     cacheDirHint: hintOf(context),
+    touchIntervalMs: context.touchIntervalMs,
+    afterPublish:
+      capped && maxCacheBytes !== undefined
+        ? (hash) => pruneAfterDownload(capped, context, { maxBytes: maxCacheBytes, justDownloaded: hash })
+        : undefined,
   };
 }
 
@@ -84,22 +95,22 @@ export async function ensureCachedModel(context: CacheContext, produce: Producer
       // The model is staged on local disk before upload: in the temp dir of the caller's env.
       tempRoot: pythonTempDir(context.storage.env ?? process.env),
     });
-    return (await ensureEntry(store, context.handle, produce, entryOptions(context))).location;
+    return (await ensureEntry(store, context.handle, produce, entryOptions(context, store))).location;
   }
   const local = new DiskEntryStore(context.cacheDir, {
     lockTimeoutMs: context.lockTimeoutMs,
     cacheDirHint: hintOf(context),
   });
   if (context.sharedCache === undefined) {
-    return (await ensureEntry(local, context.handle, produce, entryOptions(context))).location;
+    return (await ensureEntry(local, context.handle, produce, entryOptions(context, local))).location;
   }
   // Two tiers. The shared cache is opened only on a local miss, so a warm resolve stays local.
   // Offline is enforced by the shared tier: a shared-cache hit is still a cache hit.
   const sharedCache = context.sharedCache;
   const fromShared: Producer = (tmpDir, touch, lease) =>
     produceFromSharedTier(context, sharedCache, { tmpDir, touch, lease }, produce);
-  return (await ensureEntry(local, context.handle, fromShared, { ...entryOptions(context), offline: false }))
-    .location;
+  const localOptions = { ...entryOptions(context, local), offline: false };
+  return (await ensureEntry(local, context.handle, fromShared, localOptions)).location;
 }
 
 /** The local entry being produced: its temp dir, and its lock's progress mark and lease. */
@@ -214,5 +225,10 @@ async function copySharedEntry(
     },
   });
   progress(bytes, true);
-  return { archiveBytes: bytes };
+  // The shared record's digests carry over to the local record.
+  const crc32ByPath = new Map<string, number>();
+  for (const file of files as RecordFile[]) {
+    if (file.crc32 !== undefined) crc32ByPath.set(file.path, Number.parseInt(file.crc32, 16));
+  }
+  return { archiveBytes: bytes, crc32ByPath };
 }

@@ -3,6 +3,8 @@
  * was extracted (files and sizes) and when. On disk it names the directory it describes by inode;
  * on object storage it is the entry's commit marker and names the upload it was published from.
  * The JSON format and field names are fixed: existing caches, and other copies of hubcache, read it.
+ * Fields may be added (older copies ignore them; `version` changes only when one must not): issue 11
+ * added each file's `crc32` and the archive's `archiveSha256`, both optional (older records lack them).
  *
  * The handle in a record (and in the descriptor) is written redacted: a record must never hold a
  * credential or a signed URL's query. Nothing compares it with the handle being resolved (the
@@ -22,7 +24,14 @@ export interface RecordFields {
   bytes: number;
   /** Bytes received from the host (the compressed archive). */
   archiveBytes: number;
-  files: TreeFile[];
+  files: RecordFile[];
+  /** SHA-256 (hex) of the archive's bytes as received; absent in older records and copies. */
+  archiveSha256?: string | undefined;
+}
+
+/** A file of the entry: its path and size, and (newer records) its CRC-32, 8 hex digits. */
+export interface RecordFile extends TreeFile {
+  crc32?: string | undefined;
 }
 
 /** The record of an entry on a local disk. */
@@ -53,6 +62,14 @@ export interface Produced {
   files: TreeFile[];
   bytes: number;
   archiveBytes: number;
+  /** CRC-32 of each file (by path, "/"-separated), computed while extracting, when the source did. */
+  crc32ByPath?: ReadonlyMap<string, number> | undefined;
+  archiveSha256?: string | undefined;
+}
+
+/** A CRC-32 as a record writes it: 8 lower-case hex digits. */
+export function crc32Hex(crc: number): string {
+  return (crc >>> 0).toString(16).padStart(8, "0");
 }
 
 /** The fields both kinds of record share, for `produced`, now. */
@@ -63,7 +80,11 @@ export function recordFields(produced: Produced): RecordFields {
     createdAt: new Date().toISOString(),
     bytes: produced.bytes,
     archiveBytes: produced.archiveBytes,
-    files: produced.files,
+    files: produced.files.map((file) => {
+      const crc = produced.crc32ByPath?.get(file.path);
+      return crc === undefined ? file : { ...file, crc32: crc32Hex(crc) };
+    }),
+    ...(produced.archiveSha256 === undefined ? {} : { archiveSha256: produced.archiveSha256 }),
   };
 }
 

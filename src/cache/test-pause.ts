@@ -29,7 +29,13 @@ export const PAUSE_POINTS = [
 
 export type PausePoint = (typeof PAUSE_POINTS)[number];
 
-export function testPause(point: PausePoint): void {
+/** Steps of a removal (rm, prune), for cache management's crash tests; not steps of a download. */
+export const REMOVE_PAUSE_POINTS = [
+  /** The entry is renamed to its `.trash` name; its descriptor, record and files are still there. */
+  "after-remove-rename",
+] as const;
+
+export function testPause(point: PausePoint | (typeof REMOVE_PAUSE_POINTS)[number]): void {
   if (process.env.HUBCACHE_TEST_PAUSE_AT !== point) return;
   const file = process.env.HUBCACHE_TEST_PAUSE_FILE;
   if (!file) return;

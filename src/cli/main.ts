@@ -19,6 +19,7 @@ import { knownUrlReplacements, redactUrl, replaceKnownUrls } from "../redact.js"
 
 // bin/hubcache.js runs the CLI through this (dist/cli/main.js is the CLI's one bundle).
 export { runAsProcess } from "./process.js";
+import { MANAGE_COMMANDS, MANAGE_HELP, type ManageCommand, manageCommand } from "./manage-commands.js";
 
 const MAIN_HELP = `hubcache ${VERSION}: TensorFlow Hub's model cache for Node.js
 
@@ -26,6 +27,11 @@ Usage:
   hubcache resolve HANDLE...    download (once) and print each model's local directory
   hubcache info HANDLE...       a model's kind, inputs, outputs, files and size
   hubcache load HANDLE          load a TF.js model with TensorFlow.js and run it once (smoke test)
+  hubcache ls                   list the cache's entries (size, last use, writer, state)
+  hubcache rm HANDLE|HASH...    remove entries
+  hubcache prune                remove dead leftovers, unused and least recently used entries
+  hubcache verify [HANDLE...]   check every cached file against what was extracted
+  hubcache dir                  the cache directory a resolve would use, and why
   hubcache help [COMMAND]       show help
   hubcache --version
 
@@ -99,6 +105,10 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       out.stdout(MAIN_HELP);
       return command === undefined ? EXIT_USAGE : EXIT_OK;
     case "help":
+      if (isManageCommand(rest[0])) {
+        out.stdout(MANAGE_HELP[rest[0]]);
+        return EXIT_OK;
+      }
       out.stdout(
         rest[0] === "resolve"
           ? RESOLVE_HELP
@@ -126,8 +136,20 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       return run(rest, out, commandContext);
     }
     default:
+      if (isManageCommand(command)) {
+        return manageCommand(command, rest, out, {
+          env: context.env ?? process.env,
+          stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
+          signal: context.signal,
+          cleanText: out.clean,
+        });
+      }
       return usageError(`unknown command "${command}".`, out);
   }
+}
+
+function isManageCommand(name: string | undefined): name is ManageCommand {
+  return (MANAGE_COMMANDS as readonly string[]).includes(name ?? "");
 }
 
 /**

@@ -1,4 +1,5 @@
 /** Small pass-through stages of the extraction pipeline: counting bytes, and batching them for gunzip. */
+import type { Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 
 /**
@@ -46,11 +47,16 @@ export class Coalescer extends Transform {
 /** Passes bytes through and reports the running total. */
 export class ByteCounter extends Transform {
   bytes = 0;
-  constructor(private readonly onChunk: (total: number) => void) {
+  constructor(
+    private readonly onChunk: (total: number) => void,
+    /** Integrity records: the hash of the bytes as received. */
+    private readonly hash?: Hash | undefined,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
+    this.hash?.update(chunk);
     this.onChunk(this.bytes);
     callback(null, chunk);
   }

@@ -7,6 +7,7 @@
  * unsafe or broken rejects the whole archive; the caller owns the target directory and deletes it
  * on failure.
  */
+import { type Hash, createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
@@ -56,12 +57,18 @@ export interface ExtractOptions {
   /** Called as compressed bytes arrive and as the archive is unpacked (bytes, entries so far). */
   onBytes?: ((compressed: number, uncompressed: number, entries: number) => void) | undefined;
   signal?: AbortSignal | undefined;
+  /** Also compute the archive's SHA-256 and each file's CRC-32 while extracting (integrity records). */
+  digests?: boolean | undefined;
 }
 
 export interface ExtractResult {
   compressedBytes: number;
   tarBytes: number;
   entries: number;
+  /** With `digests`: each file's CRC-32, by its "/"-separated path below the directory. */
+  crc32ByPath?: Map<string, number> | undefined;
+  /** With `digests`: SHA-256 (hex) of the bytes received (the archive as sent). */
+  archiveSha256?: string | undefined;
 }
 
 let tarModule: Promise<typeof Tar> | undefined;
@@ -97,7 +104,9 @@ export async function extractArchive(
   }
   const kind = detectKindOrThrow(sniffed.head, source, options);
   const progress = new Progress(kind, options.onBytes);
-  const stages = pipelineStages(kind, limits, progress, handle);
+  const archiveHash = options.digests ? createHash("sha256") : undefined;
+  const crc32ByPath = options.digests ? new Map<string, number>() : undefined;
+  const stages = pipelineStages(kind, limits, progress, handle, archiveHash);
   const run = new UnpackRun(tar, dir, handle);
   const check = new MemberCheck({
     handle,
@@ -106,6 +115,7 @@ export async function extractArchive(
     reported: () => (run.failed ? undefined : run.entries),
     pauseEvery: MEMBERS_IN_FLIGHT,
     whenWritten: (members) => run.whenWritten(members),
+    crc32ByPath,
   });
   run.expected = check.expected;
   // Failing the last stage fails the pipeline (the first may have finished already).
@@ -121,7 +131,13 @@ export async function extractArchive(
     throw run.problem ?? classifyExtractError(error, handle);
   }
   checkOutcome(run, check, handle);
-  return { compressedBytes: progress.compressed, tarBytes: progress.tar, entries: run.entries };
+  return {
+    compressedBytes: progress.compressed,
+    tarBytes: progress.tar,
+    entries: run.entries,
+    ...(crc32ByPath && { crc32ByPath }),
+    ...(archiveHash && { archiveSha256: archiveHash.digest("hex") }),
+  };
 }
 
 function detectKindOrThrow(head: Buffer, source: Readable, options: ExtractOptions): ArchiveKind {
@@ -160,8 +176,9 @@ function pipelineStages(
   limits: GuardLimits,
   progress: Progress,
   handle: string,
+  archiveHash: Hash | undefined,
 ): [ByteCounter, ...NodeJS.ReadWriteStream[]] {
-  const network = new ByteCounter((total) => progress.network(total));
+  const network = new ByteCounter((total) => progress.network(total), archiveHash);
   const stages: [ByteCounter, ...NodeJS.ReadWriteStream[]] = [network];
   if (kind === "gzip") {
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));

@@ -7,7 +7,9 @@
  * is skipped. It also counts members (maxFiles), and every `pauseEvery` members waits until
  * node-tar has written everything so far (which bounds node-tar's memory).
  */
+import path from "node:path";
 import { Writable } from "node:stream";
+import zlib from "node:zlib";
 import { DEFAULTS } from "../settings-table.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { corruptArchiveError, unsafeArchiveError } from "./extract-errors.js";
@@ -44,6 +46,11 @@ export interface MemberCheckOptions {
   pauseEvery: number;
   /** ...until this resolves (called with the number of members let through so far). */
   whenWritten: (members: number) => Promise<void>;
+  /**
+   * Integrity records: each file's CRC-32 is set here, by its "/"-separated path below the target,
+   * computed from the bytes as they pass (no extra stream; a later member of the same name wins).
+   */
+  crc32ByPath?: Map<string, number> | undefined;
 }
 
 type Phase = "header" | "skip" | "meta" | "end";
@@ -67,6 +74,10 @@ export class MemberCheck extends Writable {
   /** A problem in an extended header, reported with the member it describes. */
   private deferred: MemberProblem | undefined;
   private readonly kinds = new PathKinds();
+  /** The file whose data is passing now (for its CRC-32), the data bytes left, the CRC so far. */
+  private crcPath: string | undefined;
+  private crcLeft = 0;
+  private crc = 0;
 
   constructor(private readonly options: MemberCheckOptions) {
     super();
@@ -130,6 +141,7 @@ export class MemberCheck extends Writable {
     switch (this.phase) {
       case "skip": {
         const n = Math.min(this.skip, chunk.length - pos);
+        if (this.crcPath !== undefined) this.digest(chunk.subarray(pos, pos + Math.min(n, this.crcLeft)));
         this.skip -= n;
         this.offset += n;
         if (this.skip === 0) this.phase = "header";
@@ -262,8 +274,24 @@ export class MemberCheck extends Writable {
     }
     this.sincePause++;
     this.expected.push(member);
+    if (member.kind === "file" && this.options.crc32ByPath) this.startDigest(member);
     this.skip = member.size + ((BLOCK - (member.size % BLOCK)) % BLOCK);
     this.phase = this.skip > 0 ? "skip" : "header";
+  }
+
+  private startDigest(member: Member): void {
+    this.crcPath = path.posix.normalize(member.path).replace(/^(\.\/)+/, "");
+    this.crcLeft = member.size;
+    this.crc = 0;
+    if (member.size === 0) this.digest(Buffer.alloc(0));
+  }
+
+  private digest(data: Buffer): void {
+    this.crc = zlib.crc32(data, this.crc);
+    this.crcLeft -= data.length;
+    if (this.crcLeft > 0 || this.crcPath === undefined) return;
+    this.options.crc32ByPath?.set(this.crcPath, this.crc);
+    this.crcPath = undefined;
   }
 
   private refusal(problem: MemberProblem): HubcacheError {

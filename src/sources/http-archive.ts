@@ -17,6 +17,7 @@ import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
 import { withHttpClient } from "./http-client.js";
+import { digestReport } from "./object-archive.js";
 
 type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
 
@@ -90,8 +91,9 @@ async function downloadOnce(
     maxFiles: settings.maxFiles,
     minFreeBytes: settings.minFreeBytes,
     signal: context.signal,
+    digests: true,
   });
-  return { archiveBytes: result.compressedBytes };
+  return digestReport(result);
 }
 
 /** Remove everything inside `dir`, keeping `dir` itself. */

@@ -1,6 +1,7 @@
 /** An archive stored at s3://, gs:// (or any Storage), streamed into a directory with progress. */
 import type { DownloadReport, Producer } from "../cache/ensure-entry.js";
 import type { EventListener } from "../events.js";
+import type { ExtractResult } from "../extract/extract.js";
 import { extractWithProgress } from "../extract/with-progress.js";
 import type { ParsedHandle } from "../handle.js";
 import { redactUrl } from "../redact.js";
@@ -37,8 +38,18 @@ export async function extractFromStorage(
     maxFiles: options.maxFiles,
     minFreeBytes: options.minFreeBytes,
     signal: options.signal,
+    digests: true,
   });
-  return { archiveBytes: result.compressedBytes };
+  return digestReport(result);
+}
+
+/** What an extraction tells the cache: the archive's size and the digests for its record. */
+export function digestReport(result: ExtractResult): DownloadReport {
+  return {
+    archiveBytes: result.compressedBytes,
+    crc32ByPath: result.crc32ByPath,
+    archiveSha256: result.archiveSha256,
+  };
 }
 
 /** The producer of a gs:// or s3:// archive handle: the bucket's object, extracted. */

@@ -40,6 +40,13 @@ export type Values = Expect<
     | "isHubcacheError"
     | "redactUrl"
     | "VERSION"
+    | "listEntries"
+    | "removeEntries"
+    | "pruneCache"
+    | "verifyEntries"
+    | "cacheDirInfo"
+    | "parseSize"
+    | "parseDuration"
   >
 >;
 
@@ -66,6 +73,8 @@ export type ResolveOptionNames = Expect<
     | "minSpeedBytesPerSec"
     | "minSpeedWindowMs"
     | "deadlineMs"
+    | "maxCacheBytes"
+    | "touchIntervalMs"
     | "onEvent"
     | "onProgress"
     | "fetch"
