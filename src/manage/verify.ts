@@ -49,7 +49,7 @@ export interface VerifyResult {
 }
 
 export async function verifyEntries(
-  targets?: readonly string[]  ,
+  targets?: readonly string[],
   options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const { store, settings } = await openManagedStore(options);
