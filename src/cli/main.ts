@@ -1,4 +1,5 @@
 /** The `hubcache` command: parses arguments, calls the library, prints, returns an exit code. */
+import { environmentHelp } from "./settings-help.js";
 import { parseArgs } from "node:util";
 import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
@@ -50,31 +51,8 @@ Flags:
 ${CACHE_FLAGS_HELP}
   --json                     print a JSON array of {handle, path} or {handle, error} instead
 
-Environment:
-  TFHUB_CACHE_DIR            cache directory (default: <os tmpdir>/tfhub_modules, as TF Hub)
-  TFHUB_MODEL_LOAD_FORMAT    COMPRESSED | UNCOMPRESSED | AUTO
-  TFHUB_DOWNLOAD_PROGRESS    non-empty: show progress even when stderr is not a terminal
-  HUBCACHE_OFFLINE           1/true: same as --offline
-  HUBCACHE_LOCK_TIMEOUT      seconds; same as --lock-timeout (default 60)
-  HUBCACHE_MAX_EXTRACT_BYTES same as --max-extract-bytes
-  HUBCACHE_MIN_FREE_BYTES    bytes to leave free on the cache's disk (default 5 %, at most
-                             1 GiB; 0 turns the free-space guard off)
-  HUBCACHE_CONNECT_TIMEOUT   seconds to connect to a host (default 30)
-  HUBCACHE_IDLE_TIMEOUT      seconds without any bytes before a request counts as stalled (default 30)
-  HUBCACHE_RETRIES           retries per download on connection errors, stalls, 408, 429, 5xx (default 5)
-  HTTP_PROXY, HTTPS_PROXY    proxy for http:// and https:// hosts (lower-case names too)
-  NO_PROXY                   hosts that skip the proxy: "host", ".domain", "host:port", "*"
-  TFHUB_DISABLE_CERT_VALIDATION  "true": do not check TLS certificates (unsafe; as in TF Hub)
-  TMPDIR                     where the default cache lives
-  HUBCACHE_SHARED_CACHE      same as --shared-cache
-  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_REGION
-                             s3:// credentials and region (the AWS SDK's standard chain)
-  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL
-                             endpoint of an S3-compatible store (then path-style addressing)
-  HUBCACHE_S3_FORCE_PATH_STYLE  1/0: force path-style addressing on or off
-  GOOGLE_APPLICATION_CREDENTIALS  gs:// credentials (else Application Default Credentials)
-  GOOGLE_CLOUD_PROJECT       gs:// project (never needed to read or write objects)
-  STORAGE_EMULATOR_HOST      endpoint of a GCS emulator
+Environment (docs/settings.md has them all, with the library options):
+${environmentHelp()}
 
 Exit codes: 0 success, 1 a handle failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM (the
 download's lock and temp folder are removed first; a second signal quits at once).
