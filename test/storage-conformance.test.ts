@@ -4,7 +4,8 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { openStorage } from "hubcache";
+// The storage layer as the library uses it inside (the suite also runs its internal probe).
+import { openStorage } from "../src/storage/open.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { AWS_ISOLATION, createS3Bucket, gcsEnv, s3Env, uniqueBucket } from "./helpers/object-stores.js";

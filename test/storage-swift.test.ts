@@ -8,6 +8,7 @@ import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { AWS_ISOLATION, createS3Bucket, s3Env, uniqueBucket } from "./helpers/object-stores.js";
 import { storageConformance } from "./helpers/storage-conformance.js";
+import { openStorage as openInternalStorage } from "../src/storage/open.js";
 import { type SwiftServer, startSwift } from "./helpers/swift.js";
 import { expectCode } from "./helpers/assertions.js";
 
@@ -28,7 +29,7 @@ after(async () => {
 
 describe("OpenStack Swift s3api", { skip }, () => {
   storageConformance("OpenStack Swift s3api", {
-    open: () => openStorage(`s3://${bucket}/root-${++counter}`, { env: s3Env(endpoint) }),
+    open: () => openInternalStorage(`s3://${bucket}/root-${++counter}`, { env: s3Env(endpoint) }),
     createOnly: "rejected",
   });
 
