@@ -70,11 +70,13 @@ export async function readStored(handle: string, verify: "sha-256" | "size"): Pr
   if (!storageAvailable() || !(await caches.has(name))) return { ok: false, present: false };
   const cache = await caches.open(name);
   const recordResponse = await cache.match(RECORD_KEY);
-  if (recordResponse === undefined)
+  if (recordResponse === undefined) {
     return { ok: false, present: true, reason: "partly stored (no completion record)" };
+  }
   const record = parseRecord(await recordResponse.text(), handle);
-  if (record === undefined)
+  if (record === undefined) {
     return { ok: false, present: true, reason: "the completion record is unreadable" };
+  }
   const files = new Map<string, Uint8Array>();
   for (const file of record.files) {
     const response = await cache.match(fileKey(file.path));

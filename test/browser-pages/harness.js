@@ -1,3 +1,4 @@
+/* global window, caches, crypto, fetch, navigator, setTimeout, AbortController, Response */
 // The test harness: hubcache's browser bundle next to TF.js from script tags, and the few
 // functions the tests call through page.evaluate (window.harness).
 import * as hubcache from "/hubcache/browser.js";

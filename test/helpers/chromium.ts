@@ -79,8 +79,9 @@ export async function startPageServer(
     if (fixed[pathname]) return fixed[pathname];
     const parts = pathname.split("/").filter(Boolean);
     if (parts.some((p) => p === ".." || p.includes("\\"))) return undefined;
-    if (parts[0] === "pages" && parts.length >= 2)
+    if (parts[0] === "pages" && parts.length >= 2) {
       return path.join(REPO, "test", "browser-pages", ...parts.slice(1));
+    }
     const folder = parts[0] === "direct" ? folders[parts[1] ?? ""] : undefined;
     return folder && parts.length >= 3 ? path.join(folder, ...parts.slice(2)) : undefined;
   };
