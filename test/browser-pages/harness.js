@@ -1,7 +1,8 @@
-/* global window, caches, crypto, fetch, navigator, setTimeout, AbortController, Response */
+/* global window, caches, crypto, fetch, navigator, setTimeout, AbortController, Response, Worker */
 // The test harness: hubcache's browser bundle next to TF.js from script tags, and the few
 // functions the tests call through page.evaluate (window.harness).
 import * as hubcache from "/hubcache/browser.js";
+import { loadArtifacts } from "/pages/load-artifacts.js";
 
 const tf = globalThis.tf;
 
@@ -78,13 +79,25 @@ window.harness = {
   /** Load (and run) a model through hubcache's IOHandler: outputs, events, where it came from. */
   async load(kind, handle, plainOptions, node) {
     const events = [];
-    const handler = hubcache.ioHandler(handle, optionsOf(plainOptions, events));
     try {
+      const handler = hubcache.ioHandler(handle, optionsOf(plainOptions, events));
       const values = await run(kind, handler, node);
       return { ok: true, values, events, lastLoad: handler.lastLoad };
     } catch (error) {
       return { ok: false, error: errorOf(error), events };
     }
+  },
+  /** Only the IOHandler's load() (no TF.js), in this page or, with `inWorker`, in a new module worker. */
+  async artifactsOnly(handle, plainOptions, inWorker) {
+    if (inWorker) {
+      const worker = new Worker("/pages/worker.js", { type: "module" });
+      const answer = new Promise((resolve) => (worker.onmessage = (message) => resolve(message.data)));
+      worker.postMessage({ handle, options: plainOptions });
+      const result = await answer;
+      worker.terminate();
+      return result;
+    }
+    return loadArtifacts(hubcache, handle, optionsOf(plainOptions, []));
   },
   /** The same model through TF.js's own http loader, from a plain static folder. */
   direct(kind, url, node) {
