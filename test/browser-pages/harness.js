@@ -18,6 +18,13 @@ function input(shape, dtype, max) {
 }
 
 async function outputs(model, x, node) {
+  if (node === "count") {
+    // Loaded, not run: the number of weight tensors.
+    x.dispose();
+    const count = Object.keys(model.weights).length;
+    model.dispose();
+    return [count];
+  }
   if (node === "weights") {
     // No run (the cpu backend is slow): what was loaded, as every weight's element count and sum.
     x.dispose();
