@@ -68,6 +68,7 @@ export interface PageServer {
 export async function startPageServer(
   folders: Record<string, string> = {},
   files: Record<string, string> = {},
+  options: { port?: number } = {},
 ): Promise<PageServer> {
   const fixed: Record<string, string> = {
     ...tfjsBundles(),
@@ -98,7 +99,7 @@ export async function startPageServer(
       "cache-control": "no-store",
     });
     res.end(bytes);
-  });
+  }, options);
   return { origin: server.origin, requests: server.requests, close: () => server.close() };
 }
 
