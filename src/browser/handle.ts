@@ -44,11 +44,6 @@ export function canonicalHandle(handle: string): string {
   return `${url.protocol}//${url.host}${path}`;
 }
 
-/** Versioned handles never change: `.../<version>` (tfhub.dev, Kaggle) or `.../versions/<n>`. */
-export function isVersionedHandle(handle: string): boolean {
-  return /\/\d+$/.test(handle);
-}
-
 /**
  * The URL of one file of a model: `<handle>/<file>?tfjs-format=file` as `fromTFHub` builds it, or,
  * through a mirror, `<mirror>/<host>/<path>/<file>?tfjs-format=file` (the mirror's scheme; the
