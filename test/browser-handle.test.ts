@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import { test } from "node:test";
+import type * as Browser from "hubcache/browser";
 import { canonicalHandle, fileUrl, mirrorBase } from "../src/browser/handle.js";
 import { digestBase64, offeredDigests } from "../src/browser/net.js";
 
@@ -59,4 +62,29 @@ test("digest headers: Repr-Digest, Content-Digest (identity only) and Digest, sh
   assert.deepEqual(found({ "content-digest": `sha-256=:${sha256}:`, "content-encoding": "gzip" }), {});
   assert.deepEqual(found({ digest: `SHA-256=${sha256},MD5=abc` }), { "sha-256": sha256 });
   assert.deepEqual(found({ etag: `"${sha256}"`, "x-goog-hash": "md5=abc" }), {});
+});
+
+test("dist/browser.js is one small, self-contained ES module (no imports, no node:, no TF.js)", async () => {
+  const code = await fs.readFile(path.resolve(import.meta.dirname, "..", "dist", "browser.js"), "utf8");
+  assert.doesNotMatch(code, /\bimport\s*[\w{*"'(]|\brequire\(|["'`]node:/);
+  assert.doesNotMatch(code, /@tensorflow/);
+  assert.ok(code.length < 32 * 1024, `${code.length} bytes`);
+  const exported = /export\{([^}]*)\}/
+    .exec(code)?.[1]
+    ?.split(",")
+    .map((pair) => pair.split(" as ").at(-1));
+  assert.deepEqual(exported?.sort(), [
+    "ErrorCode",
+    "HubcacheError",
+    "cachedModels",
+    "canonicalHandle",
+    "clearModels",
+    "events",
+    "fileUrl",
+    "ioHandler",
+    "removeModel",
+  ]);
+  // The package's types: "hubcache/browser" resolves to dist/browser.d.ts (checked by tsc).
+  const handler: ReturnType<typeof Browser.ioHandler> | undefined = undefined;
+  assert.equal(handler, undefined);
 });

@@ -30,6 +30,7 @@ interface Result {
   events: { type: string; [key: string]: unknown }[];
   lastLoad?: { from: string; bytes: number; fetchedBytes: number; stored: boolean };
   weightBytes?: number;
+  targetEvents?: unknown[];
   error?: { name: string; code: string; message: string };
 }
 
@@ -122,8 +123,13 @@ describe(
       async () => {
         const handle = "https://tfhub.dev/google/tfjs-model/upscaler/1";
         const options = { mirror: `${mirror.origin}/`, token: TOKEN };
-        const first = await call<Result>(page, "artifactsOnly", handle, options);
+        const first = await call<Result>(page, "artifactsOnly", handle, { ...options, persist: true });
         assert.ok(first.ok, JSON.stringify(first.error));
+        assert.deepEqual(first.targetEvents, first.events, "the EventTarget sees what onEvent sees");
+        assert.ok(
+          first.events.some((e) => e.type === "persist"),
+          "persist: true asked the browser",
+        );
         assert.equal(first.weightBytes, 888_300);
         assert.deepEqual(first.lastLoad, { ...first.lastLoad, from: "network", stored: true });
         const reads = mirror.requests.filter((r) => r.method === "GET");

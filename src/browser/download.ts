@@ -96,6 +96,23 @@ async function eachLimited<T>(items: T[], limit: number, task: (item: T) => Prom
 }
 
 export async function downloadModel(handle: string, options: DownloadOptions): Promise<DownloadedModel> {
+  // The first failing file stops the others (the app's signal stops them all).
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(options.signal?.reason);
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await download(handle, { ...options, signal: stop.signal }, () => stop.abort());
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function download(
+  handle: string,
+  options: DownloadOptions,
+  stopOthers: () => void,
+): Promise<DownloadedModel> {
   const fetched = new Map<string, FetchedFile>();
   const loadedBy = new Map<string, number>();
   const progress = { total: undefined as number | undefined, files: 0 };
@@ -139,7 +156,10 @@ export async function downloadModel(handle: string, options: DownloadOptions): P
   if (expected.every((n) => n !== undefined)) {
     progress.total = modelJson.byteLength + expected.reduce((a: number, b) => a + (b ?? 0), 0);
   }
-  await eachLimited(paths, options.concurrency, get);
+  await eachLimited(paths, options.concurrency, get).catch((error: unknown) => {
+    stopOthers();
+    throw error;
+  });
   const bytesOf = new Map([...fetched].map(([path, file]) => [path, file.bytes]));
   const { weights } = checkedModel(handle, MODEL_FILE, bytesOf);
   const bytes = [...fetched.values()].reduce((sum, f) => sum + f.bytes.byteLength, 0);

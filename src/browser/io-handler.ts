@@ -124,7 +124,14 @@ async function fromStorage(
   repair: boolean,
 ): Promise<Loaded | undefined> {
   const started = performance.now();
-  const read = await readStored(handle, options.verify ?? "sha-256");
+  let read: Awaited<ReturnType<typeof readStored>>;
+  try {
+    read = await readStored(handle, options.verify ?? "sha-256");
+  } catch {
+    // Storage that cannot be read (a browser in a mode without storage, an eviction racing us)
+    // is a miss: the model comes from the network, and storing it reports its own failure.
+    return undefined;
+  }
   let problem = read.ok ? undefined : read.reason;
   if (read.ok) {
     try {

@@ -59,7 +59,6 @@ async function send(request: FileRequest): Promise<Response> {
     return await request.fetch(request.url, {
       headers: request.headers,
       signal: request.signal,
-      credentials: "omit",
     });
   } catch (error) {
     if (request.signal?.aborted || isAbortError(error)) {

@@ -1,6 +1,10 @@
+/* global setTimeout */
 // ioHandler(handle).load() without TF.js (pages and workers): what came back, and from where.
 export async function loadArtifacts(hubcache, handle, options) {
   const events = [];
+  const targetEvents = [];
+  const onTarget = (event) => targetEvents.push(event.detail);
+  hubcache.events.addEventListener("hubcache", onTarget);
   const onEvent = options.onEvent;
   options.onEvent = (event) => {
     events.push(event);
@@ -9,6 +13,10 @@ export async function loadArtifacts(hubcache, handle, options) {
   try {
     const handler = hubcache.ioHandler(handle, options);
     const artifacts = await handler.load();
+    // persist()'s answer arrives on its own time.
+    for (let i = 0; options.persist && i < 50 && !events.some((e) => e.type === "persist"); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const buffers = Array.isArray(artifacts.weightData) ? artifacts.weightData : [artifacts.weightData];
     return {
       ok: true,
@@ -16,6 +24,7 @@ export async function loadArtifacts(hubcache, handle, options) {
       lastLoad: handler.lastLoad,
       weightBytes: buffers.reduce((sum, b) => sum + b.byteLength, 0),
       weights: artifacts.weightSpecs.length,
+      targetEvents,
     };
   } catch (error) {
     return {
@@ -23,5 +32,7 @@ export async function loadArtifacts(hubcache, handle, options) {
       events,
       error: { name: error?.name, code: error?.code, message: String(error?.message) },
     };
+  } finally {
+    hubcache.events.removeEventListener("hubcache", onTarget);
   }
 }
