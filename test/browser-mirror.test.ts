@@ -204,6 +204,29 @@ describe(
       assert.deepEqual(problems, []);
     });
 
+    test(
+      "in an insecure context (no Cache Storage): loads from the network, says it kept nothing",
+      LIMIT,
+      async () => {
+        // http://insecure.test is not a secure context; Chromium maps the name to 127.0.0.1.
+        const insecure = await launchChromium(await tempDir("chromium-profile-"), [
+          "--host-resolver-rules=MAP insecure.test 127.0.0.1",
+        ]);
+        try {
+          const origin = pages.origin.replace("127.0.0.1", "insecure.test");
+          const other = await openHarness(insecure, origin, problems);
+          assert.equal(await other.evaluate(() => window.isSecureContext), false);
+          const result = await call<Result>(other, "artifactsOnly", hub.handle(UPSCALER), {});
+          assert.ok(result.ok, JSON.stringify(result.error));
+          assert.deepEqual(result.lastLoad, { ...result.lastLoad, from: "network", stored: false });
+          const failed = result.events.find((e) => e.type === "store-failed");
+          assert.deepEqual([failed?.reason, failed?.code], ["unavailable", "ERR_HUBCACHE_UNSUPPORTED"]);
+        } finally {
+          await insecure.close();
+        }
+      },
+    );
+
     // HUBCACHE_TEST_SERVE_CLI: another checkout's bin/hubcache.js that has `serve` (before a merge).
     const serveCli = process.env.HUBCACHE_TEST_SERVE_CLI;
     const serveAvailable =

@@ -89,7 +89,11 @@ async function loadModel(handle: string, options: IOHandlerOptions): Promise<Loa
     const hit = await fromStorage(handle, options, emit, false);
     if (hit) return hit;
   }
-  return withModelLock(handle, options.signal, emit, async () => {
+  // Without storage to share a copy through, waiting for another tab's download gains nothing.
+  const lock = keep
+    ? withModelLock
+    : <T>(_h: string, _s: unknown, _e: unknown, work: () => Promise<T>) => work();
+  return lock(handle, options.signal, emit, async () => {
     if (keep) {
       const hit = await fromStorage(handle, options, emit, true);
       if (hit) return hit;
@@ -194,6 +198,25 @@ async function store(
       bytes: model.bytes,
       ...room,
     });
+  if (!storageAvailable()) {
+    const error = new HubcacheError(
+      ErrorCode.UNSUPPORTED,
+      `Not storing ${handle}: this page has no Cache Storage.`,
+      {
+        handle,
+        hint: "Cache Storage exists only in secure contexts: https://, http://localhost or http://127.0.0.1.",
+      },
+    );
+    emit({
+      type: "store-failed",
+      handle,
+      reason: "unavailable",
+      code: error.code,
+      message: error.message,
+      bytes: model.bytes,
+    });
+    return false;
+  }
   try {
     if (options.checkQuota !== false) {
       const room = await roomFor(model.bytes);

@@ -18,7 +18,7 @@ export function chromiumSkip(): string | false {
 }
 
 /** A headless Chromium whose storage lives in `profileDir`, kept between launches. */
-export async function launchChromium(profileDir: string): Promise<BrowserContext> {
+export async function launchChromium(profileDir: string, extraArgs: string[] = []): Promise<BrowserContext> {
   return chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -29,6 +29,7 @@ export async function launchChromium(profileDir: string): Promise<BrowserContext
       "--disable-component-update",
       "--disable-sync",
       "--no-first-run",
+      ...extraArgs,
     ],
   });
 }
