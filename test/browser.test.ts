@@ -220,6 +220,11 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
       assert.equal(hubReads(modelPath).length, reads + 2, "model.json and the shard fetched again");
       assert.equal((await call<Loaded>(page, "load", "layers", handle)).lastLoad?.from, "storage");
     }
+    // verify: "size" trusts same-size bytes; the default sha-256 check is what catches them.
+    await call(page, "damage", handle, "group1-shard1of1.bin", "flip");
+    const sizeOnly = await call<Loaded>(page, "load", "layers", handle, { verify: "size" });
+    assert.equal(sizeOnly.lastLoad?.from, "storage");
+    assert.equal((await call<Loaded>(page, "load", "layers", handle)).lastLoad?.from, "network");
   });
 
   test(
