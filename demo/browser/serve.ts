@@ -33,7 +33,8 @@ console.log(`stand-in hub: ${hub.origin} (movenet from @vladmandic/human)`);
 const handle = values.handle ?? (values.mirror ? `https://tfhub.dev${MOVENET}` : hub.handle(MOVENET));
 if (values.mirror && values.handle === undefined) {
   console.log(`reading https://tfhub.dev${MOVENET} through ${values.mirror}: start the mirror with`);
-  console.log(`  hubcache serve --upstream tfhub.dev=${hub.origin} --cors '*'`);
+  const port = new URL(values.mirror).port || "80";
+  console.log(`  hubcache serve --port ${port} --upstream tfhub.dev=${hub.origin}`);
 }
 const pages = await startPageServer(
   {},
