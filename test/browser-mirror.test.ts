@@ -187,8 +187,8 @@ describe(
       const modelPath = "/acme/tfjs-model/workers/1";
       const handle = hub.handle(modelPath);
       const [a, b] = await Promise.all([
-        call<Result>(page, "artifactsOnly", handle, { delayFirstFetchMs: 300 }, true),
-        new Promise((r) => setTimeout(r, 100)).then(() =>
+        call<Result>(page, "artifactsOnly", handle, { delayFirstFetchMs: 2000 }, true),
+        new Promise((r) => setTimeout(r, 300)).then(() =>
           call<Result>(page, "artifactsOnly", handle, {}, true),
         ),
       ]);

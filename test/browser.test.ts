@@ -170,16 +170,16 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
     const modelPath = "/acme/tfjs-model/two-tabs/1";
     const second = await openHarness(context, pages.origin, problems);
     try {
-      // The first tab's first request waits 500 ms, so the second tab surely arrives mid-download.
+      // The first tab's first request waits 2 s, so the second tab surely arrives mid-download.
       const first = call<Loaded>(
         page,
         "load",
         "graph",
         hub.handle(modelPath),
-        { delayFirstFetchMs: 500 },
+        { delayFirstFetchMs: 2000 },
         "weights",
       );
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 300));
       const other = call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights");
       const [a, b] = await Promise.all([first, other]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));

@@ -108,42 +108,50 @@ export async function downloadModel(handle: string, options: DownloadOptions): P
   }
 }
 
+/** Progress over all of a model's files: bytes per file, files done, the total once known. */
+class Progress {
+  private readonly loadedBy = new Map<string, number>();
+  total: number | undefined;
+  files = 0;
+
+  constructor(
+    private readonly handle: string,
+    private readonly options: DownloadOptions,
+  ) {}
+
+  loaded(path: string, bytes: number): void {
+    this.loadedBy.set(path, bytes);
+  }
+
+  report(done: boolean): void {
+    const loadedBytes = [...this.loadedBy.values()].reduce((a, b) => a + b, 0);
+    const { handle, total: totalBytes, files } = this;
+    this.options.emit({ type: "progress", handle, loadedBytes, totalBytes, files, done });
+    if (totalBytes) this.options.onProgress?.(Math.min(1, loadedBytes / totalBytes));
+  }
+}
+
 async function download(
   handle: string,
   options: DownloadOptions,
   stopOthers: () => void,
 ): Promise<DownloadedModel> {
   const fetched = new Map<string, FetchedFile>();
-  const loadedBy = new Map<string, number>();
-  const progress = { total: undefined as number | undefined, files: 0 };
-  const report = (done: boolean): void => {
-    const loadedBytes = [...loadedBy.values()].reduce((a, b) => a + b, 0);
-    options.emit({
-      type: "progress",
-      handle,
-      loadedBytes,
-      totalBytes: progress.total,
-      files: progress.files,
-      done,
-    });
-    if (progress.total) options.onProgress?.(Math.min(1, loadedBytes / progress.total));
-  };
+  const progress = new Progress(handle, options);
   const get = async (path: string): Promise<void> => {
     const file = await fetchFile({
+      ...options,
       url: options.url(path),
       handle,
       file: path,
-      headers: options.headers,
-      fetch: options.fetch,
-      signal: options.signal,
       onBytes: (loaded) => {
-        loadedBy.set(path, loaded);
-        report(false);
+        progress.loaded(path, loaded);
+        progress.report(false);
       },
     });
     await options.verifyFile?.({ path, bytes: file.bytes, etag: file.etag });
     fetched.set(path, file);
-    loadedBy.set(path, file.bytes.byteLength);
+    progress.loaded(path, file.bytes.byteLength);
     progress.files++;
   };
 
@@ -160,22 +168,19 @@ async function download(
     stopOthers();
     throw error;
   });
-  const bytesOf = new Map([...fetched].map(([path, file]) => [path, file.bytes]));
-  const { weights } = checkedModel(handle, MODEL_FILE, bytesOf);
+  const { weights } = checkedModel(handle, MODEL_FILE, new Map([...fetched].map(([p, f]) => [p, f.bytes])));
   const bytes = [...fetched.values()].reduce((sum, f) => sum + f.bytes.byteLength, 0);
   progress.total ??= bytes;
-  report(true);
+  progress.report(true);
+  const withDigest = async (path: string): Promise<FileBytes> => {
+    const file = fetched.get(path)!;
+    const sha256 = file.sha256 ?? (await digestBase64("sha-256", file.bytes));
+    return { path, data: file.bytes, bytes: file.bytes.byteLength, sha256, etag: file.etag };
+  };
   return {
     json,
     weights,
     bytes,
-    filesWithDigests: () =>
-      Promise.all(
-        [MODEL_FILE, ...paths].map(async (path) => {
-          const file = fetched.get(path)!;
-          const sha256 = file.sha256 ?? (await digestBase64("sha-256", file.bytes));
-          return { path, data: file.bytes, bytes: file.bytes.byteLength, sha256, etag: file.etag };
-        }),
-      ),
+    filesWithDigests: () => Promise.all([MODEL_FILE, ...paths].map(withDigest)),
   };
 }

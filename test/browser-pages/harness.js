@@ -1,8 +1,8 @@
-/* global window, caches, crypto, fetch, navigator, setTimeout, AbortController, Response, Worker */
+/* global window, caches, crypto, navigator, Response, Worker */
 // The test harness: hubcache's browser bundle next to TF.js from script tags, and the few
 // functions the tests call through page.evaluate (window.harness).
 import * as hubcache from "/hubcache/browser.js";
-import { loadArtifacts } from "/pages/load-artifacts.js";
+import { loadArtifacts, optionsOf } from "/pages/load-artifacts.js";
 
 const tf = globalThis.tf;
 
@@ -49,28 +49,6 @@ async function run(kind, source, node) {
     return outputs(await tf.loadGraphModel(source), input([1, 192, 192, 3], "int32", 255), node);
   }
   return outputs(await tf.loadLayersModel(source), input([1, 4, 4, 3], "float32", 1), undefined);
-}
-
-/** The options a test passes, with the page-only parts (functions) made from plain data. */
-function optionsOf(plain, seen) {
-  const { delayFirstFetchMs, abortAfterMs, ...options } = plain ?? {};
-  options.onEvent = (event) => seen.push(event);
-  if (delayFirstFetchMs) {
-    let first = true;
-    options.fetch = async (url, init) => {
-      if (first) {
-        first = false;
-        await new Promise((r) => setTimeout(r, delayFirstFetchMs));
-      }
-      return fetch(url, init);
-    };
-  }
-  if (abortAfterMs !== undefined) {
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), abortAfterMs);
-    options.signal = controller.signal;
-  }
-  return options;
 }
 
 function errorOf(error) {

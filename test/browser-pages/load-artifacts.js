@@ -1,5 +1,28 @@
-/* global setTimeout */
+/* global setTimeout, fetch, AbortController */
 // ioHandler(handle).load() without TF.js (pages and workers): what came back, and from where.
+
+/** The options a test passes, with the page-only parts (functions) made from plain data. */
+export function optionsOf(plain, seen) {
+  const { delayFirstFetchMs, abortAfterMs, ...options } = plain ?? {};
+  options.onEvent = (event) => seen.push(event);
+  if (delayFirstFetchMs) {
+    let first = true;
+    options.fetch = async (url, init) => {
+      if (first) {
+        first = false;
+        await new Promise((r) => setTimeout(r, delayFirstFetchMs));
+      }
+      return fetch(url, init);
+    };
+  }
+  if (abortAfterMs !== undefined) {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), abortAfterMs);
+    options.signal = controller.signal;
+  }
+  return options;
+}
+
 export async function loadArtifacts(hubcache, handle, options) {
   const events = [];
   const targetEvents = [];

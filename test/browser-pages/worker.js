@@ -2,9 +2,9 @@
 // are shared with the origin's pages), then reports back.
 /* global self */
 import * as hubcache from "/hubcache/browser.js";
-import { loadArtifacts } from "/pages/load-artifacts.js";
+import { loadArtifacts, optionsOf } from "/pages/load-artifacts.js";
 
 self.onmessage = async (message) => {
   const { handle, options } = message.data;
-  self.postMessage(await loadArtifacts(hubcache, handle, { ...options }));
+  self.postMessage(await loadArtifacts(hubcache, handle, optionsOf(options, [])));
 };
