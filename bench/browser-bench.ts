@@ -34,18 +34,18 @@ type BenchModule = {
   quotaBehaviour(): Promise<Record<string, string>>;
 };
 
+const BENCH_MODULE = "/pages/storage-bench.js";
+
 /** Cache Storage against OPFS, measured in the page by test/browser-pages/storage-bench.js. */
 function measureStorage(page: Page, mb: number): Promise<StorageTimes> {
-  return page.evaluate(
-    async (size) => ((await import("/pages/storage-bench.js" as string)) as BenchModule).measureStorage(size),
+  return page.evaluate(async ([url, size]) => ((await import(url)) as BenchModule).measureStorage(size), [
+    BENCH_MODULE,
     mb,
-  );
+  ] as const);
 }
 
 function quotaBehaviour(page: Page): Promise<Record<string, string>> {
-  return page.evaluate(async () =>
-    ((await import("/pages/storage-bench.js" as string)) as BenchModule).quotaBehaviour(),
-  );
+  return page.evaluate(async (url) => ((await import(url)) as BenchModule).quotaBehaviour(), BENCH_MODULE);
 }
 
 async function storageBench(origin: string): Promise<void> {

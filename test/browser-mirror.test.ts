@@ -37,11 +37,10 @@ interface Result {
 type Harness = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
-  return page.evaluate(
-    ([fn, rest]) =>
-      (window as unknown as { harness: Harness }).harness[fn as string]!(...(rest as unknown[])),
-    [name, args] as const,
-  ) as Promise<T>;
+  return page.evaluate(([fn, rest]) => (window as unknown as { harness: Harness }).harness[fn]!(...rest), [
+    name,
+    args,
+  ] as const) as Promise<T>;
 }
 
 /**
@@ -177,7 +176,7 @@ describe(
           assert.equal(result.ok, false, handle);
           assert.equal(result.error?.name, "HubcacheError", handle);
           assert.equal(result.error?.code, code, `${handle}: ${result.error?.message}`);
-          assert.match(result.error!.message, message);
+          assert.match(result.error.message, message);
         }
         assert.deepEqual(await call(page, "storage"), storedBefore, "no failed load stored anything");
       },

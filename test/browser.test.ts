@@ -37,11 +37,10 @@ type Harness = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 /** Call `window.harness[name](...args)` in the page. */
 function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
-  return page.evaluate(
-    ([fn, rest]) =>
-      (window as unknown as { harness: Harness }).harness[fn as string]!(...(rest as unknown[])),
-    [name, args] as const,
-  ) as Promise<T>;
+  return page.evaluate(([fn, rest]) => (window as unknown as { harness: Harness }).harness[fn]!(...rest), [
+    name,
+    args,
+  ] as const) as Promise<T>;
 }
 
 let hub: HubServer;
@@ -127,7 +126,7 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
       const last = loaded.events.filter((e) => e.type === "progress").at(-1)!;
       assert.deepEqual(
         [last.done, last.loadedBytes, last.totalBytes],
-        [true, loaded.lastLoad!.bytes, loaded.lastLoad!.bytes],
+        [true, loaded.lastLoad.bytes, loaded.lastLoad.bytes],
       );
       const direct = await call<number[]>(
         page,

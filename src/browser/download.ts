@@ -38,7 +38,7 @@ export interface DownloadedModel {
 function ownBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? (bytes.buffer as ArrayBuffer)
-    : (bytes.slice().buffer as ArrayBuffer);
+    : bytes.slice().buffer;
 }
 
 function parseJson(handle: string, bytes: Uint8Array, location: string): TfjsModelJson {

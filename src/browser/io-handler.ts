@@ -187,7 +187,7 @@ async function store(
   const failed = (
     reason: "quota" | "error",
     error: HubcacheError,
-    room?: { quota?: number; usage?: number },
+    room?: { quota?: number | undefined; usage?: number | undefined },
   ) =>
     emit({
       type: "store-failed",

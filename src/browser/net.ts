@@ -56,10 +56,9 @@ function statusError(status: number, request: FileRequest): HubcacheError {
 
 async function send(request: FileRequest): Promise<Response> {
   try {
-    return await request.fetch(request.url, {
-      headers: request.headers,
-      signal: request.signal,
-    });
+    const init: RequestInit = { headers: request.headers };
+    if (request.signal) init.signal = request.signal;
+    return await request.fetch(request.url, init);
   } catch (error) {
     if (request.signal?.aborted || isAbortError(error)) {
       throw abortedError(request.handle, `Downloading ${request.file}`, request.signal?.reason ?? error);
