@@ -41,12 +41,25 @@ export interface HubServer {
   close(): Promise<void>;
 }
 
-export async function startHubServer(): Promise<HubServer> {
+export interface HubServerOptions {
+  /** Answer pages of other origins (a browser test): CORS headers on every answer, preflights. */
+  cors?: boolean;
+}
+
+export async function startHubServer(options: HubServerOptions = {}): Promise<HubServer> {
   const models = new Map<string, HostedModel>();
   const state: { throttle: number; gate: Promise<void> | undefined } = { throttle: 0, gate: undefined };
 
   const answer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    if (options.cors) {
+      res.setHeader("access-control-allow-origin", "*");
+      res.setHeader("access-control-expose-headers", "ETag, Content-Length");
+      if (req.method === "OPTIONS") {
+        res.writeHead(204, { "access-control-allow-headers": "Authorization, Range" }).end();
+        return;
+      }
+    }
     if (url.pathname.startsWith("/storage/")) {
       if (state.gate) void state.gate.then(() => serveStorage(url, res));
       else serveStorage(url, res);
