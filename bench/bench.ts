@@ -230,3 +230,4 @@ async function coldMembers(
 }
 
 await main();
+await (await import("./serve-bench.js")).serveBench(ARCHIVE, RUNS);

@@ -18,6 +18,8 @@ import { objectArchiveProducer } from "./sources/object-archive.js";
 import { objectNotFound } from "./storage/errors.js";
 import { type StorageOptions, openStorage } from "./storage/open.js";
 import { folderExists } from "./storage/transfer.js";
+import { ROUTE, type RoutedOptions } from "./sources/http-client.js";
+import { type RequestRoute, mirrorRoute, mirrorSettings, routeParsed } from "./serve/route.js";
 
 export {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -34,13 +36,30 @@ export {
  * location in UNCOMPRESSED mode.
  */
 export async function resolve(handle: string, options: ResolveOptions = {}): Promise<string> {
+  const mirror = mirrorSettings(options);
+  return resolveRouted(handle, options, mirror && mirrorRoute(mirror));
+}
+
+/**
+ * Internal (not exported by the package): resolve, with http(s) requests sent where `route` says
+ * (a mirror, or `hubcache serve --upstream`); the cache key stays `handle`.
+ */
+export async function resolveRouted(
+  handle: string,
+  options: ResolveOptions,
+  route: RequestRoute | undefined,
+): Promise<string> {
   const settings = resolveSettings(options);
   const parsed = parseHandle(handle, {
     loadFormat: settings.loadFormat,
     modelFormat: options.modelFormat ?? "auto",
   });
   const emit = emitter(options.onEvent, options.onProgress);
-  return resolveParsed(parsed, settings, options, emit);
+  if (!route) return resolveParsed(parsed, settings, options, emit);
+  const routed: RoutedOptions = { ...options, [ROUTE]: route };
+  return resolveParsed(routeParsed(parsed, route), settings, routed, emit).catch((error: unknown) => {
+    throw route.explain(error);
+  });
 }
 
 async function resolveParsed(

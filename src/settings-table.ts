@@ -162,6 +162,26 @@ export const SETTINGS: readonly SettingDoc[] = [
     meaning: "first backoff, doubling with jitter; `Retry-After` wins",
   },
   {
+    option: "mirror",
+    env: "HUBCACHE_MIRROR",
+    flag: "--mirror URL",
+    default: "none",
+    meaning:
+      "a `hubcache serve` mirror (`http://host:port`) that every http(s) request goes through; cache keys stay the handles' own; no fallback to the internet",
+  },
+  {
+    option: "mirrorToken",
+    env: "HUBCACHE_MIRROR_TOKEN",
+    default: "none",
+    meaning: "the mirror's bearer token, sent to the mirror only and never stored",
+  },
+  {
+    env: "HUBCACHE_SERVE_TOKEN",
+    flag: "serve --token TOKEN",
+    default: "none",
+    meaning: "`hubcache serve` requires `Authorization: Bearer TOKEN` ([docs/serve.md](serve.md))",
+  },
+  {
     env: "HTTP_PROXY, HTTPS_PROXY",
     default: "none",
     meaning: "proxy URLs (lower-case names too); `HTTPS_PROXY` falls back to `HTTP_PROXY`",

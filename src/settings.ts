@@ -85,6 +85,13 @@ export interface ResolveOptions extends TransferOptions {
   env?: Env | undefined;
   /** TF Hub flags (`--tfhub_cache_dir`, `--tfhub_model_load_format`). Default: read from process.argv. */
   flags?: TfhubFlags | undefined;
+  /**
+   * A `hubcache serve` mirror (http://host:port) that every http(s) request goes through; cache
+   * keys stay the handles' own. No fallback to the internet. Default: HUBCACHE_MIRROR.
+   */
+  mirror?: string | undefined;
+  /** The mirror's token, sent to the mirror only and never stored. Default: HUBCACHE_MIRROR_TOKEN. */
+  mirrorToken?: string | undefined;
 }
 
 export const DEFAULT_LOCK_TIMEOUT_MS = DEFAULTS.lockTimeoutMs;

@@ -21,6 +21,7 @@ export const CACHE_FLAG_OPTIONS = {
   "lock-timeout": { type: "string" },
   "max-extract-bytes": { type: "string" },
   "max-files": { type: "string" },
+  mirror: { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -37,6 +38,8 @@ export const CACHE_FLAGS_HELP = `  --cache-dir DIR            cache directory (w
   --lock-timeout SECONDS     take over a download lock that shows no progress for this long
   --max-extract-bytes N      refuse archives that unpack to more than N bytes
   --max-files N              refuse archives with more than N files and folders (default 100000)
+  --mirror URL               fetch through a \`hubcache serve\` mirror (HUBCACHE_MIRROR; its token:
+                             HUBCACHE_MIRROR_TOKEN); cache keys stay the handles' own
   -q, --quiet                no progress or notices on stderr
   -h, --help                 this help`;
 
@@ -52,6 +55,7 @@ export interface CacheFlags {
   "lock-timeout"?: string | undefined;
   "max-extract-bytes"?: string | undefined;
   "max-files"?: string | undefined;
+  mirror?: string | undefined;
   quiet?: boolean | undefined;
 }
 
@@ -135,6 +139,7 @@ export function cacheOptions(
     ...(lockTimeout === undefined ? {} : { lockTimeoutMs: lockTimeout * 1000 }),
     ...(maxExtract === undefined ? {} : { maxExtractBytes: maxExtract }),
     ...(maxFiles === undefined ? {} : { maxFiles }),
+    ...(values.mirror === undefined ? {} : { mirror: values.mirror }),
   };
   return { options, stop: () => reporter?.stop() };
 }

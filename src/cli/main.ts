@@ -3,6 +3,7 @@ import { environmentHelp } from "./settings-help.js";
 import { parseArgs } from "node:util";
 import { type ResolveOptions, resolve } from "../resolve.js";
 import { INFO_HELP, LOAD_HELP, infoCommand, loadCommand } from "./model-commands.js";
+import { SERVE_HELP, serveCommand } from "./serve-command.js";
 import { VERSION } from "../version.js";
 import {
   EXIT_FAILURE,
@@ -33,6 +34,7 @@ Usage:
   hubcache prune                remove dead leftovers, unused and least recently used entries
   hubcache verify [HANDLE...]   check every cached file against what was extracted
   hubcache dir                  the cache directory a resolve would use, and why
+  hubcache serve                serve this cache to other machines and browsers (a mirror)
   hubcache help [COMMAND]       show help
   hubcache --version
 
@@ -94,7 +96,9 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
             ? INFO_HELP
             : rest[0] === "load"
               ? LOAD_HELP
-              : MAIN_HELP,
+              : rest[0] === "serve"
+                ? SERVE_HELP
+                : MAIN_HELP,
       );
       return EXIT_OK;
     case "-v":
@@ -103,14 +107,17 @@ export async function main(argv: readonly string[], context: CliContext = {}): P
       return EXIT_OK;
     case "resolve":
     case "info":
-    case "load": {
+    case "load":
+    case "serve": {
       const commandContext: CommandContext = {
         env: context.env ?? process.env,
         stderrIsTTY: context.stderrIsTTY ?? Boolean(process.stderr.isTTY),
         signal: context.signal,
         cleanText: out.clean,
       };
-      const run = { resolve: resolveCommand, info: infoCommand, load: loadCommand }[command];
+      const run = { resolve: resolveCommand, info: infoCommand, load: loadCommand, serve: serveCommand }[
+        command
+      ];
       return run(rest, out, commandContext);
     }
     default:

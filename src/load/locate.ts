@@ -12,6 +12,7 @@ import { resolve } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { statLocalPath } from "../sources/local-path.js";
 import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } from "./source.js";
+import { mirrorRoute, mirrorSettings, routeFetch } from "../serve/route.js";
 
 export interface LocateOptions extends ResolveOptions {
   /**
@@ -79,12 +80,16 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
   const settings = resolveSettings(options);
   const requested = options.modelFormat ?? "auto";
   const parsed = parseHandle(handle, { loadFormat: settings.loadFormat, modelFormat: requested });
+  // Through a mirror (HUBCACHE_MIRROR), files read in place come from it too, with its token.
+  const mirror = mirrorSettings(options);
+  const route = mirror && mirrorRoute(mirror);
+  const fetch = route && mirror.token ? routeFetch(options.fetch ?? globalThis.fetch, route) : options.fetch;
   const context = {
     handle,
-    fetch: options.fetch,
+    fetch,
     signal: options.signal,
     openStore: options.openStore,
-    storage: { ...options.storage, env: options.env, fetch: options.fetch, signal: options.signal },
+    storage: { ...options.storage, env: options.env, fetch, signal: options.signal },
     settings,
     onEvent: options.onEvent,
   };
@@ -110,7 +115,8 @@ export async function locateModel(handle: string, options: LocateOptions = {}): 
             { handle, hint: "Use COMPRESSED mode with a cached model, or go online." },
           );
         }
-        const { source, modelFile } = await sourceForLocation(tfjsFileUrl(handle), context);
+        const fileUrl = route ? route.rewrite(tfjsFileUrl(handle)) : tfjsFileUrl(handle);
+        const { source, modelFile } = await sourceForLocation(fileUrl, context);
         return { ...base, source, modelFile, folder: { kind: "tfjs" }, cacheEntry: undefined };
       }
       break;

@@ -4,6 +4,11 @@ import { httpStack } from "../net/client.js";
 import type { Transport } from "../net/download.js";
 import type { FetchFunction } from "../net/http-errors.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
+import { type RequestRoute, routeFetch, routeTransport } from "../serve/route.js";
+
+/** Where resolveRouted's route travels to withHttpClient (internal; never set by callers). */
+export const ROUTE = Symbol("hubcache.route");
+export type RoutedOptions = ResolveOptions & { [ROUTE]?: RequestRoute };
 
 /**
  * Run `work` with an HTTP stack: the caller's fetch if given; else hubcache's undici client
@@ -17,9 +22,12 @@ export async function withHttpClient<T>(
   emit: EventListener,
   work: (fetch: FetchFunction, transport: Transport) => Promise<T>,
 ): Promise<T> {
+  const route = (options as RoutedOptions)[ROUTE];
+  const routed = (fetch: FetchFunction, transport: Transport): Promise<T> =>
+    route ? work(routeFetch(fetch, route), routeTransport(transport, route)) : work(fetch, transport);
   if (options.fetch) {
     const stack = httpStack(settings.network, options.fetch);
-    return work(stack.fetch, stack.transport);
+    return routed(stack.fetch, stack.transport);
   }
   if (settings.network.insecureTls) {
     emit({
@@ -31,7 +39,7 @@ export async function withHttpClient<T>(
   }
   const stack = httpStack(settings.network);
   try {
-    return await work(stack.fetch, stack.transport);
+    return await routed(stack.fetch, stack.transport);
   } finally {
     await stack.close();
   }

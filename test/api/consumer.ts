@@ -81,6 +81,8 @@ export type ResolveOptionNames = Expect<
     | "signal"
     | "env"
     | "flags"
+    | "mirror"
+    | "mirrorToken"
   >
 >;
 export type LoadTakesResolveOptions = Expect<

@@ -1,0 +1,107 @@
+/**
+ * Who may ask the mirror for what: the hosts it knows (an allow-list, so it is never an open
+ * proxy), addresses it never fetches (link-local, cloud metadata), the bearer token, and CORS.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import net from "node:net";
+
+export const DEFAULT_HOSTS = ["tfhub.dev", "www.kaggle.com", "kaggle.com"] as const;
+
+const METADATA_NAMES = new Set([
+  "metadata.google.internal",
+  "metadata.goog",
+  "metadata",
+  "instance-data",
+  "instance-data.ec2.internal",
+]);
+
+/** Link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...). */
+export function isForbiddenAddress(host: string): boolean {
+  const name = host
+    .replace(/^\[|\]$/g, "")
+    .replace(/\.$/, "")
+    .toLowerCase();
+  if (METADATA_NAMES.has(name)) return true;
+  if (net.isIPv4(name)) return name.startsWith("169.254.") || name === "100.100.100.200";
+  if (net.isIPv6(name)) {
+    if (/^fe[89ab][0-9a-f]:/.test(name)) return true;
+    if (name === "fd00:ec2::254") return true;
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(name)?.[1];
+    return mapped !== undefined && isForbiddenAddress(mapped);
+  }
+  return false;
+}
+
+export interface Policy {
+  /** Hosts a handle may name (lower case, with a port when one is part of the name). */
+  hosts: ReadonlySet<string>;
+  /** Host → base URL the requests for it go to. */
+  upstreams: ReadonlyMap<string, string>;
+  token: string | undefined;
+  /** Origins allowed by CORS; "*" for any. */
+  corsOrigins: readonly string[];
+}
+
+/** `HOST=BASEURL` → [host, base], or an error message. */
+export function parseUpstream(spec: string): [string, string] | string {
+  const eq = spec.indexOf("=");
+  if (eq <= 0) return `--upstream needs HOST=BASEURL, not "${spec}".`;
+  const host = spec.slice(0, eq).trim().toLowerCase();
+  const base = spec.slice(eq + 1).trim();
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    return `--upstream ${host}: "${base}" is not a URL.`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `--upstream ${host}: the base must be http:// or https://.`;
+  }
+  if (isForbiddenAddress(host) || isForbiddenAddress(url.hostname)) {
+    return `--upstream ${host}=${url.origin}: link-local and cloud metadata addresses are never fetched.`;
+  }
+  if (url.search || url.hash || url.username) {
+    return `--upstream ${host}: the base takes no query or credentials.`;
+  }
+  return [host, url.href.replace(/\/+$/, "")];
+}
+
+/** Compare the Authorization header with the token in constant time. */
+export function authorized(req: IncomingMessage, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const header = req.headers.authorization ?? "";
+  const given = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim() ?? "";
+  const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
+}
+
+/** The CORS headers for a request's Origin (none when it is not allowed). */
+export function corsHeaders(req: IncomingMessage, policy: Policy): Record<string, string> {
+  const origin = req.headers.origin;
+  if (policy.corsOrigins.includes("*")) {
+    return {
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": "ETag, Content-Length, Content-Range, Accept-Ranges",
+    };
+  }
+  if (origin === undefined || !policy.corsOrigins.includes(origin)) return { vary: "Origin" };
+  return {
+    "access-control-allow-origin": origin,
+    "access-control-allow-credentials": "true",
+    "access-control-expose-headers": "ETag, Content-Length, Content-Range, Accept-Ranges",
+    vary: "Origin",
+  };
+}
+
+/** Headers answering a CORS preflight (OPTIONS). */
+export function preflightHeaders(req: IncomingMessage, policy: Policy): Record<string, string> {
+  const base = corsHeaders(req, policy);
+  if (!base["access-control-allow-origin"]) return base;
+  return {
+    ...base,
+    "access-control-allow-methods": "GET, HEAD, OPTIONS",
+    "access-control-allow-headers": "Authorization, Range, If-None-Match, If-Range",
+    "access-control-max-age": "600",
+  };
+}

@@ -1,0 +1,336 @@
+/**
+ * `hubcache serve`: a read-through host for everything that cannot see the cache (another machine,
+ * a container, a TPU worker, a browser), and a pull-through mirror for a team. Its cache is an
+ * ordinary hubcache cache, filled with the library's own resolve() (same locks, shared with local
+ * resolves and Python); requests name models by their canonical handles (request-path.ts).
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { entryPaths, handleHash } from "../cache/layout.js";
+import { inspectDiskEntry } from "../cache/disk-store.js";
+import { ErrorCode, HubcacheError } from "../errors.js";
+import { findModelFolder } from "../load/locate.js";
+import { redactUrl } from "../redact.js";
+import { resolveRouted } from "../resolve.js";
+import { type ResolveOptions, resolveSettings } from "../settings.js";
+import { isRemoteLocation } from "../storage/location.js";
+import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
+import { fileInside, serveFile } from "./files.js";
+import { descriptorHandle } from "./listing.js";
+import { listEntries } from "../manage/list.js";
+import { indexPage } from "./page.js";
+import { type Policy, authorized, corsHeaders, preflightHeaders } from "./policy.js";
+import { type MirrorRequest, isVersionedHandle, parseMirrorRequest } from "./request-path.js";
+import { upstreamRoute } from "./route.js";
+import type { ModelFormat } from "../handle.js";
+import path from "node:path";
+
+export interface MirrorServerOptions {
+  /** Cache settings, as for resolve (cacheDir, sharedCache, lock timeout, env, onEvent...). */
+  resolveOptions: ResolveOptions;
+  policy: Policy;
+  /** Most models downloaded from upstream at once (default 4); cache hits are never queued. */
+  maxUpstreamDownloads?: number;
+  /** One line per request (already redacted). */
+  log?: (line: string) => void;
+  /** How long a socket may sit without progress while a response is being sent, ms (default 60 s). */
+  sendIdleTimeoutMs?: number;
+}
+
+export interface MirrorServer {
+  server: http.Server;
+  /** Listen; resolves with the origin (`http://HOST:PORT`, the real port when 0 is asked). */
+  listen(port: number, host: string): Promise<string>;
+  /** Stop accepting, let responses finish for `graceMs`, then drop them and cancel downloads. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** At most `limit` tasks at once; the rest wait in order. */
+class Limiter {
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((go) => this.queue.push(go));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string = ErrorCode.NOT_FOUND,
+  ) {
+    super(message);
+  }
+}
+
+/** The host a handle names ("" when it is no URL, which no allow-list holds). */
+function hostOf(handle: string): string {
+  try {
+    return new URL(handle).host.toLowerCase();
+  } catch {
+    return "";
+  }
+}
+
+/** The HTTP status a failed resolve becomes. */
+function statusOf(error: HubcacheError): number {
+  switch (error.code) {
+    case ErrorCode.NOT_FOUND:
+      return 404;
+    case ErrorCode.INVALID_HANDLE:
+    case ErrorCode.UNSUPPORTED:
+      return 400;
+    case ErrorCode.OFFLINE:
+    case ErrorCode.ABORTED:
+      return 503;
+    case ErrorCode.TIMEOUT:
+      return 504;
+    default:
+      return 502;
+  }
+}
+
+export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
+  const { policy } = options;
+  const cacheDir = resolveSettings(options.resolveOptions).cacheDir;
+  const route = upstreamRoute(policy.upstreams);
+  const lifetime = new AbortController();
+  const limiter = new Limiter(options.maxUpstreamDownloads ?? 4);
+  const inFlight = new Map<string, Promise<string>>();
+  const handlesByHash = new Map<string, string>();
+  const responses = new Set<http.ServerResponse>();
+  const sendIdleMs = options.sendIdleTimeoutMs ?? 60_000;
+
+  /** The model's location in the cache, downloading it once however many requests ask. */
+  const ensureModel = (handle: string, modelFormat: ModelFormat): Promise<string> => {
+    const running = inFlight.get(handle);
+    if (running) return running;
+    const work = async (): Promise<string> =>
+      resolveRouted(
+        handle,
+        {
+          ...options.resolveOptions,
+          modelFormat,
+          loadFormat: "COMPRESSED",
+          // Never a client's: one client going away must not cancel the download for the others.
+          signal: lifetime.signal,
+        },
+        route,
+      );
+    const cached =
+      !isRemoteLocation(cacheDir) && inspectDiskEntry(entryPaths(cacheDir, handle)).state === "hit";
+    const promise = (cached ? work() : limiter.run(work)).finally(() => inFlight.delete(handle));
+    inFlight.set(handle, promise);
+    // Remembered once it is cached (for /_files/<hash>); failed handles are not kept.
+    promise.then(() => handlesByHash.set(handleHash(handle), handle)).catch(() => undefined);
+    return promise;
+  };
+
+  const checkHost = (host: string): void => {
+    if (!policy.hosts.has(host)) {
+      throw new HttpProblem(
+        403,
+        `${host} is not a host this mirror serves (allowed: ${[...policy.hosts].join(", ")}).`,
+        ErrorCode.FORBIDDEN,
+      );
+    }
+  };
+
+  const localFolder = async (location: string): Promise<string> => {
+    if (location.includes("://")) {
+      throw new HttpProblem(
+        501,
+        "this mirror's cache is on object storage; it serves local caches only",
+        ErrorCode.UNSUPPORTED,
+      );
+    }
+    return (await findModelFolder(location)).dir;
+  };
+
+  const handleForHash = async (hash: string): Promise<string> => {
+    const known = handlesByHash.get(hash);
+    if (known) return known;
+    const fromDescriptor = isRemoteLocation(cacheDir)
+      ? undefined
+      : await descriptorHandle(path.join(cacheDir, `${hash}.descriptor.txt`));
+    if (fromDescriptor === undefined || handleHash(fromDescriptor) !== hash) {
+      throw new HttpProblem(404, "no such entry");
+    }
+    return fromDescriptor;
+  };
+
+  const commonHeaders = (req: http.IncomingMessage, handle: string): Record<string, string> => {
+    const shared = policy.token === undefined ? "public" : "private";
+    return {
+      ...corsHeaders(req, policy),
+      "cache-control": isVersionedHandle(handle)
+        ? `${shared}, max-age=31536000, immutable`
+        : `${shared}, no-cache`,
+    };
+  };
+
+  const serveModelFile = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    handle: string,
+    file: string,
+    modelFormat: ModelFormat,
+  ): Promise<void> => {
+    const root = await localFolder(await ensureModel(handle, modelFormat));
+    const target = await fileInside(root, file);
+    if (target === undefined) throw new HttpProblem(404, `${handle} has no file ${file}`);
+    req.socket.setTimeout(sendIdleMs);
+    await serveFile(req, res, {
+      file: target,
+      relative: file,
+      entryHash: handleHash(handle),
+      headers: commonHeaders(req, handle),
+    });
+  };
+
+  const route1 = async (
+    request: MirrorRequest,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+  ): Promise<void> => {
+    switch (request.kind) {
+      case "invalid":
+        throw new HttpProblem(request.status, request.message, "ERR_HUBCACHE_USAGE");
+      case "index": {
+        const listing = await listEntries({ ...options.resolveOptions, onEvent: undefined });
+        const json = String(req.headers.accept ?? "").includes("application/json");
+        const body = json ? `${JSON.stringify(listing, null, 2)}\n` : indexPage(listing, req.headers.host);
+        res.writeHead(200, {
+          ...corsHeaders(req, policy),
+          "content-type": json ? "application/json" : "text/html; charset=utf-8",
+          "cache-control": "no-store",
+          "content-length": String(Buffer.byteLength(body)),
+        });
+        res.end(req.method === "HEAD" ? undefined : body);
+        return;
+      }
+      case "archive": {
+        checkHost(request.host);
+        const location = await ensureModel(request.handle, request.modelFormat);
+        const dir = await localFolder(location).then(() => location);
+        req.socket.setTimeout(sendIdleMs);
+        const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
+        await serveArchive(req, res, dir, encoding, commonHeaders(req, request.handle));
+        return;
+      }
+      case "uncompressed": {
+        checkHost(request.host);
+        await ensureModel(request.handle, request.modelFormat);
+        const host = req.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : "";
+        const location = `http://${host}/_files/${handleHash(request.handle)}`;
+        res.writeHead(303, { ...corsHeaders(req, policy), "content-type": "text/plain", location });
+        res.end(req.method === "HEAD" ? undefined : location);
+        return;
+      }
+      case "file":
+        checkHost(request.host);
+        return serveModelFile(req, res, request.handle, request.file, "tfjs");
+      case "entry-file": {
+        const handle = await handleForHash(request.hash);
+        checkHost(hostOf(handle));
+        if (request.file === "") throw new HttpProblem(404, "name a file of the model");
+        return serveModelFile(req, res, handle, request.file, "auto");
+      }
+    }
+  };
+
+  const fail = (req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const problem =
+      error instanceof HttpProblem
+        ? { status: error.status, body: { code: error.code, message: error.message } }
+        : error instanceof HubcacheError
+          ? { status: statusOf(error), body: error.toJSON() }
+          : { status: 500, body: { code: "ERR_HUBCACHE_INTERNAL", message: String(error) } };
+    const body = `${JSON.stringify({ error: problem.body })}\n`;
+    res.writeHead(problem.status, {
+      ...corsHeaders(req, policy),
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      "content-length": String(Buffer.byteLength(body)),
+      ...(problem.status === 401 ? { "www-authenticate": 'Bearer realm="hubcache"' } : {}),
+    });
+    res.end(req.method === "HEAD" ? undefined : body);
+  };
+
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, preflightHeaders(req, policy)).end();
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      throw new HttpProblem(405, "only GET and HEAD are served", ErrorCode.UNSUPPORTED);
+    }
+    if (!authorized(req, policy.token)) {
+      throw new HttpProblem(401, "this mirror needs Authorization: Bearer <token>", ErrorCode.UNAUTHORIZED);
+    }
+    // While the model is fetched the socket may be quiet for long; it is bounded again once bytes flow.
+    req.socket.setTimeout(0);
+    await route1(parseMirrorRequest(req.url ?? "/"), req, res);
+  };
+
+  const server = http.createServer(
+    { maxHeaderSize: 16 * 1024, headersTimeout: 20_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 },
+    (req, res) => {
+      const started = Date.now();
+      const sentBefore = req.socket.bytesWritten;
+      responses.add(res);
+      res.once("close", () => {
+        responses.delete(res);
+        const status = res.writableFinished ? res.statusCode : `${res.statusCode}(cut)`;
+        const where = redactUrl(`http://mirror${req.url ?? "/"}`).slice("http://mirror".length);
+        const sent = req.socket.bytesWritten - sentBefore;
+        options.log?.(
+          `${new Date(started).toISOString()} ${req.socket.remoteAddress ?? "-"} "${req.method} ${where}" ${status} ${sent} ${Date.now() - started}ms`,
+        );
+      });
+      handler(req, res).catch((error: unknown) => fail(req, res, error));
+    },
+  );
+  server.timeout = sendIdleMs;
+  server.maxConnections = 4096;
+
+  return {
+    server,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          const address = server.address() as AddressInfo;
+          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+          resolve(`http://${shown}:${address.port}`);
+        });
+      }),
+    close: async (graceMs = 2000) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + graceMs;
+      while (responses.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      lifetime.abort();
+      server.closeAllConnections();
+      await Promise.race([
+        Promise.allSettled([...inFlight.values()]),
+        new Promise((r) => setTimeout(r, 2000)),
+      ]);
+      await closed;
+    },
+  };
+}
