@@ -12,7 +12,7 @@ import { resolve } from "../src/resolve.js";
 import { type EntrySpec, benignEntries, gzip, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
-import { waitUntil } from "./helpers/processes.js";
+import { until } from "./helpers/wait.js";
 import { type Sandbox, assertNoTrace, expectCode, fsIdle, listAll, makeSandbox } from "./helpers/sandbox.js";
 
 let host: FlakyHost;
@@ -306,7 +306,7 @@ describe("node-tar behaviour hubcache relies on", () => {
       },
       // tar writes it asynchronously, after "abort": wait for it (a generous bound, not a timing).
       async (dir) => {
-        await waitUntil(async () => (await listAll(dir)).length > 0, "tar to write the link");
+        await until(async () => (await listAll(dir)).length > 0, "tar to write the link");
         await fsIdle();
         assert.deepEqual(await listAll(dir), ["link"], "tar runs its own entry handler after onReadEntry");
       },

@@ -13,8 +13,8 @@ import { COMMAND_FLAGS } from "../src/cli/model-commands.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+import { CLI, type Finished, runCli, startCli } from "./helpers/processes.js";
 
-const BIN = path.resolve("bin/hubcache.js");
 let hub: HubServer;
 /** The GCS JSON API server that holds UNCOMPRESSED locations (resolve checks they exist). */
 let gcs: GcsFake;
@@ -31,48 +31,9 @@ after(async () => {
   await Promise.all([hub.close(), gcs.close()]);
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run the real CLI in a child process (async, so the in-process hub can answer it). */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("close", (code) => done({ code, stdout, stderr }));
-  });
-}
-
-/** The CLI as a running child: stderr can be watched while it runs. */
-function startCli(
-  args: string[],
-  env: Record<string, string> = {},
-): { stderr: () => string; exited: () => boolean; done: Promise<Run> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  let exited = false;
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolveRun) =>
-    child.on("close", (code) => {
-      exited = true;
-      resolveRun({ code, stdout, stderr });
-    }),
-  );
-  return { stderr: () => stderr, exited: () => exited, done };
+function cli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
+  return runCli(args, { env });
 }
 
 describe("hubcache resolve", () => {
@@ -109,7 +70,7 @@ describe("hubcache resolve", () => {
     const handle = hub.handle("/google/savedmodel/1");
     // `script` runs the CLI on a pseudo-terminal: stdout and stderr both reach us through it.
     hub.throttleBytesPerSecond = 200_000; // slow enough for the bar to be drawn
-    const child = spawn("script", ["-qec", `${process.execPath} ${BIN} resolve ${handle}`, "/dev/null"], {
+    const child = spawn("script", ["-qec", `${process.execPath} ${CLI} resolve ${handle}`, "/dev/null"], {
       env: { ...process.env, TFHUB_CACHE_DIR: cacheDir, TFHUB_DOWNLOAD_PROGRESS: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -262,7 +223,8 @@ describe("every cache-using command reports lock waits", () => {
       await fs.writeFile(lock, holder);
       const waiting = new RegExp(`^waiting: .* is being downloaded by ${holder.replace(/\./g, "\\.")}`, "m");
       const run = startCli(["info", "--lock-timeout", "3", "--cache-dir", cacheDir, handle]);
-      while (!waiting.test(run.stderr()) && !run.exited()) {
+      const exited = (): boolean => run.child.exitCode !== null || run.child.signalCode !== null;
+      while (!waiting.test(run.stderr()) && !exited()) {
         const now = new Date();
         await fs.utimes(lock, now, now);
         await sleep(200);
