@@ -12,7 +12,7 @@ import { RESOLVE_FLAGS } from "../src/cli/main.js";
 import { COMMAND_FLAGS } from "../src/cli/model-commands.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+import { readTree, savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 import { CLI, type Finished, runCli, startCli } from "./helpers/processes.js";
 
 let hub: HubServer;
@@ -54,11 +54,15 @@ describe("hubcache resolve", () => {
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
     assert.match(run.stderr, /^Downloaded .*savedmodel\/1: .* extracted$/m);
+    const quietDir = await tempDir();
     const quiet = await cli(["resolve", "--quiet", handle], {
-      TFHUB_CACHE_DIR: await tempDir(),
+      TFHUB_CACHE_DIR: quietDir,
       TFHUB_DOWNLOAD_PROGRESS: "1",
     });
     assert.equal(quiet.stderr, "");
+    // Quiet, not failed: it still resolved and printed its path.
+    assert.equal(quiet.code, 0);
+    assert.equal(quiet.stdout, `${entryPaths(quietDir, handle).dir}\n`);
   });
 
   test("a terminal gets a live progress bar on stderr", async (t) => {
@@ -87,14 +91,21 @@ describe("hubcache resolve", () => {
     const envDir = await tempDir();
     const flagDir = await tempDir();
     const handle = hub.handle("/upscaler/default/1");
+    const model = await readTree(await upscalerModelDir());
     const viaFlag = await cli(["resolve", "--tfhub_cache_dir", flagDir, handle], { TFHUB_CACHE_DIR: "" });
+    assert.equal(viaFlag.code, 0, viaFlag.stderr);
     assert.equal(viaFlag.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(flagDir, handle).dir), model);
     const viaEnv = await cli(["resolve", `--tfhub_cache_dir=${flagDir}`, handle], {
       TFHUB_CACHE_DIR: envDir,
     });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
     assert.equal(viaEnv.stdout, `${entryPaths(envDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(envDir, handle).dir), model);
     const viaOption = await cli(["resolve", "--cache-dir", flagDir, handle], { TFHUB_CACHE_DIR: envDir });
+    assert.equal(viaOption.code, 0, viaOption.stderr);
     assert.equal(viaOption.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(flagDir, handle).dir), model);
   });
 
   test("an error prints error[CODE] and a hint on stderr, nothing on stdout, and exits 1", async () => {
@@ -122,6 +133,7 @@ describe("hubcache resolve", () => {
       ),
     );
     assert.equal(hub.requests.length, before);
+    assert.equal(run.stdout, "");
   });
 
   test("--json reports each handle with its path or its error", async () => {
@@ -277,6 +289,13 @@ describe("info and load take the cache flags resolve takes (one definition)", ()
       objects.includes(`shared-${process.pid}/${hash}.hubcache.json`),
       `published to the shared cache: ${objects.join(", ")}`,
     );
+    // Every file of the model, with its bytes, under <prefix>/<hash>/.
+    const published = new Map<string, Buffer>();
+    for (const [name, object] of gcs.buckets.get("tfhub-modules")?.objects ?? []) {
+      const inEntry = `shared-${process.pid}/${hash}/`;
+      if (name.startsWith(inEntry)) published.set(name.slice(inEntry.length), object.data);
+    }
+    assert.deepEqual(published, await readTree(await upscalerModelDir()));
     const downloads = hub.downloads().length;
     assert.equal(downloads, before + 1);
     const load = await cli(
