@@ -12,7 +12,7 @@ import { resolve } from "../src/resolve.js";
 import { type EntrySpec, benignEntries, gzip, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
-import { waitUntil } from "./helpers/processes.js";
+import { until } from "./helpers/wait.js";
 import { type Sandbox, assertNoTrace, expectCode, fsIdle, listAll, makeSandbox } from "./helpers/sandbox.js";
 
 let host: FlakyHost;
@@ -58,23 +58,29 @@ describe("archive safety", () => {
   });
 
   it("'..' smuggled in a pax extended header path is refused", async () => {
-    await refuse(
+    const { message } = await refuse(
       tarOf([
         ...benignEntries(),
         paxPath(`${UP_TO_ROOT}/outside/pwned`),
         tarEntry({ path: "innocent.txt", content: "pwned" }),
       ]),
     );
+    // The pax path, not the header's innocent name, is what was refused.
+    assert.match(message, /a path with "\.\." \(\.\.\/\.\.\/outside\/pwned\)/);
   });
 
   it("an absolute path aimed outside the cache is refused (not re-rooted)", async () => {
-    await refuse((sandbox) =>
-      tarOf([...benignEntries(), { path: path.join(sandbox.outside, "pwned"), content: "pwned" }]),
-    );
+    let target = "";
+    const { message } = await refuse((sandbox) => {
+      target = path.join(sandbox.outside, "pwned");
+      return tarOf([...benignEntries(), { path: target, content: "pwned" }]);
+    });
+    assert.ok(message.includes(`an absolute path (${target})`), message);
   });
 
   it("a Windows drive path (C:/pwned) is refused", async () => {
-    await refuse(tarOf([{ path: "C:/pwned", content: "pwned" }]));
+    const { message } = await refuse(tarOf([{ path: "C:/pwned", content: "pwned" }]));
+    assert.match(message, /an absolute path \(C:\/pwned\)/);
   });
 
   it("a symlink pointing outside the cache is refused", async () => {
@@ -85,22 +91,24 @@ describe("archive safety", () => {
   });
 
   it("a file written through an earlier symlink (escape -> outside, escape/pwned) is refused", async () => {
-    await refuse((sandbox) =>
+    const { message } = await refuse((sandbox) =>
       tarOf([
         { path: "escape", type: "SymbolicLink", linkpath: sandbox.outside },
         { path: "escape/pwned", content: "pwned" },
         { path: "escape/secret.txt", content: "overwritten" },
       ]),
     );
+    assert.match(message, /a symbolic link \(escape\)/);
   });
 
   it("a path through an earlier relative symlink (up -> ../.., up/outside/pwned) is refused", async () => {
-    await refuse(
+    const { message } = await refuse(
       tarOf([
         { path: "up", type: "SymbolicLink", linkpath: UP_TO_ROOT },
         { path: "up/outside/pwned", content: "pwned" },
       ]),
     );
+    assert.match(message, /a symbolic link \(up\)/);
   });
 
   it("a harmless-looking symlink that stays inside is refused too (links are never allowed)", async () => {
@@ -216,7 +224,7 @@ describe("extractor: refusal writes nothing", () => {
     });
   }
 
-  it("files queued before a refused entry are finished before extractArchive returns", async () => {
+  it("files queued before a refused entry are settled before extractArchive returns", async () => {
     const dir = await tempDir("extract-settle-");
     try {
       const entries: EntrySpec[] = [];
@@ -228,6 +236,15 @@ describe("extractor: refusal writes nothing", () => {
       const right = await listAll(dir);
       await fsIdle();
       assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
+      // Whatever is there is one of the queued files (not the link), holding only its own bytes: tar
+      // drops (or cuts short) the files whose bytes were still in flight when the refusal came.
+      assert.ok(right.length > 0, "some queued files were written before the refusal");
+      for (const name of right) {
+        const index = Number(/^f(\d+)$/.exec(name)?.[1] ?? Number.NaN);
+        assert.ok(index >= 0 && index < 300, `${name} is not one of the queued files`);
+        const bytes = await fs.readFile(path.join(dir, name));
+        assert.ok(bytes.length <= 3000 && bytes.every((b) => b === index % 256), `${name} holds other bytes`);
+      }
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -306,7 +323,7 @@ describe("node-tar behaviour hubcache relies on", () => {
       },
       // tar writes it asynchronously, after "abort": wait for it (a generous bound, not a timing).
       async (dir) => {
-        await waitUntil(async () => (await listAll(dir)).length > 0, "tar to write the link");
+        await until(async () => (await listAll(dir)).length > 0, "tar to write the link");
         await fsIdle();
         assert.deepEqual(await listAll(dir), ["link"], "tar runs its own entry handler after onReadEntry");
       },
@@ -326,6 +343,18 @@ describe("node-tar behaviour hubcache relies on", () => {
       try {
         const result = await extractArchive(Readable.from([archive]), dir, { handle: "h", minFreeBytes: 0 });
         assert.ok(result.entries > 0);
+        let members = 0;
+        await new Promise<void>((done, fail) => {
+          const parser = new tar.Parser({
+            onReadEntry: (entry) => {
+              members++;
+              entry.resume();
+            },
+          });
+          parser.on("end", done).on("error", fail).end(plain);
+        });
+        assert.ok(members > 1, `${members} members: the count below is meaningful`);
+        assert.equal(result.entries, members, "every member of the archive is counted");
         assert.deepEqual(await readTree(dir), await readTree(model));
       } finally {
         await fs.rm(dir, { recursive: true, force: true });

@@ -5,7 +5,9 @@ import { after, before, describe, it } from "node:test";
 import { main } from "../src/cli/main.js";
 import type { HubcacheEvent } from "../src/events.js";
 import { type ResolveOptions, resolve } from "../src/resolve.js";
+import { entryPaths } from "../src/cache/layout.js";
 import { benignEntries, gzip, tarOf } from "./helpers/archives.js";
+import { readTree } from "./helpers/fixtures.js";
 import { type Answer, type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { assertNoTrace, expectCode, makeSandbox } from "./helpers/sandbox.js";
 
@@ -20,11 +22,11 @@ async function fails(
   answer: Answer,
   code: string,
   options: Partial<ResolveOptions> = {},
-): Promise<{ message: string; hint: string; events: HubcacheEvent[] }> {
+): Promise<{ message: string; hint: string; events: HubcacheEvent[]; route: string }> {
   const sandbox = await makeSandbox();
   const events: HubcacheEvent[] = [];
+  const route = `/broken/${++routeCount}`;
   try {
-    const route = `/broken/${++routeCount}`;
     host.route(route, [answer]);
     const error = await expectCode(
       resolve(host.url(route), {
@@ -36,7 +38,7 @@ async function fails(
       code,
     );
     await assertNoTrace(sandbox);
-    return { message: error.message, hint: error.hint ?? "", events };
+    return { message: error.message, hint: error.hint ?? "", events, route };
   } finally {
     await sandbox.cleanup();
   }
@@ -141,7 +143,11 @@ describe("truncated and corrupt archives", () => {
 
   it("a connection reset mid-body (no retries left) is truncated", async () => {
     const big = gzip(tarOf([...benignEntries(), { path: "./big.bin", content: Buffer.alloc(400_000, 3) }]));
-    await fails({ body: Buffer.concat([big, Buffer.alloc(0)]), cutAfter: 200 }, "ERR_HUBCACHE_TRUNCATED");
+    const { route } = await fails(
+      { body: Buffer.concat([big, Buffer.alloc(0)]), cutAfter: 200 },
+      "ERR_HUBCACHE_TRUNCATED",
+    );
+    assert.equal(host.requestsTo(route).length, 1, "no retries left: one request, not resumed");
   });
 });
 
@@ -151,21 +157,32 @@ describe("decompression bombs", () => {
   const limit = 4 << 20;
 
   it("maxExtractBytes stops a bomb before the limit is written", async () => {
-    const { message, events } = await fails({ body: bomb }, "ERR_HUBCACHE_TOO_LARGE", {
-      maxExtractBytes: limit,
-    });
+    // Sent slowly (4 MiB of zeros is about 4 KiB of gzip), so that the throttled progress events
+    // (one per 100 ms) report bytes before the limit is crossed.
+    const { message, events } = await fails(
+      { body: bomb, trickle: { bytes: 256, everyMs: 25 } },
+      "ERR_HUBCACHE_TOO_LARGE",
+      { maxExtractBytes: limit },
+    );
     assert.match(message, new RegExp(`more than ${limit} bytes`));
     for (const event of events) {
       if (event.type === "progress") {
         assert.ok(event.extractedBytes <= limit, `${event.extractedBytes} > ${limit}`);
       }
     }
+    const extracted = events.filter((e) => e.type === "progress" && e.extractedBytes > 0);
+    assert.ok(
+      extracted.length > 0,
+      "no progress event reported extracted bytes: the bound above checked nothing",
+    );
   });
 
   it("HUBCACHE_MAX_EXTRACT_BYTES sets the limit", async () => {
-    await fails({ body: bomb }, "ERR_HUBCACHE_TOO_LARGE", {
+    const { message } = await fails({ body: bomb }, "ERR_HUBCACHE_TOO_LARGE", {
       env: { HUBCACHE_MAX_EXTRACT_BYTES: String(limit) },
     });
+    // The variable's limit, not some default guard.
+    assert.match(message, new RegExp(`more than ${limit} bytes`));
   });
 
   it("the CLI's --max-extract-bytes sets the limit and prints error[ERR_HUBCACHE_TOO_LARGE]", async () => {
@@ -193,6 +210,8 @@ describe("decompression bombs", () => {
       assert.equal(stdout, "");
       assert.match(stderr, /^error\[ERR_HUBCACHE_TOO_LARGE\]: /);
       assert.match(stderr, /hint: /);
+      // The flag's limit, not some default guard.
+      assert.match(stderr, new RegExp(`more than ${limit} bytes`));
       await assertNoTrace(sandbox);
     } finally {
       await sandbox.cleanup();
@@ -203,7 +222,18 @@ describe("decompression bombs", () => {
     const sandbox = await makeSandbox();
     try {
       host.route("/small", [{ body: MODEL_TGZ }]);
-      await resolve(host.url("/small"), { cacheDir: sandbox.cacheDir, maxExtractBytes: MODEL_TAR.length });
+      // The limit counts the tar stream's bytes: this one is exactly at it.
+      const dir = await resolve(host.url("/small"), {
+        cacheDir: sandbox.cacheDir,
+        maxExtractBytes: MODEL_TAR.length,
+      });
+      assert.equal(dir, entryPaths(sandbox.cacheDir, host.url("/small")).dir);
+      const expected = new Map<string, Buffer>();
+      for (const entry of benignEntries()) {
+        if (entry.content === undefined) continue;
+        expected.set(entry.path.replace(/^\.\//, ""), Buffer.from(entry.content));
+      }
+      assert.deepEqual(await readTree(dir), expected);
     } finally {
       await sandbox.cleanup();
     }

@@ -12,9 +12,9 @@ import { RESOLVE_FLAGS } from "../src/cli/main.js";
 import { COMMAND_FLAGS } from "../src/cli/model-commands.js";
 import { type GcsFake, createGcsFake } from "./helpers/gcs-fake.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+import { readTree, savedModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
+import { CLI, type Finished, runCli, startCli } from "./helpers/processes.js";
 
-const BIN = path.resolve("bin/hubcache.js");
 let hub: HubServer;
 /** The GCS JSON API server that holds UNCOMPRESSED locations (resolve checks they exist). */
 let gcs: GcsFake;
@@ -31,48 +31,9 @@ after(async () => {
   await Promise.all([hub.close(), gcs.close()]);
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run the real CLI in a child process (async, so the in-process hub can answer it). */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("close", (code) => done({ code, stdout, stderr }));
-  });
-}
-
-/** The CLI as a running child: stderr can be watched while it runs. */
-function startCli(
-  args: string[],
-  env: Record<string, string> = {},
-): { stderr: () => string; exited: () => boolean; done: Promise<Run> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  let exited = false;
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolveRun) =>
-    child.on("close", (code) => {
-      exited = true;
-      resolveRun({ code, stdout, stderr });
-    }),
-  );
-  return { stderr: () => stderr, exited: () => exited, done };
+function cli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
+  return runCli(args, { env });
 }
 
 describe("hubcache resolve", () => {
@@ -93,11 +54,15 @@ describe("hubcache resolve", () => {
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, `${entryPaths(cacheDir, handle).dir}\n`);
     assert.match(run.stderr, /^Downloaded .*savedmodel\/1: .* extracted$/m);
+    const quietDir = await tempDir();
     const quiet = await cli(["resolve", "--quiet", handle], {
-      TFHUB_CACHE_DIR: await tempDir(),
+      TFHUB_CACHE_DIR: quietDir,
       TFHUB_DOWNLOAD_PROGRESS: "1",
     });
     assert.equal(quiet.stderr, "");
+    // Quiet, not failed: it still resolved and printed its path.
+    assert.equal(quiet.code, 0);
+    assert.equal(quiet.stdout, `${entryPaths(quietDir, handle).dir}\n`);
   });
 
   test("a terminal gets a live progress bar on stderr", async (t) => {
@@ -109,7 +74,7 @@ describe("hubcache resolve", () => {
     const handle = hub.handle("/google/savedmodel/1");
     // `script` runs the CLI on a pseudo-terminal: stdout and stderr both reach us through it.
     hub.throttleBytesPerSecond = 200_000; // slow enough for the bar to be drawn
-    const child = spawn("script", ["-qec", `${process.execPath} ${BIN} resolve ${handle}`, "/dev/null"], {
+    const child = spawn("script", ["-qec", `${process.execPath} ${CLI} resolve ${handle}`, "/dev/null"], {
       env: { ...process.env, TFHUB_CACHE_DIR: cacheDir, TFHUB_DOWNLOAD_PROGRESS: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -126,14 +91,21 @@ describe("hubcache resolve", () => {
     const envDir = await tempDir();
     const flagDir = await tempDir();
     const handle = hub.handle("/upscaler/default/1");
+    const model = await readTree(await upscalerModelDir());
     const viaFlag = await cli(["resolve", "--tfhub_cache_dir", flagDir, handle], { TFHUB_CACHE_DIR: "" });
+    assert.equal(viaFlag.code, 0, viaFlag.stderr);
     assert.equal(viaFlag.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(flagDir, handle).dir), model);
     const viaEnv = await cli(["resolve", `--tfhub_cache_dir=${flagDir}`, handle], {
       TFHUB_CACHE_DIR: envDir,
     });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
     assert.equal(viaEnv.stdout, `${entryPaths(envDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(envDir, handle).dir), model);
     const viaOption = await cli(["resolve", "--cache-dir", flagDir, handle], { TFHUB_CACHE_DIR: envDir });
+    assert.equal(viaOption.code, 0, viaOption.stderr);
     assert.equal(viaOption.stdout, `${entryPaths(flagDir, handle).dir}\n`);
+    assert.deepEqual(await readTree(entryPaths(flagDir, handle).dir), model);
   });
 
   test("an error prints error[CODE] and a hint on stderr, nothing on stdout, and exits 1", async () => {
@@ -161,6 +133,7 @@ describe("hubcache resolve", () => {
       ),
     );
     assert.equal(hub.requests.length, before);
+    assert.equal(run.stdout, "");
   });
 
   test("--json reports each handle with its path or its error", async () => {
@@ -262,7 +235,8 @@ describe("every cache-using command reports lock waits", () => {
       await fs.writeFile(lock, holder);
       const waiting = new RegExp(`^waiting: .* is being downloaded by ${holder.replace(/\./g, "\\.")}`, "m");
       const run = startCli(["info", "--lock-timeout", "3", "--cache-dir", cacheDir, handle]);
-      while (!waiting.test(run.stderr()) && !run.exited()) {
+      const exited = (): boolean => run.child.exitCode !== null || run.child.signalCode !== null;
+      while (!waiting.test(run.stderr()) && !exited()) {
         const now = new Date();
         await fs.utimes(lock, now, now);
         await sleep(200);
@@ -315,6 +289,13 @@ describe("info and load take the cache flags resolve takes (one definition)", ()
       objects.includes(`shared-${process.pid}/${hash}.hubcache.json`),
       `published to the shared cache: ${objects.join(", ")}`,
     );
+    // Every file of the model, with its bytes, under <prefix>/<hash>/.
+    const published = new Map<string, Buffer>();
+    for (const [name, object] of gcs.buckets.get("tfhub-modules")?.objects ?? []) {
+      const inEntry = `shared-${process.pid}/${hash}/`;
+      if (name.startsWith(inEntry)) published.set(name.slice(inEntry.length), object.data);
+    }
+    assert.deepEqual(published, await readTree(await upscalerModelDir()));
     const downloads = hub.downloads().length;
     assert.equal(downloads, before + 1);
     const load = await cli(

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { type ModelInfo, modelInfo } from "hubcache";
 import { entryPaths } from "../src/cache/layout.js";
-import { tempDir } from "./helpers/fixtures.js";
+import { readTree, tempDir } from "./helpers/fixtures.js";
 import { type LoadHub, startLoadHub } from "./helpers/load-hub.js";
 
 /** Per-test limit: a hang fails the test instead of the run (generous: the machine is shared). */
@@ -92,11 +92,19 @@ describe("modelInfo", () => {
     assert.equal(info.kind, "saved-model");
     assert.ok(info.files.some((f) => f.path === "saved_model.pb"));
     assert.ok(info.files.some((f) => f.path === "variables/variables.index"));
+    // Every file of the SavedModel, with its size, and nothing else.
+    const byPath = (a: { path: string }, b: { path: string }): number => a.path.localeCompare(b.path);
+    const expected = [...(await readTree(hub.savedModelDir))].map(([file, bytes]) => ({
+      path: file,
+      size: bytes.length,
+    }));
+    assert.deepEqual([...info.files].sort(byPath), expected.sort(byPath));
     assert.match(info.note ?? "", /tensorflowjs_converter/);
   });
 
   test("UNCOMPRESSED: described from the host, nothing written", LIMIT, async () => {
     const cacheDir = path.join(await tempDir(), "never-created");
+    const downloads = hub.hub.downloads().length;
     const info = await modelInfo(hub.handle("movenet"), { cacheDir, loadFormat: "UNCOMPRESSED" });
     assert.equal(info.kind, "graph-model");
     assert.equal(info.location, `${hub.handle("movenet")}/?tfjs-format=file`);
@@ -106,6 +114,7 @@ describe("modelInfo", () => {
     ]);
     assert.equal(info.totalBytes, undefined);
     assert.equal(existsSync(cacheDir), false);
+    assert.equal(hub.hub.downloads().length, downloads, "no archive was downloaded");
   });
 });
 

@@ -154,9 +154,12 @@ for (const via of PATHS) {
     for (const status of [408, 429, 500, 502, 504]) {
       it(`HTTP ${status} is retried with backoff`, async () => {
         await withRoute(via, [{ status }, ok(V1_TGZ)], async (run, options) => {
-          await resolve(host.url(run.route), options);
+          const dir = await resolve(host.url(run.route), options);
           assert.equal(host.requestsTo(run.route).length, 2);
           assert.equal(run.retries.length, 1);
+          await assertTree(dir, V1);
+          const delayMs = run.retries[0]?.delayMs ?? 0;
+          assert.ok(delayMs > 0, `a backoff before the retry (${delayMs} ms)`);
         });
       });
     }
@@ -200,9 +203,14 @@ for (const via of PATHS) {
 
     it("a Retry-After longer than hubcache will wait fails at once instead of hanging", async () => {
       await withRoute(via, [{ status: 429, headers: { "retry-after": "3600" } }], async (run, options) => {
+        const started = Date.now();
         const error = await expectCode(resolve(host.url(run.route), options), "ERR_HUBCACHE_HTTP");
         assert.equal(error.status, 429);
         assert.equal(host.requestsTo(run.route).length, 1);
+        assert.equal(run.retries.length, 0, "no retry was announced, let alone waited for");
+        // "At once": well before even the longest backoff (30 s), let alone the hour asked for.
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed < 15_000, `failed after ${elapsed} ms`);
       });
     });
 
@@ -401,7 +409,8 @@ for (const via of PATHS) {
     it("HUBCACHE_IDLE_TIMEOUT and HUBCACHE_RETRIES are read from the environment", async () => {
       await withRoute(via, [ok(V1_TGZ, { stallAfter: 100_000 })], async (run, options) => {
         const { idleTimeoutMs: _unused, ...rest } = options;
-        await expectCode(
+        const started = Date.now();
+        const error = await expectCode(
           resolve(host.url(run.route), {
             ...rest,
             env: { ...pathEnv(via), HUBCACHE_IDLE_TIMEOUT: "0.3", HUBCACHE_RETRIES: "0" },
@@ -409,6 +418,10 @@ for (const via of PATHS) {
           "ERR_HUBCACHE_TIMEOUT",
         );
         assert.equal(host.requestsTo(run.route).length, 1);
+        // The variable's 0.3 s, not the default 30 s, ended it (a generous bound on a slow machine).
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed < 15_000, `timed out after ${elapsed} ms: HUBCACHE_IDLE_TIMEOUT was ignored`);
+        assert.match(error.message, /stalled: no data for 0 s/);
       });
     });
   });

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { HubcacheEvent } from "../src/events.js";
 import { resolve } from "../src/resolve.js";
 import { benignEntries, gzip, tarOf } from "./helpers/archives.js";
-import { tempDir } from "./helpers/fixtures.js";
+import { readTree, tempDir } from "./helpers/fixtures.js";
 import { type FlakyHost, startFlakyHost } from "./helpers/flaky-host.js";
 import { type ForwardProxy, startForwardProxy } from "./helpers/forward-proxy.js";
 import { assertNoTrace, expectCode, makeSandbox } from "./helpers/sandbox.js";
@@ -28,6 +28,17 @@ after(async () => {
   await proxy.close();
 });
 
+/** The model's files and bytes, as resolve must leave them. */
+async function assertModel(dir: string): Promise<void> {
+  const expected = new Map<string, Buffer>();
+  for (const entry of benignEntries()) {
+    if (entry.content !== undefined) {
+      expected.set(entry.path.replace(/^\.\//, ""), Buffer.from(entry.content));
+    }
+  }
+  assert.deepEqual(await readTree(dir), expected);
+}
+
 async function inSandbox(work: (cacheDir: string) => Promise<void>): Promise<void> {
   const sandbox = await makeSandbox();
   try {
@@ -41,7 +52,7 @@ describe("proxies", () => {
   it("HTTP_PROXY carries the download through the proxy", async () => {
     proxy.seen.length = 0;
     await inSandbox(async (cacheDir) => {
-      await resolve(plain.url("/model"), { cacheDir, env: { HTTP_PROXY: proxy.url } });
+      await assertModel(await resolve(plain.url("/model"), { cacheDir, env: { HTTP_PROXY: proxy.url } }));
     });
     const { port } = new URL(plain.origin);
     assert.deepEqual(
@@ -51,7 +62,8 @@ describe("proxies", () => {
   });
 
   it("through a proxy (the fetch transport), a reset mid-body is resumed with Range + If-Range too", async () => {
-    const big = gzip(tarOf([...benignEntries(), { path: "./big.bin", content: randomBytes(800_000) }]));
+    const bigBin = randomBytes(800_000);
+    const big = gzip(tarOf([...benignEntries(), { path: "./big.bin", content: bigBin }]));
     plain.route("/resumable", [
       { body: big, ranges: true, cutAfter: 300_000 },
       { body: big, ranges: true },
@@ -63,6 +75,7 @@ describe("proxies", () => {
         env: { HTTP_PROXY: proxy.url },
       });
       assert.equal((await fs.stat(path.join(dir, "big.bin"))).size, 800_000);
+      assert.ok((await fs.readFile(path.join(dir, "big.bin"))).equals(bigBin), "big.bin's bytes differ");
     });
     const [, second] = plain.requestsTo("/resumable");
     assert.match(String(second?.headers.range), /^bytes=[1-9]\d*-$/);
@@ -72,20 +85,27 @@ describe("proxies", () => {
   it("lower-case http_proxy works too", async () => {
     proxy.seen.length = 0;
     await inSandbox(async (cacheDir) => {
-      await resolve(plain.url("/model"), { cacheDir, env: { http_proxy: proxy.url } });
+      await assertModel(await resolve(plain.url("/model"), { cacheDir, env: { http_proxy: proxy.url } }));
     });
     assert.equal(proxy.seen.length, 1);
+    assert.equal(
+      `${proxy.seen[0]?.method} ${proxy.seen[0]?.target}`,
+      `CONNECT 127.0.0.1:${new URL(plain.origin).port}`,
+    );
   });
 
   it("NO_PROXY exempts a host (exact name, and with its port)", async () => {
     proxy.seen.length = 0;
     const { port } = new URL(plain.origin);
+    const direct = plain.requestsTo("/model").length;
     for (const noProxy of ["127.0.0.1", `localhost,127.0.0.1:${port}`, "*"]) {
       await inSandbox(async (cacheDir) => {
         await resolve(plain.url("/model"), { cacheDir, env: { HTTP_PROXY: proxy.url, NO_PROXY: noProxy } });
       });
     }
     assert.deepEqual(proxy.seen, []);
+    // Each of the three went straight to the host instead.
+    assert.equal(plain.requestsTo("/model").length - direct, 3);
   });
 
   it("NO_PROXY for another host does not exempt this one", async () => {
@@ -203,11 +223,12 @@ describe("TLS certificates", () => {
     if (!secure) return t.skip(skipReason);
     const events: HubcacheEvent[] = [];
     await inSandbox(async (cacheDir) => {
-      await resolve(secure!.url("/model"), {
+      const dir = await resolve(secure!.url("/model"), {
         cacheDir,
         env: { TFHUB_DISABLE_CERT_VALIDATION: "true" },
         onEvent: (e) => events.push(e),
       });
+      await assertModel(dir);
     });
     const warnings = events.filter((e) => e.type === "warning");
     assert.equal(warnings.length, 1);
@@ -230,11 +251,16 @@ describe("TLS certificates", () => {
     if (!secure) return t.skip(skipReason);
     proxy.seen.length = 0;
     await inSandbox(async (cacheDir) => {
-      await resolve(secure!.url("/model"), {
+      const dir = await resolve(secure!.url("/model"), {
         cacheDir,
         env: { HTTPS_PROXY: proxy.url, TFHUB_DISABLE_CERT_VALIDATION: "true" },
       });
+      await assertModel(dir);
     });
     assert.equal(proxy.seen[0]?.method, "CONNECT");
+    assert.deepEqual(
+      proxy.seen.map((seen) => `${seen.method} ${seen.target}`),
+      [`CONNECT 127.0.0.1:${new URL(secure.origin).port}`],
+    );
   });
 });

@@ -39,4 +39,7 @@ test("URLs inside messages, hints and handles of errors are redacted", () => {
   assert.equal(error.handle, "https://***@x.test/m");
   assert.doesNotMatch(error.hint ?? "", /zzz/);
   assert.doesNotMatch(redactText("GET https://x.test/a?sig=1&se=2"), /sig=1/);
+  // Redacted, not emptied: the rest of the hint and of the text stays.
+  assert.equal(error.hint, "see https://x.test/b?access_token=REDACTED");
+  assert.equal(redactText("GET https://x.test/a?sig=1&se=2"), "GET https://x.test/a?[signed query redacted]");
 });

@@ -39,10 +39,19 @@ describe("retry arithmetic", () => {
   });
 
   it("the budget is shared and refuses waits longer than the Retry-After cap", () => {
-    const budget = new RetryBudget({ ...DEFAULT_RETRY_POLICY, retries: 2, maxRetryAfterMs: 10_000 });
+    const policy = { ...DEFAULT_RETRY_POLICY, retries: 2, maxRetryAfterMs: 10_000 };
+    const budget = new RetryBudget(policy);
     assert.equal(budget.next(20_000), undefined, "too long: give up instead of hanging");
     assert.equal(budget.next(3000), 3000);
-    assert.notEqual(budget.next(undefined), undefined);
+    const backoff = budget.next(undefined);
+    assert.notEqual(backoff, undefined);
+    // Without a Retry-After, the second retry's own backoff: 2 x base, with jitter down to half.
+    const second = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2);
+    assert.equal(typeof backoff, "number");
+    assert.ok(
+      backoff !== undefined && backoff >= second / 2 && backoff <= second,
+      `${backoff} outside [${second / 2}, ${second}]`,
+    );
     assert.equal(budget.next(0), undefined, "spent");
   });
 });

@@ -53,14 +53,5 @@ export function whileRunning<T>(cli: RunningCli, wait: Promise<T>, what: string)
   return Promise.race([wait, exited]);
 }
 
-/**
- * Wait until `condition` holds, checking every 50 ms; throws after `timeoutMs` (a generous bound
- * for a step that should come soon, not a timing assertion).
- */
-export async function until(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The one `until` of the tests (test/helpers/wait.ts). */
+export { until } from "./wait.js";

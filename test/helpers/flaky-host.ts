@@ -4,16 +4,10 @@
  * bytes than it sends, trickle bytes slowly, and serve ranges (206 + Content-Range, If-Range against its ETag) like
  * nginx or cloud storage. It counts requests and body bytes so tests can prove what happened.
  */
-import http from "node:http";
-import https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type http from "node:http";
+import { type RequestRecord, startLocalServer } from "./local-server.js";
 
-export interface RequestRecord {
-  method: string;
-  path: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
+export type { RequestRecord } from "./local-server.js";
 
 /** What one request to a route gets. */
 export interface Answer {
@@ -59,18 +53,9 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
   const routes = new Map<string, Script>();
   const counts = new Map<string, number>();
   const served = new Map<string, number>();
-  const requests: RequestRecord[] = [];
-  const sockets = new Set<Socket>();
 
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse, record: RequestRecord): void => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    const record: RequestRecord = {
-      method: req.method ?? "GET",
-      path: url.pathname,
-      url: req.url ?? "/",
-      headers: req.headers,
-    };
-    requests.push(record);
     const script = routes.get(url.pathname);
     if (!script) {
       res.writeHead(404, { "content-type": "text/html" }).end("<html><body>Not found</body></html>");
@@ -158,34 +143,17 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
     res.end();
   }
 
-  const server = tls
-    ? https.createServer({ key: tls.key, cert: tls.cert }, handler)
-    : http.createServer(handler);
-  server.on("connection", (socket: Socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  server.on("secureConnection", (socket: Socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  const origin = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+  const local = await startLocalServer(handler, tls ? { tls } : {});
   return {
-    origin,
-    url: (pathname) => `${origin}${pathname}`,
+    origin: local.origin,
+    url: (pathname) => local.url(pathname),
     route: (pathname, script) => {
       routes.set(pathname, script);
       counts.set(pathname, 0);
     },
-    requests,
-    requestsTo: (pathname) => requests.filter((r) => r.path === pathname),
+    requests: local.requests,
+    requestsTo: (pathname) => local.requestsTo(pathname),
     bytesServed: (pathname) => served.get(pathname) ?? 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => local.close(),
   };
 }

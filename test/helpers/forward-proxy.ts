@@ -5,7 +5,8 @@
  * reached, as squid and other real proxies do.
  */
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
+import net from "node:net";
+import { createLocalServer } from "./local-server.js";
 
 export interface ProxySeen {
   method: string;
@@ -23,9 +24,10 @@ export interface ForwardProxy {
 
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const seen: ProxySeen[] = [];
-  const sockets = new Set<net.Socket>();
+  // The tunnels' upstream sockets; the base closes the client side.
+  const tunnels = new Set<net.Socket>();
   const state: { refuseWith: number | undefined } = { refuseWith: undefined };
-  const server = http.createServer((req, res) => {
+  const local = createLocalServer((req, res) => {
     seen.push({
       method: req.method ?? "GET",
       target: req.url ?? "",
@@ -38,9 +40,8 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     upstream.on("error", () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
     req.pipe(upstream);
   });
-  server.on("connect", (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+  local.server.on("connect", (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     seen.push({ method: "CONNECT", target: req.url ?? "", auth: req.headers["proxy-authorization"] });
-    sockets.add(client);
     if (state.refuseWith !== undefined) {
       client.end(`HTTP/1.1 ${state.refuseWith} Refused\r\nContent-Length: 0\r\n\r\n`);
       return;
@@ -54,7 +55,8 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       upstream.pipe(client);
       client.pipe(upstream);
     });
-    sockets.add(upstream);
+    tunnels.add(upstream);
+    upstream.on("close", () => tunnels.delete(upstream));
     upstream.on("error", () => {
       if (tunnelled) client.destroy();
       else client.end("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
@@ -64,11 +66,9 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     client.on("error", () => upstream.destroy());
     client.on("close", () => upstream.destroy());
   });
-  server.on("connection", (socket: net.Socket) => sockets.add(socket));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
+  const url = await local.listen();
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     seen,
     get refuseWith() {
       return state.refuseWith;
@@ -76,10 +76,9 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     set refuseWith(value: number | undefined) {
       state.refuseWith = value;
     },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => r());
-      }),
+    close: () => {
+      for (const socket of tunnels) socket.destroy();
+      return local.close();
+    },
   };
 }

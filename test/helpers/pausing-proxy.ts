@@ -4,17 +4,13 @@
  * step of a protocol (then kill it) without any timing.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { type RequestRecord, startLocalServer } from "./local-server.js";
 
-export interface ProxiedRequest {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
+export type { RequestRecord } from "./local-server.js";
 
 export interface Hold {
   /** Resolves when a matching request arrived (it is being held). */
-  reached: Promise<ProxiedRequest>;
+  reached: Promise<RequestRecord>;
   /** Let it through. */
   release(): void;
   /** Never deliver it: close its connection (what a crashed client's request becomes). */
@@ -23,25 +19,22 @@ export interface Hold {
 
 export interface PausingProxy {
   endpoint: string;
-  requests: ProxiedRequest[];
+  requests: RequestRecord[];
   /** Hold the `nth` (1-based) request that matches from now on. */
-  holdWhen(match: (request: ProxiedRequest) => boolean, nth?: number): Hold;
+  holdWhen(match: (request: RequestRecord) => boolean, nth?: number): Hold;
   close(): Promise<void>;
 }
 
 export async function startPausingProxy(target: string): Promise<PausingProxy> {
   const targetUrl = new URL(target);
-  const requests: ProxiedRequest[] = [];
   const holds: {
-    match: (r: ProxiedRequest) => boolean;
+    match: (r: RequestRecord) => boolean;
     remaining: number;
-    arrived: (r: ProxiedRequest) => void;
+    arrived: (r: RequestRecord) => void;
     released: Promise<boolean>;
   }[] = [];
 
-  const server = http.createServer((req, res) => {
-    const record: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/", headers: req.headers };
-    requests.push(record);
+  const local = await startLocalServer((req, res, record) => {
     let wait: Promise<boolean> = Promise.resolve(true);
     for (const hold of holds) {
       if (hold.remaining > 0 && hold.match(record)) {
@@ -66,6 +59,9 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
           method: req.method,
           path: req.url,
           headers: req.headers,
+          // No keep-alive: a reused socket that the target already closed would reset this
+          // request, and a client cannot retry a PUT whose stream body is gone.
+          agent: false,
         },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -76,23 +72,17 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
       req.pipe(upstream);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    requests,
+    endpoint: local.origin,
+    requests: local.requests,
     holdWhen(match, nth = 1) {
-      let arrived!: (r: ProxiedRequest) => void;
+      let arrived!: (r: RequestRecord) => void;
       let settle!: (deliver: boolean) => void;
-      const reached = new Promise<ProxiedRequest>((resolve) => (arrived = resolve));
+      const reached = new Promise<RequestRecord>((resolve) => (arrived = resolve));
       const released = new Promise<boolean>((resolve) => (settle = resolve));
       holds.push({ match, remaining: nth, arrived, released });
       return { reached, release: () => settle(true), drop: () => settle(false) };
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: () => local.close(),
   };
 }
