@@ -75,13 +75,5 @@ export function errorJson(error: unknown): Record<string, unknown> {
   };
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
-}
+/** Bytes as a person reads them (units.ts formatSize, the one definition). */
+export { formatSize as formatBytes } from "../units.js";

@@ -1,18 +1,9 @@
 /** The mirror's front page: what it has cached, and how to read through it. */
 import type { CacheListing } from "../manage/list.js";
+import { formatSize as formatBytes } from "../units.js";
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
 
 export function indexPage(listing: CacheListing, hostHeader: string | undefined): string {
   const host = hostHeader && /^[\w.:[\]-]+$/.test(hostHeader) ? hostHeader : "MIRROR:8080";

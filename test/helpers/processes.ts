@@ -43,9 +43,16 @@ export interface SpawnOptions {
   asUid?: number;
 }
 
+/**
+ * The test runner's own guards, which every child keeps: the loopback guard (NODE_OPTIONS
+ * --import, set by scripts/run-tests.mjs) and the switches that keep cloud SDKs off metadata servers.
+ */
+const GUARDS = ["NODE_OPTIONS", "AWS_EC2_METADATA_DISABLED", "METADATA_SERVER_DETECTION"] as const;
+
 /** A clean environment: no settings from the developer's shell leak into a test. */
 function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LANG: "C" };
+  for (const key of GUARDS) if (process.env[key] !== undefined) env[key] = process.env[key];
   for (const [key, value] of Object.entries(extra)) if (value !== undefined) env[key] = value;
   return env;
 }
