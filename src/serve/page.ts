@@ -4,7 +4,6 @@ import { formatSize as formatBytes } from "../units.js";
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-
 export function indexPage(listing: CacheListing, hostHeader: string | undefined): string {
   const host = hostHeader && /^[\w.:[\]-]+$/.test(hostHeader) ? hostHeader : "MIRROR:8080";
   const mirror = `http://${host}`;
