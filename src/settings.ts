@@ -27,6 +27,11 @@ import { parseSize } from "./units.js";
 import { isRemoteLocation } from "./storage/location.js";
 import type { StorageOptions } from "./storage/open.js";
 
+/**
+ * Options of `resolve` (and `load`, `modelInfo`, the cache management functions). Each setting's
+ * environment variable, CLI flag and default are listed once, in src/settings-table.ts, from which
+ * docs/settings.md and the CLI's help are generated.
+ */
 export interface ResolveOptions extends TransferOptions {
   /** Cache directory; wins over TFHUB_CACHE_DIR and --tfhub_cache_dir. May be s3://… or gs://…. */
   cacheDir?: string | undefined;
@@ -43,15 +48,15 @@ export interface ResolveOptions extends TransferOptions {
   modelFormat?: ModelFormat | undefined;
   /** Resolve from the cache only; a miss fails at once with ERR_HUBCACHE_OFFLINE. Default: HUBCACHE_OFFLINE. */
   offline?: boolean | undefined;
-  /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (s) or 60 s. */
+  /** How long a lock may show no progress before it is taken over, in ms. Default: HUBCACHE_LOCK_TIMEOUT (defaults: docs/settings.md). */
   lockTimeoutMs?: number | undefined;
-  /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES, else no fixed limit (the free-space guard still applies). */
+  /** Stop extracting past this many bytes (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_EXTRACT_BYTES (defaults: docs/settings.md). */
   maxExtractBytes?: number | undefined;
-  /** Refuse archives with more files and folders than this (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_FILES, else 100,000. */
+  /** Refuse archives with more files and folders than this (ERR_HUBCACHE_TOO_LARGE). Default: HUBCACHE_MAX_FILES (defaults: docs/settings.md). */
   maxFiles?: number | undefined;
   /**
    * Leave at least this many bytes free on the cache's disk: extraction stops before crossing it
-   * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES, else 5 % of the disk, at most 1 GiB. 0 turns the guard off.
+   * (ERR_HUBCACHE_DISK_FULL). Default: HUBCACHE_MIN_FREE_BYTES (defaults: docs/settings.md). 0 turns the guard off.
    */
   minFreeBytes?: number | undefined;
   /**
@@ -60,15 +65,15 @@ export interface ResolveOptions extends TransferOptions {
    * "500MiB" or bytes), else no cap.
    */
   maxCacheBytes?: number | undefined;
-  /** A hit records the entry's last use at most this often, in ms. Default: HUBCACHE_TOUCH_INTERVAL (s) or 3600 s. */
+  /** A hit records the entry's last use at most this often, in ms. Default: HUBCACHE_TOUCH_INTERVAL (defaults: docs/settings.md). */
   touchIntervalMs?: number | undefined;
-  /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (s) or 30 s. */
+  /** TCP/TLS connect timeout in ms. Default: HUBCACHE_CONNECT_TIMEOUT (defaults: docs/settings.md). */
   connectTimeoutMs?: number | undefined;
-  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (s) or 30 s. */
+  /** Longest wait for response headers or the next body bytes, in ms. Default: HUBCACHE_IDLE_TIMEOUT (defaults: docs/settings.md). */
   idleTimeoutMs?: number | undefined;
-  /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES or 5. */
+  /** Retries of one download (connection errors, stalls, 408, 429, 5xx). Default: HUBCACHE_RETRIES (defaults: docs/settings.md). */
   retries?: number | undefined;
-  /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default 1000. */
+  /** Backoff before the first retry in ms, doubling each time, with jitter; Retry-After wins. Default: docs/settings.md. */
   retryDelayMs?: number | undefined;
   /** Every event: cache hits, downloads, lock waits, progress... */
   onEvent?: ((event: HubcacheEvent) => void) | undefined;

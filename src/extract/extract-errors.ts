@@ -1,5 +1,5 @@
 /** Turning whatever the extraction pipeline threw into one coded error. */
-import { ErrorCode, HubcacheError, LockLost, RestartRequired, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, LockLost, RestartRequired, errnoCode, writeFailure } from "../errors.js";
 
 export const TRUNCATED_HINT = "The download was interrupted or the host sent a partial file. Try again.";
 const CORRUPT_HINT = "Try again; if it persists, the archive on the host is damaged (tell its publisher).";
@@ -90,16 +90,14 @@ function abortedOrGone({ error, handle, code, message }: Failure): HubcacheError
 /** The disk is full, or the cache cannot be written. */
 function fileSystemRefused({ error, handle, code }: Failure): HubcacheError | undefined {
   if (code === "ENOSPC" || code === "EDQUOT") {
-    return new HubcacheError(
-      ErrorCode.DISK_FULL,
-      `The disk filled up while ${handle} was being extracted (${code}).`,
-      {
-        handle,
-        hint: "Free some space, or point TFHUB_CACHE_DIR at a larger disk. The partial download was removed.",
-        cause: error,
-      },
-    );
+    // The one ENOSPC/EDQUOT mapping (errors.ts writeFailure); never a refused-write error here.
+    return writeFailure(error, {
+      handle,
+      what: `the files of ${handle} (the partial download was removed)`,
+      notWritableHint: "",
+    }) as HubcacheError;
   }
+
   if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
     return new HubcacheError(
       ErrorCode.NOT_WRITABLE,

@@ -8,7 +8,7 @@ import { createReadStream, promises as fs } from "node:fs";
 import path from "node:path";
 import { Readable, addAbortSignal } from "node:stream";
 import { buffer } from "node:stream/consumers";
-import { ErrorCode, HubcacheError, RestartRequired, errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, RestartRequired, abortedError, errnoCode } from "../errors.js";
 import { type HubcacheEvent, emitter } from "../events.js";
 import type { FetchFunction } from "../net/http-errors.js";
 import { redactUrl } from "../redact.js";
@@ -297,10 +297,7 @@ export function storageSource(
       return chunkStream(chunks, (error) => {
         if (error instanceof HubcacheError) return error;
         if (signal?.aborted) {
-          return new HubcacheError(ErrorCode.ABORTED, `Reading ${file} from ${location} was aborted.`, {
-            handle: context.handle,
-            cause: error,
-          });
+          return abortedError(context.handle, `Reading ${file} from ${location}`, error);
         }
         return new HubcacheError(
           ErrorCode.TRUNCATED,

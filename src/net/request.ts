@@ -9,7 +9,7 @@
  *   Retry-After, within one RetryBudget and the download's deadline; each retry is a `retry` event;
  * - the idle timeout until the headers arrive.
  */
-import { ErrorCode, HubcacheError } from "../errors.js";
+import { ErrorCode, HubcacheError, abortedError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { redactUrl } from "../redact.js";
 import { USER_AGENT } from "../version.js";
@@ -154,11 +154,7 @@ export class Requester {
   }
 
   abortedError(cause?: unknown): HubcacheError {
-    return new HubcacheError(ErrorCode.ABORTED, `Downloading ${this.handle} was aborted.`, {
-      handle: this.handle,
-      hint: "The caller's AbortSignal fired; nothing was cached.",
-      cause,
-    });
+    return abortedError(this.handle, `Downloading ${this.handle}`, cause);
   }
 
   /** Milliseconds until the deadline (Infinity without one). */

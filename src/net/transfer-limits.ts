@@ -103,11 +103,11 @@ export function formatRate(bytesPerSec: number): string {
 
 /** The options of resolve()/load() that set these limits (the environment's names in brackets). */
 export interface TransferOptions {
-  /** Minimum average rate in bytes/s; slower is retried, then ERR_HUBCACHE_TIMEOUT. 0 turns it off. Default: HUBCACHE_MIN_SPEED or 1024. */
+  /** Minimum average rate in bytes/s; slower is retried, then ERR_HUBCACHE_TIMEOUT. 0 turns it off. Default: HUBCACHE_MIN_SPEED (defaults: docs/settings.md). */
   minSpeedBytesPerSec?: number | undefined;
-  /** The window that rate is averaged over, ms. Default: HUBCACHE_MIN_SPEED_TIME (s) or 30 s. */
+  /** The window that rate is averaged over, ms. Default: HUBCACHE_MIN_SPEED_TIME (defaults: docs/settings.md). */
   minSpeedWindowMs?: number | undefined;
-  /** The whole download, retries included, must end within this many ms. Default: HUBCACHE_DEADLINE (s), else none. */
+  /** The whole download, retries included, must end within this many ms. Default: HUBCACHE_DEADLINE (defaults: docs/settings.md). */
   deadlineMs?: number | undefined;
 }
 
