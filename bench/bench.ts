@@ -193,6 +193,7 @@ async function main(): Promise<void> {
     ["requests made by warm resolves", String(warmRequests), "0", warmRequests === 0 ? "yes" : "NO"],
   ];
   rows.push(...(await (await import("./manage-bench.js")).manageBenchRows())); // ls, prune of 10,000 entries
+  rows.push(...(await (await import("./digest-cost.js")).digestCostRows(ARCHIVE, RUNS))); // integrity records' cost
   // A "|" inside a cell would end it ("curl | tar"): Markdown wants it escaped.
   const table = rows.map((row) => row.map((cell) => cell.replace(/\|/g, "\\|")));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...table.map((r) => r[c]?.length ?? 0)));
@@ -212,8 +213,8 @@ async function coldMembers(
 ): Promise<{ time: string; rss: string; rssOk: string }> {
   const cache = path.join(scratch, "cache-members");
   try {
-    // The archive holds MEMBERS files and its root folder.
-    const cold = await run(process.execPath, ["bench/cold-child.mjs", handle, cache, String(MEMBERS + 1)]);
+    // The archive holds MEMBERS files plus the folders they sit in: the limit must not be the subject.
+    const cold = await run(process.execPath, ["bench/cold-child.mjs", handle, cache, String(MEMBERS * 2)]);
     const report = JSON.parse(cold.stdout) as { ms: number; maxRssMB: number };
     console.error(
       `${MEMBERS} members: resolve ${report.ms.toFixed(0)} ms, peak RSS ${report.maxRssMB.toFixed(0)} MB`,

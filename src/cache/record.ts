@@ -80,9 +80,11 @@ export function recordFields(produced: Produced): RecordFields {
     createdAt: new Date().toISOString(),
     bytes: produced.bytes,
     archiveBytes: produced.archiveBytes,
+    // In place (an archive may hold 100,000 files): each file gains its CRC-32, empty ones none
+    // (an empty file of the right size has the right bytes).
     files: produced.files.map((file) => {
-      const crc = produced.crc32ByPath?.get(file.path);
-      return crc === undefined ? file : { ...file, crc32: crc32Hex(crc) };
+      const crc = file.size === 0 ? undefined : produced.crc32ByPath?.get(file.path);
+      return crc === undefined ? file : Object.assign(file, { crc32: crc32Hex(crc) });
     }),
     ...(produced.archiveSha256 === undefined ? {} : { archiveSha256: produced.archiveSha256 }),
   };
