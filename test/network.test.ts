@@ -208,6 +208,9 @@ for (const via of PATHS) {
         assert.equal(error.status, 429);
         assert.equal(host.requestsTo(run.route).length, 1);
         assert.equal(run.retries.length, 0, "no retry was announced, let alone waited for");
+        // The message says why, and the hint what to do: not "check the handle".
+        assert.match(error.message, /asked to wait 3600 s \(Retry-After\)/);
+        assert.match(error.hint ?? "", /try again after the time it asked for/);
         // "At once": well before even the longest backoff (30 s), let alone the hour asked for.
         const elapsed = Date.now() - started;
         assert.ok(elapsed < 15_000, `failed after ${elapsed} ms`);

@@ -243,6 +243,13 @@ export class Requester {
   /** Wait before the next attempt, reporting it; throws `failure` (saying so) when it may not. */
   async backoff(reason: string, failure: HubcacheError, retryAfterMs?: number): Promise<void> {
     const { budget, emit } = this.options;
+    const maxWaitMs = budget.policy.maxRetryAfterMs;
+    if (retryAfterMs !== undefined && retryAfterMs > maxWaitMs && budget.left > 0) {
+      throw gaveUp(failure, budget, {
+        reason: `the host asked to wait ${Math.round(retryAfterMs / 1000)} s (Retry-After), more than the ${Math.round(maxWaitMs / 1000)} s hubcache waits`,
+        hint: "The host is rate-limiting or down for maintenance: try again after the time it asked for.",
+      });
+    }
     const delay = budget.next(retryAfterMs);
     if (delay === undefined) throw gaveUp(failure, budget);
     if (delay >= this.timeLeft()) {
