@@ -4,9 +4,11 @@
  * must be those of TF.js loading the same files from disk in Node.
  */
 import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { load } from "hubcache";
-import { browserSkip, launchChromium, startPageServer, tfjsBundles } from "./helpers/browser.js";
+import { chromiumSkip, launchChromium, startPageServer } from "./helpers/chromium.js";
 import { movenetModelDir, tarGz } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { startMirror } from "./helpers/mirror.js";
@@ -18,9 +20,9 @@ const FIRST_CONV =
 
 // The same deterministic input as test/helpers/tfjs.ts `input([1, 192, 192, 3], "int32", 255)`.
 const PAGE = `<!DOCTYPE html><html><head><meta charset="utf-8">
-<script src="/tf-core.min.js"></script>
-<script src="/tf-backend-cpu.min.js"></script>
-<script src="/tf-converter.min.js"></script>
+<script src="/tf/tf-core.min.js"></script>
+<script src="/tf/tf-backend-cpu.min.js"></script>
+<script src="/tf/tf-converter.min.js"></script>
 <script>
 window.runModel = async (url, node) => {
   await tf.setBackend("cpu");
@@ -46,7 +48,7 @@ before(async () => {
 });
 after(() => hub.close());
 
-describe("TF.js in headless Chromium through hubcache serve", { skip: browserSkip() }, () => {
+describe("TF.js in headless Chromium through hubcache serve", { skip: chromiumSkip() }, () => {
   test(
     "loadGraphModel(mirror URL, {fromTFHub: true}) from another origin gives Node's outputs",
     { timeout: 180_000 },
@@ -57,8 +59,10 @@ describe("TF.js in headless Chromium through hubcache serve", { skip: browserSki
         "--upstream",
         `tfhub.dev=${hub.origin}`,
       ]);
-      const pages = await startPageServer({ "/": PAGE }, tfjsBundles());
-      const browser = await launchChromium();
+      const pageFile = path.join(await tempDir("serve-page-"), "index.html");
+      await fs.writeFile(pageFile, PAGE);
+      const pages = await startPageServer({}, { "/": pageFile });
+      const browser = await launchChromium(await tempDir("serve-profile-"));
       try {
         const page = await browser.newPage();
         const problems: string[] = [];
