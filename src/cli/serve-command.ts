@@ -3,7 +3,6 @@ import { parseArgs } from "node:util";
 import type { HubcacheEvent } from "../events.js";
 import { describeEvent } from "./progress-bar.js";
 import { DEFAULT_HOSTS, type Policy, parseUpstream } from "../serve/policy.js";
-import { createMirrorServer } from "../serve/server.js";
 import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
 import { EXIT_OK, type Output, formatError, usageError } from "./output.js";
 
@@ -104,6 +103,9 @@ export async function serveCommand(
     }
   };
   const host = values.host ?? "127.0.0.1";
+  // The server (node-tar, node:http) is loaded only by `serve`: every other command stays as quick
+  // to start as before.
+  const { createMirrorServer } = await import("../serve/server.js");
   let mirror;
   try {
     mirror = createMirrorServer({
