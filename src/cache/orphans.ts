@@ -15,8 +15,9 @@ import path from "node:path";
 import type { EventListener } from "../events.js";
 import { newestMtime } from "./file-tree.js";
 import { holderIsGone, ownLockUids } from "./holder.js";
-import { type EntryPaths, entryPathsForHash } from "./layout.js";
+import { type EntryPaths, entryPathsForHash, parseLockContent } from "./layout.js";
 import {
+  GONE_QUIET_MS,
   type LockState,
   breakGuardIfStale,
   holderGoneAndQuiet,
@@ -97,7 +98,10 @@ async function removeOrphanTemp(
 ): Promise<void> {
   const full = path.join(cacheDir, name);
   const newest = await newestMtime(full);
-  if (newest === undefined || now - newest <= options.timeoutMs) return;
+  if (newest === undefined) return;
+  // A lock being created (written whole, then linked) by a process now dead on this host is
+  // garbage at once, like that process's lock; anything else waits out the window.
+  if (now - newest <= options.timeoutMs && !(await deadLockInTheMaking(full, name, newest))) return;
   // A descriptor or record of an entry its writer published before dying: install, not delete.
   if (TMP_FILE_NAME.test(name)) {
     await adoptRecords(entryPathsForHash(cacheDir, hash), uid);
@@ -146,4 +150,14 @@ async function adoptRecords(paths: EntryPaths, uid: string): Promise<void> {
   } catch {
     // not there, or not about this directory: removeLeftovers deletes them
   }
+}
+
+/** `<hash>.lock.tmp<uid>` whose content names a process on this host that is gone. */
+async function deadLockInTheMaking(full: string, name: string, mtimeMs: number): Promise<boolean> {
+  // Quiet as long as a gone holder's lock must be: a host name shared by two machines or PID
+  // namespaces must not make a live process's half-made lock look dead.
+  if (!/\.lock\.tmp[0-9a-f]{32}$/.test(name) || Date.now() - mtimeMs <= GONE_QUIET_MS) return false;
+  const content = await fs.readFile(full, "utf8").catch(() => undefined);
+  if (content === undefined || content.trim() === "") return false;
+  return holderIsGone(parseLockContent(content), mtimeMs, ownLockUids());
 }
