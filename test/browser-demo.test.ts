@@ -43,9 +43,13 @@ describe("the browser demo page (headless Chromium)", { skip: chromiumSkip() }, 
       await page.goto(`${pages.origin}/?${new URLSearchParams({ handle: hub.handle(MOVENET) })}`);
       const loadAndRead = async (): Promise<{ status: string; result: string; models: string }> => {
         await page.click("#load");
-        await page.waitForFunction(() => document.getElementById("result")!.textContent !== "", null, {
-          timeout: 90_000,
-        });
+        await page.waitForFunction(
+          () =>
+            document.getElementById("result")!.textContent !== "" &&
+            !(document.getElementById("load") as HTMLButtonElement).disabled,
+          null,
+          { timeout: 90_000 },
+        );
         const text = (id: string): Promise<string> => page.locator(`#${id}`).innerText();
         return { status: await text("status"), result: await text("result"), models: await text("models") };
       };

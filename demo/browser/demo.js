@@ -67,8 +67,9 @@ async function loadAndRun() {
   } catch (error) {
     $("status").textContent = `${error.code ?? error.name}: ${error.message}`;
   } finally {
-    $("load").disabled = false;
+    // The list of kept models first: the button coming back says everything on the page is final.
     await showModels();
+    $("load").disabled = false;
   }
 }
 
