@@ -2,8 +2,7 @@
  * What a download body is, decided from its first bytes (never from headers): gzip, plain tar, or
  * something else (a sign-in page, a JSON error), described for the error message.
  */
-import type { Readable } from "node:stream";
-import { Transform, type TransformCallback } from "node:stream";
+import { Readable, Transform, type TransformCallback } from "node:stream";
 import { ErrorCode, HubcacheError } from "../errors.js";
 
 export type ArchiveKind = "gzip" | "tar";
@@ -69,41 +68,45 @@ export function notATarError(handle: string, inner: Buffer): HubcacheError {
 export interface Sniffed {
   head: Buffer;
   /** The whole body again: the head, then the rest. */
-  stream: AsyncIterable<Buffer>;
+  stream: Readable;
 }
 
-/** Read the first bytes, then hand back a stream that replays them followed by the rest. */
+/**
+ * Read the first bytes, then hand back a stream that gives them again followed by the rest: the
+ * source itself, with the head put back (no async iteration, which copies and awaits per chunk).
+ */
 export async function sniff(source: Readable): Promise<Sniffed> {
-  const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const chunks: Buffer[] = [];
   let length = 0;
-  let done = false;
-  while (length < SNIFF_BYTES) {
-    const next = await iterator.next();
-    if (next.done) {
-      done = true;
-      break;
-    }
-    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
-    chunks.push(chunk);
-    length += chunk.length;
-  }
-  const head = Buffer.concat(chunks);
-  async function* replay(): AsyncGenerator<Buffer> {
-    try {
-      if (head.length > 0) yield head;
-      if (done) return;
-      for (;;) {
-        const next = await iterator.next();
-        if (next.done) return;
-        yield next.value;
+  const joined = (): Buffer => (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+  return new Promise<Sniffed>((resolve, reject) => {
+    const settle = (outcome: () => void): void => {
+      source.off("readable", onReadable);
+      source.off("end", onEnd);
+      source.off("error", onError);
+      outcome();
+    };
+    const onError = (error: Error): void => settle(() => reject(error));
+    const onEnd = (): void => {
+      const head = joined();
+      settle(() => resolve({ head, stream: Readable.from(head.length > 0 ? [head] : []) }));
+    };
+    const onReadable = (): void => {
+      for (let chunk: unknown; length < SNIFF_BYTES && (chunk = source.read()) !== null;) {
+        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+        chunks.push(bytes);
+        length += bytes.length;
       }
-    } finally {
-      // Stopped early (an error downstream): release the source (and its connection).
-      if (!done) await iterator.return?.();
-    }
-  }
-  return { head, stream: replay() };
+      if (length < SNIFF_BYTES) return;
+      const head = joined();
+      // Put back at once, in this turn: a source that has ended would otherwise emit 'end' first.
+      source.unshift(head);
+      settle(() => resolve({ head, stream: source }));
+    };
+    source.on("readable", onReadable);
+    source.once("end", onEnd);
+    source.once("error", onError);
+  });
 }
 
 /** After gunzip: the first 512 bytes must be a tar header, else the gzip held something else. */

@@ -61,3 +61,17 @@ export class ByteCounter extends Transform {
     callback(null, chunk);
   }
 }
+
+/**
+ * Hands each chunk on in a later turn of the event loop. Placed after gunzip, it lets zlib start
+ * inflating the next block on the thread pool before the main thread parses and writes this one
+ * (without it, zlib's output is consumed synchronously and the two never overlap).
+ */
+export class Handoff extends Transform {
+  constructor(highWaterMark: number) {
+    super({ highWaterMark });
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    setImmediate(() => callback(null, chunk));
+  }
+}
