@@ -1,7 +1,8 @@
 /**
  * Streaming extraction: bytes in, a directory tree out. gzip'd or plain tar, detected from the
- * bytes (never from headers). gunzip runs with 4 MiB chunks (the biggest lever on speed). The
- * pipeline: body -> ByteCounter -> [Coalescer -> gunzip -> Handoff -> TarHeadCheck] -> ExtractGuard (byte
+ * bytes (never from headers). Inflate runs with 4 MiB chunks (the biggest lever on speed), on raw
+ * deflate: gzip's framing and CRC are checked here (gzip-frame.ts). The pipeline: body -> ByteCounter
+ * -> [GzipFrame -> Coalescer -> inflate -> Handoff -> TarHeadCheck] -> ExtractGuard (byte
  * and disk limits) -> MemberCheck (every member a file or folder under its full name, maxFiles)
  * -> node-tar's Unpack, which writes the files (UnpackRun: what hubcache relies on). Anything
  * unsafe or broken rejects the whole archive; the caller owns the target directory and deletes it
@@ -24,6 +25,7 @@ import {
 import { ByteCounter, Coalescer, Handoff } from "./byte-streams.js";
 import { TRUNCATED_HINT, classifyExtractError, unsafeArchiveError } from "./extract-errors.js";
 import { ExtractGuard, type GuardLimits, planGuard } from "./extract-guard.js";
+import { GzipFrame } from "./gzip-frame.js";
 import { DEFAULT_MAX_FILES, MemberCheck } from "./member-check.js";
 import { UnpackRun } from "./unpack.js";
 
@@ -106,7 +108,7 @@ export async function extractArchive(
   const progress = new Progress(kind, options.onBytes);
   const archiveHash = options.digests ? createHash("sha256") : undefined;
   const crc32ByPath = options.digests ? new Map<string, number>() : undefined;
-  const stages = pipelineStages(kind, limits, progress, handle, archiveHash);
+  const { stages, gzip } = pipelineStages(kind, limits, progress, handle, archiveHash);
   const run = new UnpackRun(tar, dir, handle);
   const check = new MemberCheck({
     handle,
@@ -116,6 +118,7 @@ export async function extractArchive(
     pauseEvery: MEMBERS_IN_FLIGHT,
     whenWritten: (members) => run.whenWritten(members),
     crc32ByPath,
+    streamCrc: gzip !== undefined,
   });
   run.expected = check.expected;
   // Failing the last stage fails the pipeline (the first may have finished already).
@@ -130,6 +133,7 @@ export async function extractArchive(
     await run.finish();
     throw run.problem ?? classifyExtractError(error, handle);
   }
+  if (gzip) gzip.frame.verifyEnd(gzip.inflate.bytesWritten, check.streamCrc ?? 0, check.streamBytes);
   checkOutcome(run, check, handle);
   return {
     compressedBytes: progress.compressed,
@@ -170,6 +174,12 @@ class Progress {
   }
 }
 
+interface Stages {
+  stages: [ByteCounter, ...NodeJS.ReadWriteStream[]];
+  /** For a gzip'd archive: its framing and the inflater, checked against each other at the end. */
+  gzip?: { frame: GzipFrame; inflate: zlib.InflateRaw } | undefined;
+}
+
 /** The stages between the body and node-tar: count, gunzip (if gzip'd), check it is a tar, guard. */
 function pipelineStages(
   kind: ArchiveKind,
@@ -177,12 +187,19 @@ function pipelineStages(
   progress: Progress,
   handle: string,
   archiveHash: Hash | undefined,
-): [ByteCounter, ...NodeJS.ReadWriteStream[]] {
+): Stages {
   const network = new ByteCounter((total) => progress.network(total), archiveHash);
   const stages: [ByteCounter, ...NodeJS.ReadWriteStream[]] = [network];
+  let gzip: Stages["gzip"];
   if (kind === "gzip") {
+    // Raw deflate: the gzip framing and its CRC check are done here (gzip-frame.ts), not by zlib.
+    gzip = {
+      frame: new GzipFrame(handle),
+      inflate: zlib.createInflateRaw({ chunkSize: GUNZIP_CHUNK_BYTES }),
+    };
+    stages.push(gzip.frame);
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));
-    stages.push(zlib.createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }));
+    stages.push(gzip.inflate);
     // zlib hands its output over synchronously: without this, inflating and unpacking take turns.
     stages.push(new Handoff(2 * GUNZIP_CHUNK_BYTES));
     stages.push(new TarHeadCheck((inner) => notATarError(handle, inner)));
@@ -191,7 +208,7 @@ function pipelineStages(
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));
   }
   stages.push(new ExtractGuard(limits, (total) => progress.unpacked(total)));
-  return stages;
+  return { stages, gzip };
 }
 
 /** After tar has ended: any refusal or tar error, and the end-of-archive marker. */

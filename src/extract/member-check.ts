@@ -12,6 +12,7 @@ import { Writable } from "node:stream";
 import zlib from "node:zlib";
 import { DEFAULTS } from "../settings-table.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
+import { crc32Combine } from "./crc32-combine.js";
 import { corruptArchiveError, unsafeArchiveError } from "./extract-errors.js";
 import { type Member, PathKinds, checkPaxRecord, memberFromHeader, pathProblem } from "./member-rules.js";
 import {
@@ -51,7 +52,12 @@ export interface MemberCheckOptions {
    * computed from the bytes as they pass (no extra stream; a later member of the same name wins).
    */
   crc32ByPath?: Map<string, number> | undefined;
+  /** Also compute the CRC-32 of every byte of the tar (gzip's trailer check: gzip-frame.ts). */
+  streamCrc?: boolean | undefined;
 }
+
+/** Below this size a file's bytes go into the tar's CRC too; above, its CRC is combined in (cheaper). */
+const COMBINE_FROM_BYTES = 16 * 1024;
 
 type Phase = "header" | "skip" | "meta" | "end";
 
@@ -77,13 +83,19 @@ export class MemberCheck extends Writable {
   /** The file whose data is passing now (for its CRC-32), the data bytes left, the CRC so far. */
   private crcPath: string | undefined;
   private crcLeft = 0;
+  private crcSize = 0;
   private crc = 0;
+  /** The CRC-32 of the whole tar so far (with `streamCrc`), and how many bytes it has seen. */
+  streamCrc: number | undefined;
+  streamBytes = 0;
 
   constructor(private readonly options: MemberCheckOptions) {
     super();
+    if (options.streamCrc) this.streamCrc = 0;
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.streamBytes += chunk.length;
     this.scan(chunk, 0, callback);
   }
 
@@ -141,22 +153,36 @@ export class MemberCheck extends Writable {
     switch (this.phase) {
       case "skip": {
         const n = Math.min(this.skip, chunk.length - pos);
-        if (this.crcPath !== undefined) this.digest(chunk.subarray(pos, pos + Math.min(n, this.crcLeft)));
+        const data = this.crcPath === undefined ? 0 : Math.min(n, this.crcLeft);
+        if (data > 0) this.digest(chunk.subarray(pos, pos + data));
+        this.addToStream(chunk.subarray(pos + data, pos + n));
         this.skip -= n;
         this.offset += n;
         if (this.skip === 0) this.phase = "header";
         return pos + n;
       }
-      case "meta":
-        return this.stepMeta(chunk, pos);
+      case "meta": {
+        const next = this.stepMeta(chunk, pos);
+        this.addToStream(chunk.subarray(pos, next));
+        return next;
+      }
       case "end":
         for (let i = pos; i < chunk.length; i++) {
           if (chunk[i] !== 0) throw new MemberProblem("corrupt", "data after the end-of-archive marker");
         }
+        this.addToStream(chunk.subarray(pos));
         return chunk.length;
-      case "header":
-        return this.stepHeader(chunk, pos);
+      case "header": {
+        // The header's bytes count before the member's data, which block() may start digesting.
+        const next = this.stepHeader(chunk, pos);
+        this.addToStream(chunk.subarray(pos, next));
+        return next;
+      }
     }
+  }
+
+  private addToStream(bytes: Buffer): void {
+    if (this.streamCrc !== undefined && bytes.length > 0) this.streamCrc = zlib.crc32(bytes, this.streamCrc);
   }
 
   private stepHeader(chunk: Buffer, pos: number): number {
@@ -283,15 +309,21 @@ export class MemberCheck extends Writable {
   private startDigest(member: Member): void {
     this.crcPath = path.posix.normalize(member.path).replace(/^(\.\/)+/, "");
     this.crcLeft = member.size;
+    this.crcSize = member.size;
     this.crc = 0;
     if (member.size === 0) this.digest(Buffer.alloc(0));
   }
 
   private digest(data: Buffer): void {
     this.crc = zlib.crc32(data, this.crc);
+    const small = this.crcSize < COMBINE_FROM_BYTES;
+    if (small) this.addToStream(data);
     this.crcLeft -= data.length;
     if (this.crcLeft > 0 || this.crcPath === undefined) return;
     this.options.crc32ByPath?.set(this.crcPath, this.crc);
+    if (!small && this.streamCrc !== undefined) {
+      this.streamCrc = crc32Combine(this.streamCrc, this.crc, this.crcSize);
+    }
     this.crcPath = undefined;
   }
 
