@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import zlib from "node:zlib";
 import { crc32Combine } from "../src/extract/crc32-combine.js";
 import { extractArchive } from "../src/extract/extract.js";
-import { tarOf } from "./helpers/archives.js";
+import { gnuLongName, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
 import { readTree, realisticWeights, tempDir } from "./helpers/fixtures.js";
 
 // Files on both sides of the size at which a file's CRC is combined in rather than re-read.
@@ -132,6 +132,23 @@ describe("gzip framing", () => {
     const bad = member();
     bad.writeUInt32LE((bad.readUInt32LE(bad.length - 8) ^ 1) >>> 0, bad.length - 8);
     await assert.rejects(extract(bad, false), { code: "ERR_HUBCACHE_CORRUPT" });
+  });
+
+  it("counts metadata members (pax headers, GNU long names) in the tar's CRC-32", async () => {
+    const long = `d/${"x".repeat(150)}`;
+    const tar = Buffer.concat([
+      tarEntry({ path: "d/", type: "Directory" }),
+      paxPath(long),
+      tarEntry({ path: "placeholder", content: Buffer.alloc(20_000, 1) }),
+      gnuLongName(`d/${"y".repeat(130)}`),
+      tarEntry({ path: "placeholder", content: "hello" }),
+      Buffer.alloc(1024),
+    ]);
+    for (const digests of [true, false]) {
+      const { tree } = await extract(zlib.gzipSync(tar), digests);
+      assert.deepEqual(tree.get(long), Buffer.alloc(20_000, 1));
+      assert.deepEqual(tree.get(`d/${"y".repeat(130)}`), Buffer.from("hello"));
+    }
   });
 
   it("accepts zero padding after the trailer", async () => {
