@@ -166,6 +166,15 @@ for (const scheme of ["s3", "gs"] as const) {
           assert.equal(part.status, 206);
           assert.equal(part.headers["content-range"], `bytes 100-4195/${weights.length}`);
           assert.ok(part.body.equals(weights.subarray(100, 4196)));
+          if (scheme === "s3") {
+            const reads = stores.s3Proxy.requests.filter(
+              (r) => r.method === "GET" && r.path.endsWith("/group1-shard1of1.bin"),
+            );
+            assert.ok(
+              reads.some((r) => r.headers.range === "bytes=100-4195"),
+              "a Range request is a ranged read of the object",
+            );
+          }
           const suffix = await rawRequest(mirror.origin, file, { headers: { range: "bytes=-7" } });
           assert.equal(suffix.status, 206);
           assert.ok(suffix.body.equals(weights.subarray(weights.length - 7)));
