@@ -8,7 +8,7 @@ import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import { inspectDiskEntry } from "../cache/disk-store.js";
 import { entryPathsForHash } from "../cache/layout.js";
-import { errnoCode } from "../errors.js";
+import { ErrorCode, HubcacheError, errnoCode } from "../errors.js";
 import { findModelFolder } from "../load/locate.js";
 import { fileInside } from "./files.js";
 import {
@@ -61,7 +61,15 @@ export function localModelFiles(dir: string, hash: string): ModelFiles {
     open: async (file, range) => {
       const real = (file as LocalFile).real;
       // O_NOFOLLOW: a file swapped for a symlink after it was checked is not opened.
-      const handle = await fs.open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+      const handle = await fs
+        .open(real, constants.O_RDONLY | constants.O_NOFOLLOW)
+        .catch((error: unknown) => {
+          const code = errnoCode(error);
+          if (code !== "ENOENT" && code !== "ELOOP") throw error;
+          throw new HubcacheError(ErrorCode.NOT_FOUND, `${file.path} is no longer in the entry`, {
+            cause: error,
+          });
+        });
       return handle.createReadStream({ highWaterMark: 1 << 20, ...(range ?? {}) });
     },
   };
