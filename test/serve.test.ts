@@ -182,6 +182,64 @@ describe("hubcache serve", () => {
     },
   );
 
+  test(
+    "ETags come from the record: the same across a restart and a copy of the cache; Python's keep size+mtime",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir();
+      const file = "/tfhub.dev/google/movenet/1/group1-shard1of1.bin?tfjs-format=file";
+      const archive = "/tfhub.dev/google/movenet/1?tf-hub-format=compressed";
+      const etagOf = async (origin: string, target: string): Promise<string> => {
+        const response = await rawRequest(origin, target, { method: "HEAD" });
+        assert.equal(response.status, 200, target);
+        return String(response.headers.etag);
+      };
+      let mirror = await mirrorFor(cacheDir);
+      try {
+        const first = await etagOf(mirror.origin, file);
+        const firstTar = await etagOf(mirror.origin, archive);
+        assert.match(firstTar, /^"tar-[0-9a-f]{32}"$/);
+        await mirror.stop();
+        // A copy of the cache (another machine, a CI restore): new inodes, new modification times.
+        const copy = await tempDir("copied-cache-");
+        await fs.cp(cacheDir, copy, { recursive: true });
+        const hash = sha1("https://tfhub.dev/google/movenet/1");
+        const copied = path.join(copy, hash, "group1-shard1of1.bin");
+        await fs.utimes(copied, new Date("2021-05-04T03:02:01Z"), new Date("2021-05-04T03:02:01Z"));
+        mirror = await mirrorFor(copy);
+        assert.equal(await etagOf(mirror.origin, file), first, "the same file, the same ETag");
+        assert.equal(await etagOf(mirror.origin, archive), firstTar, "the same archive, the same ETag");
+        const cached = await rawRequest(mirror.origin, file, { headers: { "if-none-match": first } });
+        assert.equal(cached.status, 304);
+
+        // An entry Python wrote (no record): size and mtime, new when the file is rewritten.
+        const python = "https://tfhub.dev/google/python-only/1";
+        await fs.mkdir(path.join(copy, sha1(python)));
+        const pb = path.join(copy, sha1(python), "saved_model.pb");
+        await fs.writeFile(pb, "python's saved model");
+        await fs.writeFile(path.join(copy, `${sha1(python)}.descriptor.txt`), `Module: ${python}\n`);
+        const target = `/_files/${sha1(python)}/saved_model.pb`;
+        const before = await etagOf(mirror.origin, target);
+        assert.match(before, /^"[0-9a-f]+-14-[0-9a-f]+"$/);
+        await fs.writeFile(pb, "PYTHON'S SAVED MODEL");
+        await fs.utimes(pb, new Date("2022-01-01T00:00:00Z"), new Date("2022-01-01T00:00:00Z"));
+        assert.notEqual(await etagOf(mirror.origin, target), before);
+        assert.equal(
+          (await rawRequest(mirror.origin, target, { headers: { "if-none-match": before } })).status,
+          200,
+        );
+        const pyArchive = await rawRequest(
+          mirror.origin,
+          `/tfhub.dev/google/python-only/1?tf-hub-format=compressed`,
+        );
+        assert.equal(pyArchive.status, 200);
+        assert.equal(pyArchive.headers.etag, undefined, "no archive ETag without a record");
+      } finally {
+        await mirror.stop();
+      }
+    },
+  );
+
   test("UNCOMPRESSED through the mirror: 303 to a location whose files the client reads", LIMIT, async () => {
     const mirror = await mirrorFor(await tempDir());
     try {

@@ -138,6 +138,16 @@ export class ObjectEntryStore implements EntryStore {
     return { state: "hit", writer: "other", files, lastUsedMs: used?.modifiedMs ?? descriptor.modifiedMs };
   }
 
+  /** The entry's record, when there is one this version understands (read by the mirror). */
+  readEntryRecord(hash: string): Promise<ObjectRecord | undefined> {
+    return this.readRecord(objectEntryKeys(hash));
+  }
+
+  /** The handle (redacted) the entry's descriptor names, when it has a readable one. */
+  entryHandle(hash: string): Promise<string | undefined> {
+    return this.descriptorHandle(objectEntryKeys(hash).descriptor);
+  }
+
   private async readRecord(keys: ObjectEntryKeys): Promise<ObjectRecord | undefined> {
     let raw: string;
     try {

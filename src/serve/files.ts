@@ -1,13 +1,16 @@
 /**
  * One file of a cached model over HTTP: ETag, If-None-Match (304), Range (206, 416), If-Range,
- * content types, HEAD. Bytes are streamed from disk with backpressure, never buffered whole.
+ * content types, HEAD, for a file of any ModelFiles (a local entry, a bucket entry). Bytes are
+ * streamed with backpressure, never buffered whole; a range is read as a range.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
+import type { ModelFile, ModelFiles } from "./model-files.js";
 
 const CONTENT_TYPES: Record<string, string> = {
   ".json": "application/json",
@@ -37,10 +40,20 @@ export async function fileInside(root: string, relative: string): Promise<string
   }
 }
 
-/** A strong validator from what identifies the bytes: the entry, the path, the size and the mtime. */
-export function fileEtag(entryHash: string, relative: string, size: number, mtimeMs: number): string {
-  const id = createHash("sha1").update(`${entryHash}\0${relative}`).digest("hex").slice(0, 16);
-  return `"${id}-${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`;
+/**
+ * A strong validator for one file of the entry `hash`. When hubcache's record vouches for the file,
+ * from the record's digest (CRC-32) and the size: the same wherever the entry is (a local folder, a
+ * bucket, a copy of the cache) and across restarts, and new when the file's bytes change. Else
+ * (entries Python wrote) from the size and what tells a rewrite (mtime, the object's version).
+ */
+export function fileEtag(hash: string, file: ModelFile): string {
+  const size = file.size.toString(16);
+  if (file.recordedCrc32 !== undefined) {
+    const id = createHash("sha1").update(`${hash}\0${file.path}`).digest("hex").slice(0, 16);
+    return `"${id}-${size}-${file.recordedCrc32}"`;
+  }
+  const id = createHash("sha1").update(`${hash}\0${file.path}\0${file.version}`).digest("hex").slice(0, 16);
+  return `"${id}-${size}-${Math.floor(file.modifiedMs).toString(16)}"`;
 }
 
 /** Does an If-None-Match header match this ETag (weak comparison, `*` included)? */
@@ -72,10 +85,9 @@ export function parseRange(header: string | undefined, size: number): RangeAnswe
 }
 
 export interface FileToServe {
-  file: string;
-  /** The path inside the entry, for the ETag. */
-  relative: string;
-  entryHash: string;
+  files: ModelFiles;
+  /** The file, as `files.stat` found it. */
+  file: ModelFile;
   /** Response headers every answer carries (CORS, Cache-Control). */
   headers: Record<string, string>;
 }
@@ -86,14 +98,14 @@ export async function serveFile(
   res: ServerResponse,
   target: FileToServe,
 ): Promise<void> {
-  const stat = await fs.stat(target.file);
-  const etag = fileEtag(target.entryHash, target.relative, stat.size, stat.mtimeMs);
+  const { file, files } = target;
+  const etag = fileEtag(files.hash, file);
   const headers: Record<string, string> = {
     ...target.headers,
     etag,
-    "last-modified": stat.mtime.toUTCString(),
+    "last-modified": new Date(file.modifiedMs).toUTCString(),
     "accept-ranges": "bytes",
-    "content-type": contentTypeOf(target.file),
+    "content-type": contentTypeOf(file.path),
     "x-content-type-options": "nosniff",
   };
   if (etagMatches(header(req, "if-none-match"), etag)) {
@@ -102,26 +114,42 @@ export async function serveFile(
   }
   const ifRange = header(req, "if-range");
   const range =
-    ifRange === undefined || ifRange === etag ? parseRange(header(req, "range"), stat.size) : undefined;
+    ifRange === undefined || ifRange === etag ? parseRange(header(req, "range"), file.size) : undefined;
   if (range === "unsatisfiable") {
-    res.writeHead(416, { ...headers, "content-range": `bytes */${stat.size}`, "content-length": "0" }).end();
+    res.writeHead(416, { ...headers, "content-range": `bytes */${file.size}`, "content-length": "0" }).end();
     return;
   }
   const start = range?.start ?? 0;
-  const end = range?.end ?? stat.size - 1;
+  const end = range?.end ?? file.size - 1;
   const length = Math.max(0, end - start + 1);
+  // Opened before the status is sent, so a file that went away is a 404, not a cut.
+  const body = req.method === "HEAD" || length === 0 ? undefined : await files.open(file, { start, end });
   res.writeHead(range ? 206 : 200, {
     ...headers,
     "content-length": String(length),
-    ...(range ? { "content-range": `bytes ${start}-${end}/${stat.size}` } : {}),
+    ...(range ? { "content-range": `bytes ${start}-${end}/${file.size}` } : {}),
   });
-  if (req.method === "HEAD" || length === 0) {
+  if (body === undefined) {
     res.end();
     return;
   }
-  await pipeline(createReadStream(target.file, { start, end, highWaterMark: 1 << 20 }), res).catch(
+  await pipeline(body, exactly(length), res).catch(
     () => res.destroy(), // the client went away, or the file could not be read: drop the connection
   );
+}
+
+/** Passes `length` bytes through, and fails when the source has more or fewer (it changed under us). */
+export function exactly(length: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      done(seen > length ? new Error(`more than the ${length} bytes expected`) : undefined, chunk);
+    },
+    flush(done) {
+      done(seen === length ? undefined : new Error(`${seen} bytes, ${length} expected`));
+    },
+  });
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

@@ -9,21 +9,19 @@ import type { AddressInfo } from "node:net";
 import { entryPaths, handleHash } from "../cache/layout.js";
 import { inspectDiskEntry } from "../cache/disk-store.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
-import { findModelFolder } from "../load/locate.js";
 import { redactUrl } from "../redact.js";
 import { resolveRouted } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
-import { fileInside, serveFile } from "./files.js";
-import { descriptorHandle } from "./listing.js";
+import { cachedModels } from "./cached-models.js";
+import { serveFile } from "./files.js";
 import { listEntries } from "../manage/list.js";
 import { indexPage } from "./page.js";
 import { type Policy, authorized, corsHeaders, preflightHeaders } from "./policy.js";
 import { type MirrorRequest, isVersionedHandle, parseMirrorRequest } from "./request-path.js";
 import { upstreamRoute } from "./route.js";
 import type { ModelFormat } from "../handle.js";
-import path from "node:path";
 
 export interface MirrorServerOptions {
   /** Cache settings, as for resolve (cacheDir, sharedCache, lock timeout, env, onEvent...). */
@@ -145,23 +143,13 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     }
   };
 
-  const localFolder = async (location: string): Promise<string> => {
-    if (location.includes("://")) {
-      throw new HttpProblem(
-        501,
-        "this mirror's cache is on object storage; it serves local caches only",
-        ErrorCode.UNSUPPORTED,
-      );
-    }
-    return (await findModelFolder(location)).dir;
-  };
+  /** The files of cached models, in a local cache dir or a bucket alike (cached-models.ts). */
+  const models = cachedModels(cacheDir, options.resolveOptions);
 
   const handleForHash = async (hash: string): Promise<string> => {
     const known = handlesByHash.get(hash);
     if (known) return known;
-    const fromDescriptor = isRemoteLocation(cacheDir)
-      ? undefined
-      : await descriptorHandle(path.join(cacheDir, `${hash}.descriptor.txt`));
+    const fromDescriptor = await models.descriptorHandle(hash);
     if (fromDescriptor === undefined || handleHash(fromDescriptor) !== hash) {
       throw new HttpProblem(404, "no such entry");
     }
@@ -185,16 +173,12 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     file: string,
     modelFormat: ModelFormat,
   ): Promise<void> => {
-    const root = await localFolder(await ensureModel(handle, modelFormat));
-    const target = await fileInside(root, file);
+    const files = await models.filesAt(await ensureModel(handle, modelFormat), handleHash(handle));
+    // Relative to the model's folder (its one wrapping folder, if any), as load finds it.
+    const target = await files.stat((await files.modelRoot()) + file);
     if (target === undefined) throw new HttpProblem(404, `${handle} has no file ${file}`);
     req.socket.setTimeout(sendIdleMs);
-    await serveFile(req, res, {
-      file: target,
-      relative: file,
-      entryHash: handleHash(handle),
-      headers: commonHeaders(req, handle),
-    });
+    await serveFile(req, res, { files, file: target, headers: commonHeaders(req, handle) });
   };
 
   const route1 = async (
@@ -221,10 +205,10 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       case "archive": {
         checkHost(request.host);
         const location = await ensureModel(request.handle, request.modelFormat);
-        const dir = await localFolder(location).then(() => location);
+        const files = await models.filesAt(location, handleHash(request.handle));
         req.socket.setTimeout(sendIdleMs);
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
-        await serveArchive(req, res, dir, encoding, commonHeaders(req, request.handle));
+        await serveArchive(req, res, files, encoding, commonHeaders(req, request.handle));
         return;
       }
       case "uncompressed": {
