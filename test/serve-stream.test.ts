@@ -128,6 +128,15 @@ async function findFiles(root: string, suffix: string): Promise<string[]> {
   return found;
 }
 
+/** The spool files the mirror process holds open in `tmp` (Linux: /proc/<pid>/fd). */
+async function openSpools(mirror: Mirror, tmp: string): Promise<string[]> {
+  const fdDir = `/proc/${mirror.run.child.pid ?? 0}/fd`;
+  const targets = await Promise.all(
+    (await fs.readdir(fdDir)).map((fd) => fs.readlink(path.join(fdDir, fd)).catch(() => "")),
+  );
+  return targets.filter((target) => target.startsWith(path.join(tmp, "hubcache-spool-")));
+}
+
 describe("hubcache serve streams a cold archive", () => {
   test(
     "clients get the upstream's bytes before it has finished: one download, late joiner, a drop",
@@ -151,12 +160,14 @@ describe("hubcache serve streams a cold archive", () => {
         quitter.hangUp();
         const late = streamingGet(url);
         await waitUntil(() => late.received >= RECEIVED_WHILE_PAUSED, "a late joiner from the start");
-        // The spool: in the mirror's own temp area, none of it in the cache dir.
-        assert.equal((await findFiles(tmp, ".part")).length, 1, "one spool file");
-        assert.deepEqual(
-          await fs.readdir(cacheDir).then((names) => names.filter((n) => n.includes("spool"))),
-          [],
-        );
+        // The spool: open in the mirror's own temp area, already unlinked; nothing in the cache dir
+        // but the entry's lock and temp dir.
+        assert.deepEqual(await fs.readdir(tmp), []);
+        if (existsSync("/proc/self/fd")) assert.equal((await openSpools(mirror, tmp)).length, 1, "one spool");
+        const hash = sha1(handle);
+        for (const name of await fs.readdir(cacheDir)) {
+          assert.ok(name.startsWith(`${hash}.`), `only the entry's own names in the cache dir: ${name}`);
+        }
         assert.equal(downloadsOf(modelPath), 1);
         pause.resume();
         assert.equal((await quitter.done).outcome, "cut");
@@ -176,7 +187,10 @@ describe("hubcache serve streams a cold archive", () => {
         const warm = await streamingGet(url).done;
         assert.equal(warm.outcome, "end");
         assert.equal(downloadsOf(modelPath), 1);
-        await waitUntil(async () => (await findFiles(tmp, ".part")).length === 0, "the spool removed");
+        if (existsSync("/proc/self/fd")) {
+          await waitUntil(async () => (await openSpools(mirror, tmp)).length === 0, "the spool closed");
+        }
+        assert.deepEqual(await fs.readdir(tmp), []);
         assert.deepEqual(await leftovers(cacheDir), []);
       } finally {
         await mirror.stop();

@@ -6,8 +6,6 @@
  * requests follow; one spool per download attempt, so a restart from byte 0 cuts the readers of
  * the old one.
  */
-import { promises as fs } from "node:fs";
-import path from "node:path";
 import { pipeline } from "node:stream";
 import { entryPaths } from "../cache/layout.js";
 import { inspectDiskEntry } from "../cache/disk-store.js";
@@ -53,8 +51,11 @@ export class Flight {
   private settled = false;
   private wake: (() => void)[] = [];
 
-  constructor(run: (tap: ArchiveTap) => Promise<string>, spoolDir: () => Promise<string>) {
-    this.done = run((download) => this.tee(download, spoolDir));
+  constructor(
+    run: (tap: ArchiveTap) => Promise<string>,
+    private readonly spoolDir: string,
+  ) {
+    this.done = run((download) => this.tee(download));
     this.done
       .then(
         () => this.spool?.publish(),
@@ -81,12 +82,12 @@ export class Flight {
     }
   }
 
-  private tee(download: Parameters<ArchiveTap>[0], spoolDir: () => Promise<string>): ReturnType<ArchiveTap> {
+  private tee(download: Parameters<ArchiveTap>[0]): ReturnType<ArchiveTap> {
     if (this.spool) {
       this.spool.fail(new Error("the download starts over from byte 0"));
       this.spool.release();
     }
-    const spool = new Spool(spoolDir(), download.contentLength);
+    const spool = new Spool(this.spoolDir, download.contentLength);
     this.spool = spool;
     this.notify();
     // Errors travel both ways: a broken body fails the extractor, a failed extractor stops the body.
@@ -103,7 +104,6 @@ export class Flight {
 export class ModelFlights {
   private readonly flights = new Map<string, Flight>();
   private readonly limiter: Limiter;
-  private spoolDir: Promise<string> | undefined;
 
   constructor(private readonly options: FlightsOptions) {
     this.limiter = new Limiter(options.maxDownloads);
@@ -131,7 +131,7 @@ export class ModelFlights {
     const flight = new Flight(
       (tap) =>
         (cached ? work(tap)() : this.limiter.run(work(tap))).finally(() => this.flights.delete(handle)),
-      () => this.spoolArea(),
+      pythonTempDir(resolveOptions.env ?? process.env),
     );
     this.flights.set(handle, flight);
     return flight;
@@ -140,19 +140,5 @@ export class ModelFlights {
   /** Every running flight settled (or failed). */
   async settled(): Promise<void> {
     await Promise.allSettled([...this.flights.values()].map((flight) => flight.done));
-  }
-
-  /** Remove the spool area (after `settled`). */
-  async dispose(): Promise<void> {
-    const dir = await this.spoolDir?.catch(() => undefined);
-    if (dir) await fs.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
-  }
-
-  /** The mirror's own temp area for spools, made on first use: never inside the cache's entry names. */
-  private spoolArea(): Promise<string> {
-    this.spoolDir ??= fs.mkdtemp(
-      path.join(pythonTempDir(this.options.resolveOptions.env ?? process.env), "hubcache-serve-"),
-    );
-    return this.spoolDir;
   }
 }

@@ -320,7 +320,6 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       server.closeAllConnections();
       await Promise.race([flights.settled(), new Promise((r) => setTimeout(r, 2000))]);
       await closed;
-      await flights.dispose();
     },
   };
 }

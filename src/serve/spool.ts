@@ -7,8 +7,8 @@
  *   whole archive (gzip trailer, tar end marker) that the mirror did not accept;
  * - a failed download, or one that starts over from byte 0, fails the spool: every reader throws,
  *   and the server cuts its connection (never a short body that looks whole);
- * - the file (a unique name in the mirror's own temp area) is removed once the download is settled
- *   and its last reader is gone.
+ * - the file (a unique name in the mirror's own temp area) is unlinked as soon as it is open, and
+ *   closed once the download is settled and its last reader is gone.
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
@@ -36,14 +36,20 @@ export class Spool {
   private readonly handle: Promise<fs.FileHandle>;
 
   constructor(
-    dir: Promise<string>,
+    /** The mirror's own temp area (never the cache dir, whose names are entries'). */
+    dir: string,
     /** The archive's size, when the upstream said. */
     readonly totalBytes: number | undefined,
   ) {
-    const opened = dir.then(async (where) => {
-      const file = path.join(where, `spool-${newUid()}.part`);
-      this.file = file;
-      return fs.open(file, "wx+");
+    const file = path.join(dir, `hubcache-spool-${newUid()}.part`);
+    const opened = fs.open(file, "wx+").then(async (handle) => {
+      // Unlinked at once where the platform allows it (the open handle keeps the bytes): a killed
+      // mirror leaves nothing behind. Elsewhere it is removed when the last reader is done.
+      this.file = await fs.unlink(file).then(
+        () => "",
+        () => file,
+      );
+      return handle;
     });
     opened.catch((error: unknown) => this.fail(error));
     this.handle = opened;
@@ -144,7 +150,7 @@ export class Spool {
     void this.handle
       .then(async (handle) => {
         await handle.close();
-        await fs.rm(this.file, { force: true });
+        if (this.file !== "") await fs.rm(this.file, { force: true });
       })
       .catch(() => undefined);
   }
