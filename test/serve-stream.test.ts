@@ -151,6 +151,9 @@ describe("hubcache serve streams a cold archive", () => {
         const pause = hub.pauseDownloadsAfter(PAUSE_AT);
         const early = [streamingGet(url), streamingGet(url)];
         const quitter = streamingGet(url);
+        // A client that never reads: it holds neither the download nor the others.
+        const stalled = http.get(url, { agent: false }, (res) => res.pause());
+        stalled.on("error", () => undefined);
         await pause.reached;
         // The proof: the hub holds the rest of its body until the clients have received this much.
         await waitUntil(
@@ -183,6 +186,7 @@ describe("hubcache serve streams a cold archive", () => {
         const entry = path.join(cacheDir, sha1(handle));
         await waitUntil(() => existsSync(entry), "the entry published");
         assert.deepEqual(await readTree(entry), expected);
+        stalled.destroy();
         // The dropped client cancelled nothing, and a warm request answers from the cache.
         const warm = await streamingGet(url).done;
         assert.equal(warm.outcome, "end");

@@ -120,8 +120,11 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     if (req.method === "HEAD" || isRemoteLocation(cacheDir)) return false;
     const reader = await flight.follow();
     if (!reader) return false;
-    req.socket.setTimeout(sendIdleMs);
-    const asked = { bodyForm: request.bodyForm, encoding: chooseArchiveEncoding(req, request.bodyForm) };
+    const asked = {
+      bodyForm: request.bodyForm,
+      encoding: chooseArchiveEncoding(req, request.bodyForm),
+      idleMs: sendIdleMs,
+    };
     return serveFromSpool(req, res, reader, asked, commonHeaders(req, request.handle));
   };
 

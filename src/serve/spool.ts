@@ -193,6 +193,8 @@ class SpoolTee extends Transform {
 /** One client's tail-follow read of a spool, from byte 0; `close()` when done (also on errors). */
 export class SpoolReader {
   private done = false;
+  /** Every byte was read, and the entry is published. */
+  finished = false;
   constructor(private readonly spool: Spool) {}
 
   get totalBytes(): number | undefined {
@@ -215,6 +217,7 @@ export class SpoolReader {
           position += chunk.length;
           yield chunk;
         } else if (end) {
+          this.finished = true;
           return;
         } else {
           await this.spool.changed();

@@ -7,8 +7,6 @@
  * shorter than its Content-Length, or chunks without their end, never a whole archive.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { ArchiveEncoding } from "./archive.js";
 import type { SpoolKind, SpoolReader } from "./spool.js";
 
@@ -27,21 +25,39 @@ function streamedForm(
   return { "content-type": "application/gzip" };
 }
 
+/** Resolves true once `res` can take more, false when it closed or did not drain within `idleMs`. */
+function drained(res: ServerResponse, idleMs: number): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      res.off("drain", onDrain).off("close", onClose);
+      resolve(ok);
+    };
+    const onDrain = (): void => done(true);
+    const onClose = (): void => done(false);
+    const timer = setTimeout(() => done(false), idleMs);
+    res.on("drain", onDrain).on("close", onClose);
+  });
+}
+
 /**
  * Send the spool's bytes as they arrive; false (nothing sent, the reader closed) when they are not
  * the form the client asked for, so the caller answers from the cache once the entry is there.
+ * While the upstream is slow the client's socket may be quiet; a client that stops reading for
+ * `idleMs` is cut (it holds one chunk meanwhile, never the download).
  */
 export async function serveFromSpool(
   req: IncomingMessage,
   res: ServerResponse,
   reader: SpoolReader,
-  asked: { bodyForm: "tar" | "tar.gz" | undefined; encoding: ArchiveEncoding },
+  asked: { bodyForm: "tar" | "tar.gz" | undefined; encoding: ArchiveEncoding; idleMs: number },
   headers: Record<string, string>,
 ): Promise<boolean> {
   const form = streamedForm(await reader.sniff().catch(() => undefined), asked.bodyForm, asked.encoding);
   if (form === undefined || res.destroyed) {
     reader.close();
-    return false;
+    return res.destroyed; // a client gone meanwhile needs no answer
   }
   const total = reader.totalBytes;
   res.writeHead(200, {
@@ -52,7 +68,19 @@ export async function serveFromSpool(
     "accept-ranges": "none",
   });
   res.once("close", () => reader.close());
-  // The download failed or started over, or the client went away: cut the connection.
-  await pipeline(Readable.from(reader.chunks(), { objectMode: false }), res).catch(() => res.destroy());
+  try {
+    for await (const chunk of reader.chunks()) {
+      if (res.destroyed) break;
+      if (!res.write(chunk) && !(await drained(res, asked.idleMs))) break;
+    }
+  } catch {
+    // The download failed or started over: cut the connection (below).
+  }
+  if (!reader.finished || res.destroyed) {
+    res.destroy();
+    return true;
+  }
+  req.socket.setTimeout(asked.idleMs); // the end may wait for a client that does not read
+  res.end();
   return true;
 }
