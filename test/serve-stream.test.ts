@@ -13,6 +13,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as tar from "tar";
 import { readTree, realisticWeights, tempDir } from "./helpers/fixtures.js";
+import { startFlakyHost } from "./helpers/flaky-host.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { type Mirror, startMirror } from "./helpers/mirror.js";
 import {
@@ -263,6 +264,43 @@ describe("hubcache serve streams a cold archive", () => {
       assert.equal(downloadsOf(modelPath), 2);
     } finally {
       await mirror.stop();
+    }
+  });
+
+  test("a resumed download (Range) is one stream: its clients are not cut", LIMIT, async () => {
+    const flaky = await startFlakyHost();
+    const cacheDir = await tempDir("mirror-");
+    const mirror = await startMirror(["--cache-dir", cacheDir, "--upstream", `tfhub.dev=${flaky.origin}`]);
+    try {
+      const modelPath = "/google/resumable/1";
+      const clients: StreamingClient[] = [];
+      let atResume: number[] = [];
+      flaky.route(modelPath, (_request, index) => {
+        if (index === 0) return { body: archive, ranges: true, cutAfter: PAUSE_AT };
+        atResume = clients.map((c) => c.received);
+        return { body: archive, ranges: true };
+      });
+      const url = `${mirror.origin}/tfhub.dev${modelPath}?tf-hub-format=compressed`;
+      clients.push(streamingGet(url), streamingGet(url, { "accept-encoding": "gzip" }));
+      for (const [i, client] of clients.entries()) {
+        const result = await client.done;
+        assert.equal(result.outcome, "end", `client ${i} was not cut`);
+        assert.ok(result.body.equals(archive), `client ${i}: the upstream's bytes, across the resume`);
+      }
+      const asked = flaky.requestsTo(modelPath);
+      assert.equal(asked.length, 2);
+      assert.equal(asked[1]?.headers.range, `bytes=${PAUSE_AT}-`);
+      assert.ok(
+        atResume.every((n) => n > 0),
+        `clients were receiving before the resume: ${atResume.join(", ")}`,
+      );
+      await waitUntil(
+        () => existsSync(path.join(cacheDir, sha1(`https://tfhub.dev${modelPath}`))),
+        "published",
+      );
+    } finally {
+      await mirror.stop();
+      await flaky.close();
     }
   });
 
