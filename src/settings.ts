@@ -106,10 +106,7 @@ export interface ResolveOptions extends TransferOptions {
  * stream to extract instead. `hubcache serve` tees them to the clients waiting for that archive.
  * A second call in one resolve means the download started over from byte 0.
  */
-export type ArchiveTap = (download: {
-  stream: Readable;
-  contentLength: number | undefined;
-}) => Readable;
+export type ArchiveTap = (download: { stream: Readable; contentLength: number | undefined }) => Readable;
 export const ARCHIVE_TAP = Symbol("hubcache.archiveTap");
 export type TappedOptions = ResolveOptions & { [ARCHIVE_TAP]?: ArchiveTap | undefined };
 

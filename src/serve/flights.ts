@@ -121,8 +121,7 @@ export class ModelFlights {
         loadFormat: "COMPRESSED",
         // Never a client's: one client going away must not cancel the download for the others.
         signal,
-        // A bucket cache is not served (501), so nothing would read a spool.
-        [ARCHIVE_TAP]: isRemoteLocation(cacheDir) ? undefined : tap,
+        [ARCHIVE_TAP]: tap,
       };
       return resolveRouted(handle, options, route);
     };

@@ -117,7 +117,8 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     request: Extract<MirrorRequest, { kind: "archive" | "uncompressed" }>,
     flight: Flight,
   ): Promise<boolean> => {
-    if (req.method === "HEAD" || isRemoteLocation(cacheDir)) return false;
+    // The spool is in the mirror's temp dir, whether the cache dir is local or a bucket.
+    if (req.method === "HEAD") return false;
     const reader = await flight.follow();
     if (!reader) return false;
     const asked = {
