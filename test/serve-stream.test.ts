@@ -119,6 +119,15 @@ function streamingGet(url: string, headers: Record<string, string> = {}): Stream
   return client;
 }
 
+/** The files of a tar (plain or gzip'd). */
+async function untar(body: Buffer): Promise<Map<string, Buffer>> {
+  const dir = await tempDir("untar-");
+  const file = `${dir}.tar`;
+  await fs.writeFile(file, body);
+  await tar.x({ file, cwd: dir });
+  return readTree(dir);
+}
+
 /** Files below `root` whose path ends with `suffix` (recursively). */
 async function findFiles(root: string, suffix: string): Promise<string[]> {
   const found: string[] = [];
@@ -162,6 +171,8 @@ describe("hubcache serve streams a cold archive", () => {
           "bytes at the clients while the upstream is paused",
         );
         quitter.hangUp();
+        // A plain tar asked for explicitly is not what the spool holds: it waits for the cache.
+        const plainTar = streamingGet(`${url}&hubcache-archive=tar`);
         const late = streamingGet(url);
         await waitUntil(() => late.received >= RECEIVED_WHILE_PAUSED, "a late joiner from the start");
         // The spool: open in the mirror's own temp area, already unlinked; nothing in the cache dir
@@ -173,6 +184,7 @@ describe("hubcache serve streams a cold archive", () => {
           assert.ok(name.startsWith(`${hash}.`), `only the entry's own names in the cache dir: ${name}`);
         }
         assert.equal(downloadsOf(modelPath), 1);
+        assert.equal(plainTar.headers, undefined, "the explicit plain tar waits");
         pause.resume();
         assert.equal((await quitter.done).outcome, "cut");
         for (const [i, client] of [...early, late].entries()) {
@@ -187,6 +199,10 @@ describe("hubcache serve streams a cold archive", () => {
         const entry = path.join(cacheDir, sha1(handle));
         await waitUntil(() => existsSync(entry), "the entry published");
         assert.deepEqual(await readTree(entry), expected);
+        const plain = await plainTar.done;
+        assert.equal(plain.outcome, "end");
+        assert.equal(plainTar.headers?.["content-type"], "application/x-tar");
+        assert.deepEqual(await untar(plain.body), expected);
         stalled.destroy();
         // The dropped client cancelled nothing, and a warm request answers from the cache.
         const warm = await streamingGet(url).done;
