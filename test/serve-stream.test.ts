@@ -321,6 +321,26 @@ describe("hubcache serve streams a cold archive", () => {
   });
 
   test(
+    "a spool that cannot be written cuts nothing else: the download goes on, clients get the cache",
+    LIMIT,
+    async () => {
+      const cacheDir = await tempDir("mirror-");
+      const mirror = await mirrorFor(cacheDir, { TMPDIR: path.join(cacheDir, "no-such-dir") });
+      try {
+        const { modelPath, handle } = newModel();
+        const url = `${mirror.origin}/tfhub.dev${modelPath}?tf-hub-format=compressed`;
+        const result = await streamingGet(url).done;
+        assert.equal(result.outcome, "end");
+        assert.deepEqual(await untar(result.body), expected);
+        assert.ok(existsSync(path.join(cacheDir, sha1(handle))));
+        assert.equal(downloadsOf(modelPath), 1);
+      } finally {
+        await mirror.stop();
+      }
+    },
+  );
+
+  test(
     "Python's resolver and a hubcache client extract the streamed gzip while it downloads",
     { ...LIMIT, skip: python === undefined && "python3 is not installed" },
     async () => {
