@@ -18,6 +18,7 @@ import { ErrorCode, HubcacheError } from "./errors.js";
 import type { HubcacheEvent, ProgressEvent } from "./events.js";
 import type { LoadFormat, ModelFormat } from "./handle.js";
 import type { NetworkSettings } from "./net/client.js";
+import type { Readable } from "node:stream";
 import type { FetchFunction } from "./net/http-errors.js";
 import { readProxyEnv } from "./net/proxy.js";
 import { type TransferOptions, readTransferLimits } from "./net/transfer-limits.js";
@@ -98,6 +99,16 @@ export interface ResolveOptions extends TransferOptions {
   /** The mirror's token, sent to the mirror only and never stored. Default: HUBCACHE_MIRROR_TOKEN. */
   mirrorToken?: string | undefined;
 }
+
+/**
+ * Internal (never set by callers, not exported by the package): sees each attempt of an http
+ * archive download, its received bytes after resumes (one continuous stream), and returns the
+ * stream to extract instead. `hubcache serve` tees them to the clients waiting for that archive.
+ * A second call in one resolve means the download started over from byte 0.
+ */
+export type ArchiveTap = (download: { stream: Readable; contentLength: number | undefined }) => Readable;
+export const ARCHIVE_TAP = Symbol("hubcache.archiveTap");
+export type TappedOptions = ResolveOptions & { [ARCHIVE_TAP]?: ArchiveTap | undefined };
 
 export const DEFAULT_LOCK_TIMEOUT_MS = DEFAULTS.lockTimeoutMs;
 export const DEFAULT_CONNECT_TIMEOUT_MS = DEFAULTS.connectTimeoutMs;

@@ -6,13 +6,10 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { entryPaths, handleHash } from "../cache/layout.js";
-import { inspectDiskEntry } from "../cache/disk-store.js";
+import { handleHash } from "../cache/layout.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { redactUrl } from "../redact.js";
-import { resolveRouted } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
-import { isRemoteLocation } from "../storage/location.js";
 import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
 import { cachedModels } from "./cached-models.js";
 import { serveFile } from "./files.js";
@@ -21,6 +18,8 @@ import { indexPage } from "./page.js";
 import { type Policy, authorized, corsHeaders, preflightHeaders } from "./policy.js";
 import { type MirrorRequest, isVersionedHandle, parseMirrorRequest } from "./request-path.js";
 import { upstreamRoute } from "./route.js";
+import { type Flight, ModelFlights } from "./flights.js";
+import { serveFromSpool } from "./stream-archive.js";
 import type { ModelFormat } from "../handle.js";
 
 export interface MirrorServerOptions {
@@ -41,23 +40,6 @@ export interface MirrorServer {
   listen(port: number, host: string): Promise<string>;
   /** Stop accepting, let responses finish for `graceMs`, then drop them and cancel downloads. */
   close(graceMs?: number): Promise<void>;
-}
-
-/** At most `limit` tasks at once; the rest wait in order. */
-class Limiter {
-  private active = 0;
-  private readonly queue: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((go) => this.queue.push(go));
-    this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.queue.shift()?.();
-    }
-  }
 }
 
 class HttpProblem extends Error {
@@ -102,35 +84,46 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
   const cacheDir = resolveSettings(options.resolveOptions).cacheDir;
   const route = upstreamRoute(policy.upstreams);
   const lifetime = new AbortController();
-  const limiter = new Limiter(options.maxUpstreamDownloads ?? 4);
-  const inFlight = new Map<string, Promise<string>>();
+  const flights = new ModelFlights({
+    resolveOptions: options.resolveOptions,
+    route,
+    cacheDir,
+    signal: lifetime.signal,
+    maxDownloads: options.maxUpstreamDownloads ?? 4,
+  });
   const handlesByHash = new Map<string, string>();
   const responses = new Set<http.ServerResponse>();
   const sendIdleMs = options.sendIdleTimeoutMs ?? 60_000;
 
-  /** The model's location in the cache, downloading it once however many requests ask. */
-  const ensureModel = (handle: string, modelFormat: ModelFormat): Promise<string> => {
-    const running = inFlight.get(handle);
-    if (running) return running;
-    const work = async (): Promise<string> =>
-      resolveRouted(
-        handle,
-        {
-          ...options.resolveOptions,
-          modelFormat,
-          loadFormat: "COMPRESSED",
-          // Never a client's: one client going away must not cancel the download for the others.
-          signal: lifetime.signal,
-        },
-        route,
-      );
-    const cached =
-      !isRemoteLocation(cacheDir) && inspectDiskEntry(entryPaths(cacheDir, handle)).state === "hit";
-    const promise = (cached ? work() : limiter.run(work)).finally(() => inFlight.delete(handle));
-    inFlight.set(handle, promise);
+  /** The model's flight: one download however many requests ask. */
+  const flightFor = (handle: string, modelFormat: ModelFormat): Flight => {
+    const flight = flights.ensure(handle, modelFormat);
     // Remembered once it is cached (for /_files/<hash>); failed handles are not kept.
-    promise.then(() => handlesByHash.set(handleHash(handle), handle)).catch(() => undefined);
-    return promise;
+    flight.done.then(() => handlesByHash.set(handleHash(handle), handle)).catch(() => undefined);
+    return flight;
+  };
+
+  /** The model's location in the cache, downloading it once however many requests ask. */
+  const ensureModel = (handle: string, modelFormat: ModelFormat): Promise<string> =>
+    flightFor(handle, modelFormat).done;
+
+  /** A cold archive's bytes as they arrive (true), or false: answer from the cache once it is there. */
+  const streamArchive = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    request: Extract<MirrorRequest, { kind: "archive" | "uncompressed" }>,
+    flight: Flight,
+  ): Promise<boolean> => {
+    // The spool is in the mirror's temp dir, whether the cache dir is local or a bucket.
+    if (req.method === "HEAD") return false;
+    const reader = await flight.follow();
+    if (!reader) return false;
+    const asked = {
+      bodyForm: request.bodyForm,
+      encoding: chooseArchiveEncoding(req, request.bodyForm),
+      idleMs: sendIdleMs,
+    };
+    return serveFromSpool(req, res, reader, asked, commonHeaders(req, request.handle));
   };
 
   const checkHost = (host: string): void => {
@@ -204,7 +197,9 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       }
       case "archive": {
         checkHost(request.host);
-        const location = await ensureModel(request.handle, request.modelFormat);
+        const flight = flightFor(request.handle, request.modelFormat);
+        if (await streamArchive(req, res, request, flight)) return;
+        const location = await flight.done;
         const files = await models.filesAt(location, handleHash(request.handle));
         req.socket.setTimeout(sendIdleMs);
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
@@ -310,10 +305,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       while (responses.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       lifetime.abort();
       server.closeAllConnections();
-      await Promise.race([
-        Promise.allSettled([...inFlight.values()]),
-        new Promise((r) => setTimeout(r, 2000)),
-      ]);
+      await Promise.race([flights.settled(), new Promise((r) => setTimeout(r, 2000))]);
       await closed;
     },
   };

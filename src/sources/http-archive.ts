@@ -15,7 +15,7 @@ import type { ParsedHandle } from "../handle.js";
 import { type Transport, openDownload } from "../net/download.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
-import type { ResolveOptions, ResolvedSettings } from "../settings.js";
+import { ARCHIVE_TAP, type ArchiveTap, type ResolvedSettings, type TappedOptions } from "../settings.js";
 import { withHttpClient } from "./http-client.js";
 import { digestReport } from "./object-archive.js";
 
@@ -24,12 +24,13 @@ type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
 export function httpArchiveProducer(
   parsed: HttpArchive,
   settings: ResolvedSettings,
-  options: Pick<ResolveOptions, "fetch" | "signal">,
+  options: Pick<TappedOptions, "fetch" | "signal" | typeof ARCHIVE_TAP>,
   emit: EventListener,
 ): Producer {
+  const tap = options[ARCHIVE_TAP];
   return (dir, touch, lease) =>
     withHttpClient(settings, options, parsed.handle, emit, (_fetch, transport) =>
-      downloadArchive(parsed, { settings, signal: options.signal, emit, transport, dir, touch, lease }),
+      downloadArchive(parsed, { settings, signal: options.signal, emit, transport, dir, touch, lease, tap }),
     );
 }
 
@@ -41,6 +42,8 @@ interface DownloadContext {
   dir: string;
   touch: () => void;
   lease: DownloadLease;
+  /** Internal: sees the received bytes (`hubcache serve` streams them to its clients). */
+  tap: ArchiveTap | undefined;
 }
 
 async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
@@ -81,7 +84,8 @@ async function downloadOnce(
     // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
   });
-  const result = await extractWithProgress(download.stream, context.dir, {
+  const body = context.tap ? context.tap(download) : download.stream;
+  const result = await extractWithProgress(body, context.dir, {
     handle,
     emit,
     touch: context.touch,

@@ -38,7 +38,19 @@ export interface HubServer {
   throttleBytesPerSecond: number;
   /** Hold the storage hop's answers (headers and bytes) until the returned function is called. */
   holdDownloads(): () => void;
+  /**
+   * Pause every storage answer from now on after `bytes` body bytes (headers sent), until `resume()`
+   * (the rest follows) or `cut()` (the connection is destroyed there). `reached` resolves when one
+   * answer is paused.
+   */
+  pauseDownloadsAfter(bytes: number): MidBodyPause;
   close(): Promise<void>;
+}
+
+export interface MidBodyPause {
+  reached: Promise<void>;
+  resume(): void;
+  cut(): void;
 }
 
 export interface HubServerOptions {
@@ -48,7 +60,11 @@ export interface HubServerOptions {
 
 export async function startHubServer(options: HubServerOptions = {}): Promise<HubServer> {
   const models = new Map<string, HostedModel>();
-  const state: { throttle: number; gate: Promise<void> | undefined } = { throttle: 0, gate: undefined };
+  const state: {
+    throttle: number;
+    gate: Promise<void> | undefined;
+    pause: { after: number; arrived: () => void; go: Promise<"resume" | "cut"> } | undefined;
+  } = { throttle: 0, gate: undefined, pause: undefined };
 
   const answer = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
@@ -144,7 +160,32 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
     const source = Buffer.isBuffer(archive)
       ? [archive]
       : createReadStream(archive.file, { highWaterMark: 1 << 20 });
-    void pump(source, res);
+    void pump(state.pause ? pausing(source, state.pause, res) : source, res);
+  }
+
+  /** The bytes of `source`, stopping after `pause.after` of them until the test resumes or cuts. */
+  async function* pausing(
+    source: AsyncIterable<Buffer> | Buffer[],
+    pause: NonNullable<typeof state.pause>,
+    res: http.ServerResponse,
+  ): AsyncGenerator<Buffer> {
+    let sent = 0;
+    let paused = false;
+    for await (const chunk of source) {
+      if (paused || sent + chunk.length <= pause.after) {
+        sent += chunk.length;
+        yield chunk;
+        continue;
+      }
+      yield chunk.subarray(0, pause.after - sent);
+      paused = true;
+      pause.arrived();
+      if ((await pause.go) === "cut") {
+        res.destroy();
+        return;
+      }
+      yield chunk.subarray(pause.after - sent);
+    }
   }
 
   async function pump(source: AsyncIterable<Buffer> | Buffer[], res: http.ServerResponse): Promise<void> {
@@ -190,6 +231,24 @@ export async function startHubServer(options: HubServerOptions = {}): Promise<Hu
       return () => {
         state.gate = undefined;
         open();
+      };
+    },
+    pauseDownloadsAfter(bytes) {
+      let arrived = (): void => undefined;
+      let go = (_how: "resume" | "cut"): void => undefined;
+      const reached = new Promise<void>((resolve) => (arrived = resolve));
+      const decided = new Promise<"resume" | "cut">((resolve) => (go = resolve));
+      state.pause = { after: bytes, arrived, go: decided };
+      return {
+        reached,
+        resume: () => {
+          state.pause = undefined;
+          go("resume");
+        },
+        cut: () => {
+          state.pause = undefined;
+          go("cut");
+        },
       };
     },
     close: () => local.close(),
