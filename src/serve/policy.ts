@@ -9,9 +9,19 @@ import { type AddressGuard, classifyHost, createAddressGuard } from "../net/addr
 
 export const DEFAULT_HOSTS = ["tfhub.dev", "www.kaggle.com", "kaggle.com"] as const;
 
-/** Link-local and cloud metadata addresses and names (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...). */
+/**
+ * Link-local and cloud metadata addresses and names (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+ * ...), in any spelling a URL host may have (`0xa9fea9fe`, `[::ffff:169.254.169.254]`).
+ */
 export function isForbiddenAddress(host: string): boolean {
-  const kind = classifyHost(host);
+  let hostname = host;
+  try {
+    hostname = new URL(`http://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}/`)
+      .hostname;
+  } catch {
+    // not a URL host: judged as given
+  }
+  const kind = classifyHost(hostname);
   return kind === "metadata" || kind === "link-local";
 }
 
