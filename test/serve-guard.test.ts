@@ -21,6 +21,7 @@ import {
   embeddedIPv4,
 } from "../src/net/address-guard.js";
 import { guardedLookup } from "../src/net/node-transport.js";
+import { resolve } from "../src/resolve.js";
 import { isForbiddenAddress, mirrorAddressGuard, parseResolve } from "../src/serve/policy.js";
 import { savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type ForwardProxy, startForwardProxy } from "./helpers/forward-proxy.js";
@@ -484,6 +485,20 @@ test("a counting server on 169.254.169.254 (an lo alias) saw no request", { skip
   assert.ok(metadata, "the counting server listened");
   assert.deepEqual(metadata.requests, []);
 });
+
+test(
+  "the library's own resolve (no mirror) is not guarded: it follows a redirect to localhost",
+  LIMIT,
+  async () => {
+    redirects.set(
+      "library",
+      `http://localhost:${new URL(hub.origin).port}/google/saved/1?tf-hub-format=compressed`,
+    );
+    const cacheDir = await tempDir();
+    const dir = await resolve(`${redirector.origin}/case/library/1`, { cacheDir });
+    assert.ok(existsSync(path.join(dir, "saved_model.pb")), dir);
+  },
+);
 
 test("serve --resolve with a bad value exits 2", LIMIT, async () => {
   for (const args of [

@@ -142,7 +142,7 @@ export function embeddedIPv4(address: string): string | undefined {
 
 /** The class of a literal IPv4 or IPv6 address (brackets allowed); undefined for anything else. */
 export function classifyAddress(address: string): AddressClass | undefined {
-  const host = hostKey(address);
+  const host = hostKey(address).split("%")[0] ?? ""; // an IPv6 zone id (fe80::1%eth0) says nothing of the class
   const family = isIP(host);
   if (family === 0) return undefined;
   const inner = family === 6 ? embeddedIPv4(host) : undefined;
