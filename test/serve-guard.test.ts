@@ -22,7 +22,7 @@ import {
 } from "../src/net/address-guard.js";
 import { guardedLookup } from "../src/net/node-transport.js";
 import { resolve } from "../src/resolve.js";
-import { isForbiddenAddress, mirrorAddressGuard, parseResolve } from "../src/serve/policy.js";
+import { isForbiddenAddress, mirrorAddressGuard, parseResolve, parseUpstream } from "../src/serve/policy.js";
 import { savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type ForwardProxy, startForwardProxy } from "./helpers/forward-proxy.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
@@ -138,6 +138,8 @@ describe("address-guard (pure)", () => {
     for (const host of ["0xa9fea9fe", "[::ffff:169.254.169.254]", "metadata.google.internal."]) {
       assert.equal(isForbiddenAddress(host), true, host);
     }
+    assert.match(String(parseUpstream("tfhub.dev=http://0xa9fea9fe/")), /link-local/);
+    assert.match(String(parseUpstream("0251.0376.0251.0376=http://127.0.0.1:9000")), /link-local/);
   });
 
   test("guardedLookup checks every address a name has, pinned or not, in both callback forms", async () => {

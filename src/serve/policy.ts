@@ -1,6 +1,8 @@
 /**
  * Who may ask the mirror for what: the hosts it knows (an allow-list, so it is never an open
- * proxy), addresses it never fetches (link-local, cloud metadata), the bearer token, and CORS.
+ * proxy), the addresses its upstream requests may reach (mirrorAddressGuard: never link-local or
+ * cloud metadata, loopback and private only under the --upstream bases' names), the bearer
+ * token, and CORS.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
