@@ -450,9 +450,23 @@ describe("hubcache serve: redirects through a forward proxy (undici stack)", () 
   let proxy: ForwardProxy;
   before(async () => {
     proxy = await startForwardProxy();
-    guarded = await guardedMirror(["--upstream", `tfhub.dev=${redirector.origin}`], {
-      HTTP_PROXY: proxy.url,
-    });
+    guarded = await guardedMirror(
+      [
+        "--upstream",
+        `tfhub.dev=${redirector.origin}`,
+        // hub.test is an upstream base's name, so it may reach loopback.
+        "--upstream",
+        `other.example=http://hub.test:${new URL(hub.origin).port}`,
+        "--resolve",
+        "hub.test=127.0.0.1",
+        "--resolve",
+        `rebind-meta.test=${METADATA_IP}`,
+        "--resolve",
+        "rebind-loop.test=127.0.0.2",
+      ],
+      // Hosts NO_PROXY exempts are connected to directly by undici, through the guard's lookup.
+      { HTTP_PROXY: proxy.url, NO_PROXY: "hub.test,rebind-meta.test,rebind-loop.test" },
+    );
   });
   after(async () => {
     await guarded?.mirror.stop();
@@ -479,6 +493,22 @@ describe("hubcache serve: redirects through a forward proxy (undici stack)", () 
       [],
       "the proxy was asked for the allowed hosts only",
     );
+    assertNothingReached();
+  });
+
+  test("hosts NO_PROXY exempts: every address they resolve to is checked too", LIMIT, async () => {
+    const hubPort = new URL(hub.origin).port;
+    redirects.set("direct-ok", `http://hub.test:${hubPort}/google/saved/1?tf-hub-format=compressed`);
+    const ok = await ask(guarded.mirror, "direct-ok");
+    assert.equal(ok.status, 200, ok.message);
+    redirects.set("direct-meta", `http://rebind-meta.test:${metaPort}/latest/meta-data/`);
+    redirects.set("direct-loop", `http://rebind-loop.test:${new URL(loop2.origin).port}/`);
+    for (const name of ["direct-meta", "direct-loop"]) {
+      const answer = await ask(guarded.mirror, name);
+      assertRefused(answer, name);
+      assert.match(answer.message, /rebind-\w+\.test \(/, "the message names the host and the address");
+    }
+    assert.ok(!proxy.seen.some((s) => s.target.includes(".test")), "exempt hosts bypass the proxy");
     assertNothingReached();
   });
 });

@@ -146,7 +146,9 @@ async function sendGuarded(transport: Transport, handle: string, request: Outgoi
   try {
     return await transport.send({ ...request, guard });
   } catch (error) {
-    if (error instanceof AddressRefused) throw refusedError(handle, request.url, error.message, guard);
+    // undici's fetch reports it as the cause of a TypeError("fetch failed").
+    const refused = error instanceof AddressRefused ? error : (error as { cause?: unknown } | null)?.cause;
+    if (refused instanceof AddressRefused) throw refusedError(handle, request.url, refused.message, guard);
     throw error;
   }
 }

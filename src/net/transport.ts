@@ -31,8 +31,9 @@ export interface OutgoingRequest {
   signal: AbortSignal;
   /**
    * Set for a guarded request (see address-guard.ts): a transport that resolves host names itself
-   * (node-transport.ts) checks every address it would connect to, and fails with AddressRefused.
-   * Through a proxy the proxy resolves names, so only the URL check (request.ts) applies.
+   * checks every address it would connect to, and fails with AddressRefused (node-transport.ts;
+   * undici's direct connections get the guard's lookup from client.ts). Through a proxy the proxy
+   * resolves names, so only the URL check (request.ts) applies.
    */
   guard?: AddressGuard | undefined;
 }
