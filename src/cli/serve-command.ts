@@ -2,7 +2,13 @@
 import { parseArgs } from "node:util";
 import type { HubcacheEvent } from "../events.js";
 import { describeEvent } from "./progress-bar.js";
-import { DEFAULT_HOSTS, type Policy, parseUpstream } from "../serve/policy.js";
+import {
+  DEFAULT_HOSTS,
+  type Policy,
+  mirrorAddressGuard,
+  parseResolve,
+  parseUpstream,
+} from "../serve/policy.js";
 import { CACHE_FLAGS_HELP, CACHE_FLAG_OPTIONS, type CommandContext, cacheOptions } from "./cache-flags.js";
 import { EXIT_OK, type Output, formatError, usageError } from "./output.js";
 
@@ -20,6 +26,8 @@ Flags:
   --port PORT                port (default 8080; 0 picks a free one)
   --upstream HOST=BASEURL    fetch HOST's models from BASEURL instead (repeatable); HOST is
                              then also allowed (default hosts: ${DEFAULT_HOSTS.join(", ")})
+  --resolve HOST=ADDRESS     connect to ADDRESS (comma-separated: several) for HOST instead of
+                             asking DNS, as curl --resolve (repeatable; not through a proxy)
   --token TOKEN              require "Authorization: Bearer TOKEN" (or HUBCACHE_SERVE_TOKEN)
   --cors ORIGINS             comma-separated origins browsers may read from (default: any
                              origin without a token, none with one)
@@ -32,6 +40,7 @@ const SERVE_FLAGS = {
   host: { type: "string" },
   port: { type: "string" },
   upstream: { type: "string", multiple: true },
+  resolve: { type: "string", multiple: true },
   token: { type: "string" },
   cors: { type: "string" },
   "max-downloads": { type: "string" },
@@ -41,14 +50,26 @@ type ServeValues = ReturnType<
   typeof parseArgs<{ options: typeof SERVE_FLAGS; allowPositionals: true }>
 >["values"];
 
-/** The allow-list, upstreams, token and CORS from the flags, or a usage message. */
-function policyFrom(values: ServeValues, env: NodeJS.ProcessEnv): Policy | string {
-  const upstreams = new Map<string, string>();
-  for (const spec of values.upstream ?? []) {
-    const parsed = parseUpstream(spec);
+/** Every `HOST=VALUE` flag parsed into a map, or the first usage message. */
+function specMap<T>(
+  specs: string[] | undefined,
+  parse: (spec: string) => [string, T] | string,
+): Map<string, T> | string {
+  const map = new Map<string, T>();
+  for (const spec of specs ?? []) {
+    const parsed = parse(spec);
     if (typeof parsed === "string") return parsed;
-    upstreams.set(parsed[0], parsed[1]);
+    map.set(parsed[0], parsed[1]);
   }
+  return map;
+}
+
+/** The allow-list, upstreams, address guard, token and CORS from the flags, or a usage message. */
+function policyFrom(values: ServeValues, env: NodeJS.ProcessEnv): Policy | string {
+  const upstreams = specMap(values.upstream, parseUpstream);
+  if (typeof upstreams === "string") return upstreams;
+  const pinned = specMap(values.resolve, parseResolve);
+  if (typeof pinned === "string") return pinned;
   const token = values.token ?? (env.HUBCACHE_SERVE_TOKEN || undefined);
   const cors = values.cors
     ?.split(",")
@@ -59,6 +80,8 @@ function policyFrom(values: ServeValues, env: NodeJS.ProcessEnv): Policy | strin
     upstreams,
     token,
     corsOrigins: cors ?? (token === undefined ? ["*"] : []),
+    // Every upstream request and redirect is checked: no link-local, metadata or foreign private address.
+    addressGuard: mirrorAddressGuard(upstreams, pinned),
   };
 }
 

@@ -4,8 +4,9 @@
  * TFHUB_DISABLE_CERT_VALIDATION. One client per download; close it when done.
  */
 import type { Dispatcher, ProxyAgent as ProxyAgentType } from "undici";
+import type { AddressGuard } from "./address-guard.js";
 import type { FetchFunction } from "./http-errors.js";
-import { nodeTransport } from "./node-transport.js";
+import { guardedLookup, nodeTransport } from "./node-transport.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
 import type { TransferLimits } from "./transfer-limits.js";
 import { type Transport, fetchTransport } from "./transport.js";
@@ -27,8 +28,11 @@ export interface HttpClient {
   close(): Promise<void>;
 }
 
-/** undici is loaded only when a proxy or a fetch is actually needed (it costs ~75 ms at start-up). */
-export async function createHttpClient(settings: NetworkSettings): Promise<HttpClient> {
+/**
+ * undici is loaded only when a proxy or a fetch is actually needed (it costs ~75 ms at start-up).
+ * With a guard, direct connections (hosts NO_PROXY exempts) resolve names through its lookup.
+ */
+export async function createHttpClient(settings: NetworkSettings, guard?: AddressGuard): Promise<HttpClient> {
   const { Agent, Pool, ProxyAgent, fetch: undiciFetch } = await import("undici");
   const tls = {
     timeout: settings.connectTimeoutMs,
@@ -38,7 +42,7 @@ export async function createHttpClient(settings: NetworkSettings): Promise<HttpC
   const backstopMs = settings.idleTimeoutMs + 5000;
   const proxies = new Map<string, ProxyAgentType>();
   const agent = new Agent({
-    connect: tls,
+    connect: guard ? { ...tls, lookup: guardedLookup(guard) } : tls,
     headersTimeout: backstopMs,
     bodyTimeout: backstopMs,
     factory: (origin: string | URL, options: object): Dispatcher => {
@@ -84,7 +88,11 @@ export interface HttpStack {
  * The caller's own fetch if given; else undici's fetch when a proxy is configured; else the
  * node:http fast path for bodies.
  */
-export function httpStack(settings: NetworkSettings, custom?: FetchFunction): HttpStack {
+export function httpStack(
+  settings: NetworkSettings,
+  custom?: FetchFunction,
+  guard?: AddressGuard,
+): HttpStack {
   if (custom) {
     return {
       fetch: custom,
@@ -94,7 +102,7 @@ export function httpStack(settings: NetworkSettings, custom?: FetchFunction): Ht
   }
   let client: Promise<HttpClient> | undefined;
   const lazyFetch: FetchFunction = async (input, init) =>
-    (await (client ??= createHttpClient(settings))).fetch(input, init);
+    (await (client ??= createHttpClient(settings, guard))).fetch(input, init);
   const viaProxy = Boolean(settings.proxy.httpProxy || settings.proxy.httpsProxy);
   return {
     fetch: lazyFetch,

@@ -3,6 +3,9 @@
  * must agree on decided here, once:
  * - redirects: followed up to MAX_REDIRECTS hops, only to http(s), credentials dropped across
  *   origins; a loop, a bad Location or another scheme is ERR_HUBCACHE_HTTP with the 3xx status;
+ * - on a guarded transport (the mirror's, see address-guard.ts), every hop's URL is checked before
+ *   it is sent, and the transport checks the addresses it connects to; a refusal is
+ *   ERR_HUBCACHE_FORBIDDEN, never retried;
  * - content codings: the ones in DECODED_CODINGS are decoded by the transport, any other is
  *   ERR_HUBCACHE_UNEXPECTED_RESPONSE before a byte is read;
  * - retries: connection errors, stalls, 408, 429 and 5xx are retried with backoff, honouring
@@ -13,6 +16,7 @@ import { ErrorCode, HubcacheError, abortedError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { redactUrl } from "../redact.js";
 import { USER_AGENT } from "../version.js";
+import { type AddressGuard, AddressRefused } from "./address-guard.js";
 import { httpStatusError, networkError } from "./http-errors.js";
 import {
   type RetryBudget,
@@ -23,7 +27,13 @@ import {
   wait,
 } from "./retry.js";
 import { PAST_DEADLINE, deadlineOf } from "./transfer-limits.js";
-import { DECODED_CODINGS, type Reply, type Transport, contentCodings } from "./transport.js";
+import {
+  DECODED_CODINGS,
+  type OutgoingRequest,
+  type Reply,
+  type Transport,
+  contentCodings,
+} from "./transport.js";
 
 /** Hooks for a download made on someone's behalf, e.g. under a cache lock (see cache/local-cache.ts). */
 export interface AttemptHooks {
@@ -116,6 +126,31 @@ function redirectTarget(handle: string, reply: Reply, hop: number): URL | undefi
     throw redirectError(handle, reply, `redirects to ${next.protocol}, which is not http(s)`);
   }
   return next;
+}
+
+/** A request the address guard refused, coded so that it is never retried. */
+function refusedError(handle: string, url: string, reason: string, guard: AddressGuard): HubcacheError {
+  return new HubcacheError(
+    ErrorCode.FORBIDDEN,
+    `${handle} could not be fetched: the request for ${redactUrl(url)} was refused: ${reason}.`,
+    { handle, hint: guard.hint },
+  );
+}
+
+/** Send one hop, unless the guard refuses its URL or (in the transport) its addresses. */
+async function sendGuarded(transport: Transport, handle: string, request: OutgoingRequest): Promise<Reply> {
+  const { guard } = transport;
+  if (guard === undefined) return transport.send(request);
+  const verdict = guard.allowTarget(new URL(request.url));
+  if (!verdict.allowed) throw refusedError(handle, request.url, verdict.reason, guard);
+  try {
+    return await transport.send({ ...request, guard });
+  } catch (error) {
+    // undici's fetch reports it as the cause of a TypeError("fetch failed").
+    const refused = error instanceof AddressRefused ? error : (error as { cause?: unknown } | null)?.cause;
+    if (refused instanceof AddressRefused) throw refusedError(handle, request.url, refused.message, guard);
+    throw error;
+  }
 }
 
 export class Requester {
@@ -222,7 +257,7 @@ export class Requester {
       ...shape.headers,
     };
     for (let hop = 0; ; hop++) {
-      const reply = await this.options.transport.send({
+      const reply = await sendGuarded(this.options.transport, this.handle, {
         method: shape.method ?? "GET",
         url,
         headers,

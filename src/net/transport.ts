@@ -4,6 +4,7 @@
  * request and never follows redirects: redirects, content codings and transfer limits are decided
  * once, above it (request.ts, download.ts), so both stacks give the same outcome for the same answer.
  */
+import type { AddressGuard } from "./address-guard.js";
 import type { FetchFunction } from "./http-errors.js";
 import type { TransferLimits } from "./transfer-limits.js";
 
@@ -28,6 +29,13 @@ export interface OutgoingRequest {
   headers: Record<string, string>;
   /** Aborting it must make the request and `next()` reject. */
   signal: AbortSignal;
+  /**
+   * Set for a guarded request (see address-guard.ts): a transport that resolves host names itself
+   * checks every address it would connect to, and fails with AddressRefused (node-transport.ts;
+   * undici's direct connections get the guard's lookup from client.ts). Through a proxy the proxy
+   * resolves names, so only the URL check (request.ts) applies.
+   */
+  guard?: AddressGuard | undefined;
 }
 
 export interface Transport {
@@ -35,6 +43,11 @@ export interface Transport {
   send(request: OutgoingRequest): Promise<Reply>;
   /** The rate and time limits of transfers made over this transport. */
   limits: TransferLimits;
+  /**
+   * When set, every request over this transport is guarded: request.ts checks each hop's URL
+   * before sending it and hands the guard to `send` for the addresses. Unset: nothing is checked.
+   */
+  guard?: AddressGuard | undefined;
 }
 
 /**

@@ -1,36 +1,59 @@
 /**
  * Who may ask the mirror for what: the hosts it knows (an allow-list, so it is never an open
- * proxy), addresses it never fetches (link-local, cloud metadata), the bearer token, and CORS.
+ * proxy), the addresses its upstream requests may reach (mirrorAddressGuard: never link-local or
+ * cloud metadata, loopback and private only under the --upstream bases' names), the bearer
+ * token, and CORS.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import net from "node:net";
+import { isIP } from "node:net";
+import { type AddressGuard, classifyHost, createAddressGuard } from "../net/address-guard.js";
 
 export const DEFAULT_HOSTS = ["tfhub.dev", "www.kaggle.com", "kaggle.com"] as const;
 
-const METADATA_NAMES = new Set([
-  "metadata.google.internal",
-  "metadata.goog",
-  "metadata",
-  "instance-data",
-  "instance-data.ec2.internal",
-]);
-
-/** Link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...). */
+/**
+ * Link-local and cloud metadata addresses and names (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+ * ...), in any spelling a URL host may have (`0xa9fea9fe`, `[::ffff:169.254.169.254]`).
+ */
 export function isForbiddenAddress(host: string): boolean {
-  const name = host
-    .replace(/^\[|\]$/g, "")
-    .replace(/\.$/, "")
-    .toLowerCase();
-  if (METADATA_NAMES.has(name)) return true;
-  if (net.isIPv4(name)) return name.startsWith("169.254.") || name === "100.100.100.200";
-  if (net.isIPv6(name)) {
-    if (/^fe[89ab][0-9a-f]:/.test(name)) return true;
-    if (name === "fd00:ec2::254") return true;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(name)?.[1];
-    return mapped !== undefined && isForbiddenAddress(mapped);
+  let hostname = host;
+  try {
+    hostname = new URL(`http://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}/`)
+      .hostname;
+  } catch {
+    // not a URL host: judged as given
   }
-  return false;
+  const kind = classifyHost(hostname);
+  return kind === "metadata" || kind === "link-local";
+}
+
+const GUARD_HINT =
+  "The mirror never fetches link-local or cloud metadata addresses, and reaches loopback and private addresses only under the host names of its --upstream bases; an upstream that redirects (or a name that resolves) elsewhere is refused. See docs/serve.md, Security.";
+
+/**
+ * The mirror's address guard: loopback and private addresses only under the host names of the
+ * `--upstream` bases (an intranet hub, a test hub on 127.0.0.1), link-local and metadata never.
+ */
+export function mirrorAddressGuard(
+  upstreams: ReadonlyMap<string, string>,
+  pinned: ReadonlyMap<string, readonly string[]> = new Map(),
+): AddressGuard {
+  const internalHosts = [...upstreams.values()].map((base) => new URL(base).hostname);
+  return createAddressGuard({ internalHosts, pinned, hint: GUARD_HINT });
+}
+
+/** `HOST=ADDRESS[,ADDRESS...]` (`--resolve`) → [host, addresses], or an error message. */
+export function parseResolve(spec: string): [string, string[]] | string {
+  const eq = spec.indexOf("=");
+  if (eq <= 0) return `--resolve needs HOST=ADDRESS[,ADDRESS...], not "${spec}".`;
+  const host = spec.slice(0, eq).trim().toLowerCase();
+  const addresses = spec
+    .slice(eq + 1)
+    .split(",")
+    .map((address) => address.trim().replace(/^\[|\]$/g, ""));
+  const bad = addresses.find((address) => isIP(address) === 0);
+  if (bad !== undefined) return `--resolve ${host}: "${bad}" is not an IP address.`;
+  return [host, addresses];
 }
 
 export interface Policy {
@@ -41,6 +64,8 @@ export interface Policy {
   token: string | undefined;
   /** Origins allowed by CORS; "*" for any. */
   corsOrigins: readonly string[];
+  /** What every upstream request and its redirects may reach (see mirrorAddressGuard). */
+  addressGuard?: AddressGuard | undefined;
 }
 
 /** `HOST=BASEURL` → [host, base], or an error message. */

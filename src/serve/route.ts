@@ -9,6 +9,7 @@
 import type { Env } from "../config.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import type { ParsedHandle } from "../handle.js";
+import type { AddressGuard } from "../net/address-guard.js";
 import type { Transport } from "../net/transport.js";
 import type { FetchFunction } from "../net/http-errors.js";
 import { redactUrl } from "../redact.js";
@@ -20,6 +21,8 @@ export interface RequestRoute {
   headersFor(url: string): Record<string, string>;
   /** A clearer error for a failure that came from the route's target (e.g. an unreachable mirror). */
   explain(error: unknown): unknown;
+  /** Checks every hop of every request must pass (the mirror's; see net/address-guard.ts). */
+  guard?: AddressGuard | undefined;
 }
 
 /** The parsed handle with its request URLs sent through the route. */
@@ -30,10 +33,14 @@ export function routeParsed(parsed: ParsedHandle, route: RequestRoute | undefine
   return parsed;
 }
 
-/** A transport that adds the route's headers (node:http drops them on a redirect to another origin). */
+/**
+ * A transport that adds the route's headers (node:http drops them on a redirect to another origin)
+ * and carries the route's address guard, if any, to the request layer.
+ */
 export function routeTransport(transport: Transport, route: RequestRoute): Transport {
   return {
     limits: transport.limits,
+    guard: route.guard ?? transport.guard,
     send: (request) =>
       transport.send({ ...request, headers: { ...request.headers, ...route.headersFor(request.url) } }),
   };
@@ -138,9 +145,13 @@ function explainMirrorError(error: unknown, base: string): unknown {
   return error;
 }
 
-/** The route of `hubcache serve --upstream HOST=BASE`: mapped hosts go to their base URL. */
-export function upstreamRoute(upstreams: ReadonlyMap<string, string>): RequestRoute {
+/**
+ * The route of `hubcache serve --upstream HOST=BASE`: mapped hosts go to their base URL. With a
+ * guard, every hop of every request (redirects included) is checked against it.
+ */
+export function upstreamRoute(upstreams: ReadonlyMap<string, string>, guard?: AddressGuard): RequestRoute {
   return {
+    guard,
     rewrite: (url) => {
       const target = new URL(url);
       const base = upstreams.get(target.host.toLowerCase());

@@ -82,7 +82,7 @@ function statusOf(error: HubcacheError): number {
 export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
   const { policy } = options;
   const cacheDir = resolveSettings(options.resolveOptions).cacheDir;
-  const route = upstreamRoute(policy.upstreams);
+  const route = upstreamRoute(policy.upstreams, policy.addressGuard);
   const lifetime = new AbortController();
   const flights = new ModelFlights({
     resolveOptions: options.resolveOptions,

@@ -37,7 +37,7 @@ export async function withHttpClient<T>(
         "TFHUB_DISABLE_CERT_VALIDATION=true: TLS certificates are not checked, so anyone on the network path can substitute the model.",
     });
   }
-  const stack = httpStack(settings.network);
+  const stack = httpStack(settings.network, undefined, route?.guard);
   try {
     return await routed(stack.fetch, stack.transport);
   } finally {
