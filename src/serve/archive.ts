@@ -46,7 +46,7 @@ export async function serveArchive(
     ...headers,
     "content-type": encoding === "tar.gz" ? "application/gzip" : "application/x-tar",
     ...(encoding === "tar+content-encoding" ? { "content-encoding": "gzip" } : {}),
-    vary: "Accept-Encoding",
+    vary: "Accept, Accept-Encoding",
     "accept-ranges": "none",
   });
   if (req.method === "HEAD") {

@@ -15,6 +15,7 @@ import { resolveRouted } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { isRemoteLocation } from "../storage/location.js";
 import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
+import { entryFileSet, sendFileSet } from "./file-set.js";
 import { fileInside, serveFile } from "./files.js";
 import { descriptorHandle } from "./listing.js";
 import { listEntries } from "../manage/list.js";
@@ -223,6 +224,8 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
         const location = await ensureModel(request.handle, request.modelFormat);
         const dir = await localFolder(location).then(() => location);
         req.socket.setTimeout(sendIdleMs);
+        const fileSet = await entryFileSet(req, cacheDir, request.handle, location);
+        if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
         await serveArchive(req, res, dir, encoding, commonHeaders(req, request.handle));
         return;

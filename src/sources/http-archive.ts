@@ -7,19 +7,48 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { DownloadLease, DownloadReport, Producer } from "../cache/ensure-entry.js";
-import { RestartRequired } from "../errors.js";
+import type { Readable } from "node:stream";
+import { ErrorCode, HubcacheError, RestartRequired } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { loadTar } from "../extract/extract.js";
+import { FILE_SET_MEDIA_TYPE, MAX_FILE_SET_BYTES, parseFileSet } from "../extract/file-set.js";
 import { extractWithProgress } from "../extract/with-progress.js";
 import type { ParsedHandle } from "../handle.js";
 import { type Transport, openDownload } from "../net/download.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
+import { downloadFileSet } from "./file-set-download.js";
 import { withHttpClient } from "./http-client.js";
 import { digestReport } from "./object-archive.js";
 
 type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
+
+/** Any archive, or a mirror's list of the files (which it sends only to clients that name it). */
+const ACCEPT_ARCHIVE = `${FILE_SET_MEDIA_TYPE}, */*;q=0.5`;
+
+function isFileSet(contentType: string | undefined): boolean {
+  return contentType?.split(";")[0]?.trim().toLowerCase() === FILE_SET_MEDIA_TYPE;
+}
+
+/** The list's body, whole (it is small: a few KB for a model). */
+async function readListBody(stream: Readable, handle: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > MAX_FILE_SET_BYTES) {
+      stream.destroy();
+      throw new HubcacheError(
+        ErrorCode.UNEXPECTED_RESPONSE,
+        `The mirror's list of the files of ${handle} is over ${MAX_FILE_SET_BYTES} bytes.`,
+        { handle, hint: "The mirror sent a broken answer; try again." },
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}
 
 export function httpArchiveProducer(
   parsed: HttpArchive,
@@ -80,7 +109,13 @@ async function downloadOnce(
     signal: context.signal,
     // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
+    // A `hubcache serve` mirror may answer with its list of the files instead (file-set.ts).
+    headers: { accept: ACCEPT_ARCHIVE },
   });
+  if (isFileSet(download.contentType)) {
+    const list = parseFileSet(await readListBody(download.stream, handle), handle);
+    return downloadFileSet(list, download.finalUrl, { ...context, handle, budget });
+  }
   const result = await extractWithProgress(download.stream, context.dir, {
     handle,
     emit,
