@@ -205,6 +205,74 @@ describe("the files form through a mirror", () => {
   );
 });
 
+/** A proxy in front of the mirror that cuts the first body of `cut` after `after` bytes. */
+async function cuttingProxy(
+  target: string,
+  cut: string,
+  after: number,
+): Promise<{ origin: string; ranges: string[]; close(): Promise<void> }> {
+  const ranges: string[] = [];
+  let cutDone = false;
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? "/";
+    if (url.endsWith(cut) && req.headers.range) ranges.push(req.headers.range);
+    const upstream = http.request(
+      `${target}${url}`,
+      { method: req.method, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        const cutThis = url.endsWith(cut) && !cutDone;
+        let sent = 0;
+        answer.on("data", (chunk: Buffer) => {
+          if (cutThis && sent + chunk.length > after) {
+            cutDone = true;
+            res.write(chunk.subarray(0, after - sent));
+            answer.destroy();
+            setTimeout(() => res.destroy(), 20);
+            return;
+          }
+          sent += chunk.length;
+          res.write(chunk);
+        });
+        answer.on("end", () => res.end());
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    ranges,
+    close: () =>
+      new Promise((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}
+
+describe("a file cut on the way", () => {
+  test("is resumed with a Range and ends whole", LIMIT, async () => {
+    const { mirror } = await warmMirror();
+    const proxy = await cuttingProxy(mirror.origin, "variables.data-00001-of-00002", 1 << 20);
+    try {
+      const cacheDir = await tempDir("fast-resume-");
+      const location = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retryDelayMs: 10 });
+      const got = await readTree(location);
+      const expected = await readTree(modelDir);
+      for (const [name, bytes] of expected) assert.ok(got.get(name)?.equals(bytes), name);
+      assert.deepEqual(proxy.ranges, [`bytes=${1 << 20}-`]);
+      const verified = await verifyEntries(undefined, { cacheDir });
+      assert.equal(verified.entries[0]?.status, "ok");
+    } finally {
+      await proxy.close();
+      await mirror.stop();
+    }
+  });
+});
+
 describe("a list of files the client refuses", () => {
   /** A stand-in mirror that answers the archive request with `list` and serves nothing else. */
   async function fakeMirror(
