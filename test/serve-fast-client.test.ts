@@ -253,6 +253,38 @@ async function cuttingProxy(
   };
 }
 
+describe("the limits of the files form", () => {
+  test("maxExtractBytes and the disk guard refuse the list before any file is fetched", LIMIT, async () => {
+    const { mirror } = await warmMirror();
+    try {
+      const disk = await fs.statfs(await tempDir());
+      const free = disk.bavail * disk.bsize;
+      for (const [options, code] of [
+        [{ maxExtractBytes: 1 << 20 }, "ERR_HUBCACHE_TOO_LARGE"],
+        // Leaves about 1 MB to write, and the model has 8 MB.
+        [{ minFreeBytes: free - (1 << 20) }, "ERR_HUBCACHE_DISK_FULL"],
+      ] as const) {
+        const cacheDir = await tempDir("fast-limits-");
+        const before = mirrorLog(mirror).length;
+        const failed = await resolve(HANDLE, { cacheDir, mirror: mirror.origin, ...options }).then(
+          () => undefined,
+          (error: unknown) => error as { code?: string },
+        );
+        assert.equal(failed?.code, code);
+        const after = mirrorLog(mirror).slice(before);
+        assert.ok(!after.some((line) => line.includes("/_files/")), after.join("\n"));
+        assert.ok(
+          after.some((line) => line.includes("tf-hub-format=compressed")),
+          after.join("\n"),
+        );
+        await assertNothingCached(cacheDir);
+      }
+    } finally {
+      await mirror.stop();
+    }
+  });
+});
+
 describe("a file cut on the way", () => {
   test("is resumed with a Range and ends whole", LIMIT, async () => {
     const { mirror } = await warmMirror();
