@@ -19,7 +19,7 @@ import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
 import { downloadFileSet } from "./file-set-download.js";
-import { withHttpClient } from "./http-client.js";
+import { ROUTE, type RoutedOptions, withHttpClient } from "./http-client.js";
 import { digestReport } from "./object-archive.js";
 
 type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
@@ -58,7 +58,16 @@ export function httpArchiveProducer(
 ): Producer {
   return (dir, touch, lease) =>
     withHttpClient(settings, options, parsed.handle, emit, (_fetch, transport) =>
-      downloadArchive(parsed, { settings, signal: options.signal, emit, transport, dir, touch, lease }),
+      downloadArchive(parsed, {
+        settings,
+        signal: options.signal,
+        emit,
+        transport,
+        dir,
+        touch,
+        lease,
+        routed: (options as RoutedOptions)[ROUTE] !== undefined,
+      }),
     );
 }
 
@@ -70,6 +79,8 @@ interface DownloadContext {
   dir: string;
   touch: () => void;
   lease: DownloadLease;
+  /** Sent elsewhere than the handle's host (a mirror, which may answer with the files form). */
+  routed: boolean;
 }
 
 async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
@@ -80,7 +91,10 @@ async function downloadArchive(parsed: HttpArchive, context: DownloadContext): P
     retries: settings.retries,
     baseDelayMs: settings.retryDelayMs,
   });
-  void loadTar().catch(() => undefined); // import tar while the request is in flight
+  // Import tar while the request (and its redirects) is in flight. Not through a mirror: it answers
+  // at once, mostly with the files form, which needs no tar, and the import (~30 ms of main
+  // thread) would delay the files; a tar from it imports tar when it comes.
+  if (!context.routed) void loadTar().catch(() => undefined);
   for (;;) {
     try {
       return await downloadOnce(parsed, context, budget);
