@@ -155,12 +155,7 @@ async function main(): Promise<void> {
     ["measure", "value", "target", "ok"],
     ["archive", `${(archiveBytes / 1e6).toFixed(1)} MB gz → ${uncompressedMB} MiB`, "", ""],
     ["curl -sL | tar xzf (median)", `${median(curlMs).toFixed(0)} ms`, "baseline", ""],
-    [
-      "Node download + gunzip to a null sink (median)",
-      `${median(gunzipMs).toFixed(0)} ms`,
-      "baseline",
-      "",
-    ],
+    ["Node download + gunzip to a null sink (median)", `${median(gunzipMs).toFixed(0)} ms`, "baseline", ""],
     ["hubcache cold, whole process (median)", `${median(coldWallMs).toFixed(0)} ms`, "", ""],
     ["hubcache cold, resolve() only (median)", `${median(coldMs).toFixed(0)} ms`, "", ""],
     [

@@ -25,7 +25,13 @@ export interface RecordFields {
   /** Bytes received from the host (the compressed archive). */
   archiveBytes: number;
   files: RecordFile[];
-  /** SHA-256 (hex) of the archive's bytes as received; absent in older records and copies. */
+  /**
+   * SHA-256 (hex) of the model's archive; absent in older records and copies. Downloaded as an
+   * archive: of the bytes as received. Through a `hubcache serve` mirror that handed out the files
+   * (the files form, src/extract/file-set.ts): the upstream archive's, from the mirror's record, as
+   * is `archiveBytes`; the files' CRC-32s are then the client's own, each checked equal to the
+   * mirror's, so the record reads as if the client had downloaded the archive itself.
+   */
   archiveSha256?: string | undefined;
 }
 

@@ -88,7 +88,7 @@ export class ExtractGuard extends Transform {
   }
 }
 
-function tooLargeError(handle: string, limit: number): HubcacheError {
+export function tooLargeError(handle: string, limit: number): HubcacheError {
   return new HubcacheError(
     ErrorCode.TOO_LARGE,
     `${handle} unpacks to more than ${limit} bytes, the limit (maxExtractBytes); extraction was stopped.`,
@@ -99,7 +99,7 @@ function tooLargeError(handle: string, limit: number): HubcacheError {
   );
 }
 
-function diskGuardError(limits: GuardLimits, free: number): HubcacheError {
+export function diskGuardError(limits: GuardLimits, free: number): HubcacheError {
   return new HubcacheError(
     ErrorCode.DISK_FULL,
     `Not enough disk space for ${limits.handle} in ${limits.dir}: ${free} bytes free and ${limits.reserve} must stay free; extraction was stopped before the disk was full.`,

@@ -334,7 +334,7 @@ export class MemberCheck extends Writable {
   }
 }
 
-function tooManyFiles(handle: string, limit: number): HubcacheError {
+export function tooManyFiles(handle: string, limit: number): HubcacheError {
   return new HubcacheError(
     ErrorCode.TOO_LARGE,
     `${handle} holds more than ${limit} files and folders, the limit (maxFiles); extraction was stopped.`,

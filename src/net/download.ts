@@ -111,12 +111,73 @@ interface BodyPolicy {
   restartable: boolean;
 }
 
+/**
+ * The idle timeout and the deadline of a body's reads, with one timer for all of them: a timer set
+ * and cleared for every 64 KiB read cost more main-thread time than the read. The timer checks,
+ * when it fires, whether bytes came in the meantime, and waits on for the rest if so.
+ */
+class ReadWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private lastAt = 0;
+  private fired: "idle" | "deadline" | undefined;
+  constructor(
+    private readonly requester: Requester,
+    private readonly onFire: () => void,
+  ) {}
+  /** The body waits for the network from now on. */
+  start(): void {
+    this.lastAt = Date.now();
+    this.fired = undefined;
+    if (this.timer === undefined) this.arm();
+  }
+  /** Bytes arrived: restart the idle clock; returns the ms waited for them. */
+  arrived(): number {
+    const now = Date.now();
+    const waited = now - this.lastAt;
+    this.lastAt = now;
+    return waited;
+  }
+  /** The body no longer waits (its reader is full, or it is over). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+  /** What fired (once), to explain an aborted read. */
+  takeFired(): "idle" | "deadline" | undefined {
+    const fired = this.fired;
+    this.fired = undefined;
+    return fired;
+  }
+  private arm(): void {
+    const idleLeft = this.lastAt + this.requester.idleTimeoutMs - Date.now();
+    const deadlineLeft = this.requester.timeLeft();
+    if (deadlineLeft <= idleLeft) {
+      this.timer = setTimeout(() => this.fire("deadline"), Math.max(0, deadlineLeft));
+      return;
+    }
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        if (Date.now() - this.lastAt >= this.requester.idleTimeoutMs) this.fire("idle");
+        else this.arm();
+      },
+      Math.max(0, idleLeft),
+    );
+  }
+  private fire(kind: "idle" | "deadline"): void {
+    this.timer = undefined;
+    this.fired = kind;
+    this.onFire();
+  }
+}
+
 class ResumableBody extends Readable {
   private received = 0;
   private pumping = false;
   private finished = false;
   private info: BodyInfo;
   private meter: SpeedMeter;
+  private readonly watch: ReadWatch;
 
   constructor(
     private readonly requester: Requester,
@@ -126,6 +187,7 @@ class ResumableBody extends Readable {
     super({ highWaterMark: 1 << 20 });
     this.info = bodyInfo(active.response, policy.resumable);
     this.meter = new SpeedMeter(requester.limits);
+    this.watch = new ReadWatch(requester, () => this.active.controller.abort());
   }
 
   get total(): number | undefined {
@@ -139,6 +201,8 @@ class ResumableBody extends Readable {
   }
 
   private async pump(): Promise<void> {
+    // The idle clock runs only while this body waits for the network, not while its reader is full.
+    this.watch.start();
     try {
       for (;;) {
         const chunk = await this.nextChunk();
@@ -156,6 +220,8 @@ class ResumableBody extends Readable {
     } catch (error) {
       this.pumping = false;
       this.destroy(error as Error);
+    } finally {
+      this.watch.stop();
     }
   }
 
@@ -174,30 +240,26 @@ class ResumableBody extends Readable {
       } catch (error) {
         if (error instanceof HubcacheError || error instanceof RestartRequired) throw error;
         if (this.requester.aborted()) throw this.requester.abortedError(error);
+        // Backoffs and new requests have their own clocks.
+        this.watch.stop();
         await this.recover(error);
+        this.watch.start();
       }
     }
   }
 
   /** One read under the idle timeout, the deadline and the minimum rate. */
   private async readGuarded(): Promise<Buffer | null> {
-    let fired: "idle" | "deadline" | undefined;
-    const timer = this.requester.armTimer((kind) => {
-      fired = kind;
-      this.active.controller.abort();
-    });
-    const started = Date.now();
     let chunk: Buffer | null;
     try {
       chunk = await this.active.response.next();
     } catch (error) {
+      const fired = this.watch.takeFired();
       if (fired === "deadline") throw this.requester.pastDeadline(this.progress());
       if (fired === "idle") throw idleTimeout(this.requester.idleTimeoutMs);
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
-    if (chunk !== null) this.meter.record(chunk.length, Date.now() - started);
+    if (chunk !== null) this.meter.record(chunk.length, this.watch.arrived());
     return chunk;
   }
 
@@ -323,6 +385,7 @@ class ResumableBody extends Readable {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.finished = true;
+    this.watch.stop();
     this.closeActive();
     callback(error);
   }

@@ -119,14 +119,67 @@ function decoded(response: http.IncomingMessage, method: string): Readable {
   return body;
 }
 
+/** Bytes a body may queue before the socket is paused. */
+const QUEUE_BYTES = 1 << 20;
+
+/**
+ * The body's chunks queued as they arrive ('data' events), paused past QUEUE_BYTES. Not the async
+ * iterator: its read() joins what is buffered into a copy, and its promise chain per chunk costs
+ * main-thread time that the extraction needs (measured: ~100 ms per 256 MB through a mirror).
+ */
+class BodyQueue {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  constructor(private readonly body: Readable) {
+    body.on("data", (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.bytes += chunk.length;
+      if (this.bytes >= QUEUE_BYTES) body.pause();
+      this.notify();
+    });
+    body.once("end", () => this.finish());
+    body.once("close", () => this.finish());
+    body.once("error", (error) => {
+      this.failure ??= error;
+      this.notify();
+    });
+  }
+  /** The next chunk, or undefined at the end (whole or not); rejects with the body's error. */
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) {
+        this.bytes -= chunk.length;
+        if (this.bytes < QUEUE_BYTES && this.body.isPaused()) this.body.resume();
+        return chunk;
+      }
+      if (this.failure) throw this.failure;
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+  private finish(): void {
+    this.ended = true;
+    this.notify();
+  }
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}
+
 function replyOf(sent: Sent, request: OutgoingRequest): Reply {
   const { response } = sent;
   const body = decoded(response, request.method);
-  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer, unknown>;
+  const queue = new BodyQueue(body);
   // A parse error (HPE_INVALID_CHUNK_SIZE...) surfaces on the request; the body only sees "aborted".
-  const read = async (): Promise<IteratorResult<Buffer, unknown>> => {
+  const read = async (): Promise<Buffer | undefined> => {
     try {
-      return await iterator.next();
+      return await queue.next();
     } catch (error) {
       throw sent.laterError() ?? error;
     }
@@ -140,7 +193,7 @@ function replyOf(sent: Sent, request: OutgoingRequest): Reply {
     },
     next: async () => {
       const next = await read();
-      if (next.done !== true) return next.value;
+      if (next !== undefined) return next;
       // node:http ends a body cut short by a closed connection without an error: say so.
       if (!response.complete) {
         throw (

@@ -149,7 +149,7 @@ export async function serveArchive(
   const common = {
     ...headers,
     ...(etag === undefined ? {} : { etag }),
-    vary: "Accept-Encoding",
+    vary: "Accept, Accept-Encoding",
     "accept-ranges": "none",
   };
   if (etag !== undefined && etagMatches(headerValue(req, "if-none-match"), etag)) {

@@ -7,19 +7,48 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { DownloadLease, DownloadReport, Producer } from "../cache/ensure-entry.js";
-import { RestartRequired } from "../errors.js";
+import type { Readable } from "node:stream";
+import { ErrorCode, HubcacheError, RestartRequired } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { loadTar } from "../extract/extract.js";
+import { FILE_SET_MEDIA_TYPE, MAX_FILE_SET_BYTES, parseFileSet } from "../extract/file-set.js";
 import { extractWithProgress } from "../extract/with-progress.js";
 import type { ParsedHandle } from "../handle.js";
 import { type Transport, openDownload } from "../net/download.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
 import { ARCHIVE_TAP, type ArchiveTap, type ResolvedSettings, type TappedOptions } from "../settings.js";
-import { withHttpClient } from "./http-client.js";
+import { downloadFileSet } from "./file-set-download.js";
+import { ROUTE, type RoutedOptions, withHttpClient } from "./http-client.js";
 import { digestReport } from "./object-archive.js";
 
 type HttpArchive = Extract<ParsedHandle, { kind: "http-archive" }>;
+
+/** Any archive, or a mirror's list of the files (which it sends only to clients that name it). */
+const ACCEPT_ARCHIVE = `${FILE_SET_MEDIA_TYPE}, */*;q=0.5`;
+
+function isFileSet(contentType: string | undefined): boolean {
+  return contentType?.split(";")[0]?.trim().toLowerCase() === FILE_SET_MEDIA_TYPE;
+}
+
+/** The list's body, whole (it is small: a few KB for a model). */
+async function readListBody(stream: Readable, handle: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > MAX_FILE_SET_BYTES) {
+      stream.destroy();
+      throw new HubcacheError(
+        ErrorCode.UNEXPECTED_RESPONSE,
+        `The mirror's list of the files of ${handle} is over ${MAX_FILE_SET_BYTES} bytes.`,
+        { handle, hint: "The mirror sent a broken answer; try again." },
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
+}
 
 export function httpArchiveProducer(
   parsed: HttpArchive,
@@ -30,7 +59,17 @@ export function httpArchiveProducer(
   const tap = options[ARCHIVE_TAP];
   return (dir, touch, lease) =>
     withHttpClient(settings, options, parsed.handle, emit, (_fetch, transport) =>
-      downloadArchive(parsed, { settings, signal: options.signal, emit, transport, dir, touch, lease, tap }),
+      downloadArchive(parsed, {
+        settings,
+        signal: options.signal,
+        emit,
+        transport,
+        dir,
+        touch,
+        lease,
+        tap,
+        routed: (options as RoutedOptions)[ROUTE] !== undefined,
+      }),
     );
 }
 
@@ -44,6 +83,8 @@ interface DownloadContext {
   lease: DownloadLease;
   /** Internal: sees the received bytes (`hubcache serve` streams them to its clients). */
   tap: ArchiveTap | undefined;
+  /** Sent elsewhere than the handle's host (a mirror, which may answer with the files form). */
+  routed: boolean;
 }
 
 async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
@@ -54,7 +95,10 @@ async function downloadArchive(parsed: HttpArchive, context: DownloadContext): P
     retries: settings.retries,
     baseDelayMs: settings.retryDelayMs,
   });
-  void loadTar().catch(() => undefined); // import tar while the request is in flight
+  // Import tar while the request (and its redirects) is in flight. Not through a mirror: it answers
+  // at once, mostly with the files form, which needs no tar, and the import (~30 ms of main
+  // thread) would delay the files; a tar from it imports tar when it comes.
+  if (!context.routed) void loadTar().catch(() => undefined);
   for (;;) {
     try {
       return await downloadOnce(parsed, context, budget);
@@ -83,7 +127,15 @@ async function downloadOnce(
     signal: context.signal,
     // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
+    // A `hubcache serve` mirror may answer with its list of the files instead (file-set.ts); a
+    // hub is asked as before.
+    ...(context.routed ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
   });
+  if (context.routed && isFileSet(download.contentType)) {
+    // The files form is never tapped: only an archive is streamed to a mirror's clients.
+    const list = parseFileSet(await readListBody(download.stream, handle), handle);
+    return downloadFileSet(list, download.finalUrl, { ...context, handle, budget });
+  }
   const body = context.tap ? context.tap(download) : download.stream;
   const result = await extractWithProgress(body, context.dir, {
     handle,

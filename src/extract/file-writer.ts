@@ -1,0 +1,210 @@
+/**
+ * One file of the files form (file-set.ts) written from its body: the bytes are joined into 1 MiB
+ * writes, several in flight at once at their positions (one write at a time leaves the disk and the
+ * socket waiting on each other), the body paused only when 16 MiB wait to be written. Its size and
+ * CRC-32 must be those of the list, and every write counts against the disk guard (DiskBudget).
+ * It settles only once every write has finished and the file is closed, so nothing lands later.
+ */
+import fs from "node:fs";
+import { promisify } from "node:util";
+import type { Readable } from "node:stream";
+import zlib from "node:zlib";
+import { ErrorCode, HubcacheError } from "../errors.js";
+import { corruptArchiveError } from "./extract-errors.js";
+import { checkIntervalBytes, diskSpace } from "./disk-space.js";
+import { type GuardLimits, diskGuardError, tooLargeError } from "./extract-guard.js";
+
+const openFile = promisify(fs.open);
+const closeFile = promisify(fs.close);
+const WRITE_BYTES = 1 << 20;
+const crc32Hex = (crc: number): string => (crc >>> 0).toString(16).padStart(8, "0");
+const MAX_QUEUED_BYTES = 16 << 20;
+
+/** The byte limits of one extraction, shared by the files written at once. */
+export class DiskBudget {
+  written = 0;
+  /** The first limit crossed (set by a background free-space check too). */
+  problem: HubcacheError | undefined;
+  private sinceCheck = 0;
+  private readonly interval: number;
+  constructor(
+    private readonly limits: GuardLimits,
+    private readonly onProblem: (problem: HubcacheError) => void,
+  ) {
+    this.interval = checkIntervalBytes(limits.reserve);
+  }
+  /** Count `bytes` about to be written; throws the limit they cross. */
+  claim(bytes: number): void {
+    if (this.problem) throw this.problem;
+    const { maxBytes, fitBytes, reserve } = this.limits;
+    const next = this.written + bytes;
+    if (maxBytes !== undefined && next > maxBytes) this.fail(tooLargeError(this.limits.handle, maxBytes));
+    if (fitBytes !== undefined && next > fitBytes) {
+      this.fail(diskGuardError(this.limits, this.limits.freeAtStart ?? 0));
+    }
+    this.written = next;
+    this.sinceCheck += bytes;
+    if (reserve > 0 && this.sinceCheck >= this.interval) {
+      this.sinceCheck = 0;
+      void diskSpace(this.limits.dir).then((space) => {
+        if (space && space.free < reserve) this.fail(diskGuardError(this.limits, space.free), false);
+      });
+    }
+  }
+  /** Bytes that will be written again (a file started over). */
+  release(bytes: number): void {
+    this.written -= bytes;
+  }
+  private fail(problem: HubcacheError, raise = true): void {
+    this.problem ??= problem;
+    this.onProblem(this.problem);
+    if (raise) throw this.problem;
+  }
+}
+
+export interface FileWriteOptions {
+  handle: string;
+  /** The file's name in the model (for messages). */
+  name: string;
+  size: number;
+  /** 8 hex digits; undefined only for an empty file. */
+  crc32: string | undefined;
+  budget: DiskBudget;
+  /** Called with each body chunk's length as it arrives. */
+  onBytes: (bytes: number) => void;
+}
+
+/** Write `body` into `target` (created, or emptied); resolves with the CRC-32 it checked. */
+export async function writeFileFrom(
+  body: Readable,
+  target: string,
+  options: FileWriteOptions,
+): Promise<number> {
+  const file = await openFile(target, "w", 0o644).catch((error: unknown) => {
+    body.destroy();
+    throw error;
+  });
+  const written = new PendingWrites(file, options.budget);
+  let outcome: { crc: number } | { error: unknown };
+  try {
+    outcome = { crc: await pumpInto(body, written, options) };
+  } catch (error) {
+    outcome = { error };
+  }
+  await written.settled();
+  await closeFile(file);
+  if (!("error" in outcome) && written.failure !== undefined) outcome = { error: written.failure };
+  if ("error" in outcome) {
+    options.budget.release(written.bytes);
+    throw outcome.error;
+  }
+  return outcome.crc;
+}
+
+/** Positional writes in flight, and the body's pause while too many bytes wait. */
+class PendingWrites {
+  bytes = 0;
+  queued = 0;
+  failure: unknown;
+  private inFlight = 0;
+  private idle: (() => void) | undefined;
+  onRoom: () => void = () => undefined;
+  constructor(
+    private readonly file: number,
+    private readonly budget: DiskBudget,
+  ) {}
+  write(parts: Buffer[], length: number): void {
+    this.budget.claim(length);
+    const at = this.bytes;
+    this.bytes += length;
+    this.queued += length;
+    this.inFlight++;
+    // fs.writev with a callback: a FileHandle's promise per write costs more than the write.
+    fs.writev(this.file, parts, at, (error) => {
+      if (error) this.failure ??= error;
+      this.done(length);
+    });
+  }
+  get full(): boolean {
+    return this.queued >= MAX_QUEUED_BYTES;
+  }
+  private done(length: number): void {
+    this.inFlight--;
+    this.queued -= length;
+    if (!this.full) this.onRoom();
+    if (this.inFlight === 0) this.idle?.();
+  }
+  settled(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.idle = resolve));
+  }
+}
+
+/** Read the body into the writes; resolves with its CRC-32 once it has ended, whole and correct. */
+function pumpInto(body: Readable, writes: PendingWrites, options: FileWriteOptions): Promise<number> {
+  const { size } = options;
+  return new Promise<number>((resolve, reject) => {
+    let crc = 0;
+    let received = 0;
+    let parts: Buffer[] = [];
+    let partBytes = 0;
+    const flush = (): void => {
+      if (partBytes === 0) return;
+      writes.write(parts, partBytes);
+      parts = [];
+      partBytes = 0;
+    };
+    const fail = (error: unknown): void => {
+      body.off("data", onData);
+      body.destroy();
+      reject(asError(error));
+    };
+    writes.onRoom = () => {
+      if (body.isPaused()) body.resume();
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        if (writes.failure !== undefined) throw asError(writes.failure);
+        received += chunk.length;
+        if (received > size) throw sizeError(options, received);
+        crc = zlib.crc32(chunk, crc);
+        parts.push(chunk);
+        partBytes += chunk.length;
+        options.onBytes(chunk.length);
+        if (partBytes >= WRITE_BYTES) flush();
+        if (writes.full) body.pause();
+      } catch (error) {
+        fail(error);
+      }
+    };
+    body.on("data", onData);
+    body.once("error", fail);
+    body.once("end", () => {
+      try {
+        if (received !== size) throw sizeError(options, received);
+        flush();
+        if (options.crc32 !== undefined && crc32Hex(crc) !== options.crc32) {
+          throw corruptArchiveError(
+            options.handle,
+            `${options.name}, whose CRC-32 is ${crc32Hex(crc)} and should be ${options.crc32}: the file was damaged on the way`,
+          );
+        }
+        resolve(crc);
+      } catch (error) {
+        reject(asError(error));
+      }
+    });
+  });
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function sizeError(options: FileWriteOptions, received: number): HubcacheError {
+  return new HubcacheError(
+    ErrorCode.TRUNCATED,
+    `The mirror sent ${received > options.size ? "more than" : "only"} ${received} bytes of ${options.name} of ${options.handle}, which has ${options.size}.`,
+    { handle: options.handle, hint: "The connection broke or the mirror's copy changed. Try again." },
+  );
+}

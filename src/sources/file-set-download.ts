@@ -1,0 +1,181 @@
+/**
+ * The files form of a download (src/extract/file-set.ts): a `hubcache serve` mirror answered the
+ * archive request with the list of the model's files, and each file is fetched from the mirror,
+ * four at a time, biggest first, written straight to its place in the entry's temp dir and checked
+ * against the list's size and CRC-32. Every guarantee of the tar path holds: the list passes the
+ * archive rules before anything is written, maxFiles, maxExtractBytes and the disk guard apply,
+ * each file's body is retried and resumed (Range + If-Range) under the one retry budget and the
+ * entry's lease, `progress` events flow, and the first failure stops the others and waits for every
+ * write to end; the temp dir is published only whole (ensure-entry.ts).
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { DownloadLease, DownloadReport } from "../cache/ensure-entry.js";
+import { RestartRequired, abortedError } from "../errors.js";
+import type { EventListener } from "../events.js";
+import { diskGuardError, planGuard } from "../extract/extract-guard.js";
+import { type FileSet, type FileSetFile, planFileSet } from "../extract/file-set.js";
+import { DiskBudget, writeFileFrom } from "../extract/file-writer.js";
+import { DEFAULT_MAX_FILES } from "../extract/member-check.js";
+import { PROGRESS_INTERVAL_MS } from "../extract/with-progress.js";
+import { type Transport, openDownload } from "../net/download.js";
+import type { RetryBudget } from "../net/retry.js";
+import type { ResolvedSettings } from "../settings.js";
+
+/** Files fetched at once. */
+const FILES_IN_FLIGHT = 4;
+
+export interface FileSetContext {
+  handle: string;
+  settings: ResolvedSettings;
+  signal: AbortSignal | undefined;
+  emit: EventListener;
+  transport: Transport;
+  dir: string;
+  touch: () => void;
+  lease: DownloadLease;
+  budget: RetryBudget;
+}
+
+/** The URL of each file: `<filesBase>/<path>` on the origin the list came from, never elsewhere. */
+function fileUrl(fileSet: FileSet, listUrl: string, file: FileSetFile): string {
+  const base = new URL(fileSet.filesBase, listUrl);
+  const parts = file.path.split("/").map(encodeURIComponent).join("/");
+  return `${base.origin}${base.pathname.replace(/\/+$/, "")}/${parts}`;
+}
+
+/** Fetch every file of `fileSet` into `context.dir`; the report gives the list's archive digests. */
+export async function downloadFileSet(
+  fileSet: FileSet,
+  listUrl: string,
+  context: FileSetContext,
+): Promise<DownloadReport> {
+  const { handle, settings, dir } = context;
+  const { totalBytes } = planFileSet(fileSet, {
+    handle,
+    maxFiles: settings.maxFiles ?? DEFAULT_MAX_FILES,
+    maxExtractBytes: settings.maxExtractBytes,
+  });
+  const limits = await planGuard(handle, dir, settings.maxExtractBytes, settings.minFreeBytes);
+  if (limits.fitBytes !== undefined && totalBytes > limits.fitBytes) {
+    throw diskGuardError(limits, limits.freeAtStart ?? 0);
+  }
+  for (const folder of fileSet.dirs) {
+    await fs.mkdir(path.join(dir, ...folder.split("/")), { recursive: true });
+  }
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(context.signal?.reason);
+  context.signal?.addEventListener("abort", onAbort, { once: true });
+  const disk = new DiskBudget(limits, () => stop.abort());
+  const progress = new FileSetProgress(context, totalBytes);
+  const crc32ByPath = new Map<string, number>();
+  // Smallest first: the small files' round trips overlap the start of the big ones.
+  const queue = [...fileSet.files].sort((a, b) => a.size - b.size);
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    for (let file = queue.shift(); file && !failure; file = queue.shift()) {
+      try {
+        const crc = await fetchFile(fileSet, listUrl, file, { context, disk, progress, signal: stop.signal });
+        if (file.size > 0) crc32ByPath.set(file.path, crc);
+        progress.fileDone();
+      } catch (error) {
+        failure ??= { error };
+        stop.abort();
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: FILES_IN_FLIGHT }, worker));
+  } finally {
+    context.signal?.removeEventListener("abort", onAbort);
+  }
+  if (failure) throw disk.problem ?? failure.error;
+  progress.report(true);
+  return { archiveBytes: fileSet.archiveBytes, archiveSha256: fileSet.archiveSha256, crc32ByPath };
+}
+
+interface FetchContext {
+  context: FileSetContext;
+  disk: DiskBudget;
+  progress: FileSetProgress;
+  signal: AbortSignal;
+}
+
+/** One file, fetched and written; started over from byte 0 when the mirror cannot resume it. */
+async function fetchFile(
+  fileSet: FileSet,
+  listUrl: string,
+  file: FileSetFile,
+  fetch: FetchContext,
+): Promise<number> {
+  const { context, disk, progress, signal } = fetch;
+  const { handle, settings, lease } = context;
+  const target = path.join(context.dir, ...file.path.split("/"));
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  if (file.size === 0) {
+    await fs.writeFile(target, "", { mode: 0o644 });
+    return 0;
+  }
+  for (;;) {
+    if (signal.aborted) throw abortedError(handle, `Downloading ${handle}`);
+    const download = await openDownload(fileUrl(fileSet, listUrl, file), {
+      handle,
+      transport: context.transport,
+      idleTimeoutMs: settings.network.idleTimeoutMs,
+      budget: context.budget,
+      emit: context.emit,
+      signal,
+      hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
+    });
+    let received = 0;
+    try {
+      return await writeFileFrom(download.stream, target, {
+        handle,
+        name: file.path,
+        size: file.size,
+        crc32: file.crc32,
+        budget: disk,
+        onBytes: (bytes) => {
+          received += bytes;
+          progress.bytes(bytes);
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof RestartRequired)) throw error;
+      progress.bytes(-received);
+    }
+  }
+}
+
+/** `progress` events (throttled, each refreshing the lock), like extractWithProgress's. */
+class FileSetProgress {
+  private received = 0;
+  private files = 0;
+  private lastEmit = 0;
+  constructor(
+    private readonly context: FileSetContext,
+    private readonly totalBytes: number,
+  ) {}
+  bytes(delta: number): void {
+    this.received += delta;
+    const now = Date.now();
+    if (now - this.lastEmit < PROGRESS_INTERVAL_MS) return;
+    this.lastEmit = now;
+    this.context.touch();
+    this.report(false);
+  }
+  fileDone(): void {
+    this.files++;
+  }
+  report(done: boolean): void {
+    this.context.emit({
+      type: "progress",
+      handle: this.context.handle,
+      downloadedBytes: this.received,
+      totalBytes: this.totalBytes,
+      extractedBytes: this.received,
+      files: this.files,
+      done,
+    });
+  }
+}
