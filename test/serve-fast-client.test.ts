@@ -325,7 +325,9 @@ describe("a list of files the client refuses", () => {
       close: () => new Promise((d) => server.close(() => d())),
     };
   }
-  const base = { hubcacheFiles: 1, archiveSha256: "a".repeat(64), archiveBytes: 10, filesBase: "/_files/x" };
+  const filesBase = `/_files/${"0".repeat(40)}`;
+  const base = { hubcacheFiles: 1, archiveSha256: "a".repeat(64), archiveBytes: 10, filesBase };
+  const oneFile = { dirs: [], files: [{ path: "f", size: 1, crc32: "00000000" }] };
 
   for (const [what, list, code] of [
     [
@@ -353,6 +355,14 @@ describe("a list of files the client refuses", () => {
       "ERR_HUBCACHE_TOO_LARGE",
     ],
     ["no CRC-32", { ...base, dirs: [], files: [{ path: "f", size: 1 }] }, "ERR_HUBCACHE_UNEXPECTED_RESPONSE"],
+    // The files must come from the mirror itself: URL parsing drops a tab, so "/\t/host" is another host.
+    ...(["//evil.example/_files", "/\t/evil.example/_files", `/\t/127.0.0.2${filesBase}`, "/_files/x"].map(
+      (other) => [
+        `files base ${JSON.stringify(other)}`,
+        { ...base, ...oneFile, filesBase: other },
+        "ERR_HUBCACHE_UNEXPECTED_RESPONSE",
+      ],
+    ) as [string, unknown, string][]),
   ] as const) {
     test(`${what}: refused before any file is fetched`, LIMIT, async () => {
       const fake = await fakeMirror(list);

@@ -31,7 +31,7 @@ export interface FileSet {
   /** The upstream archive's SHA-256 and size, as the mirror's record holds them. */
   archiveSha256: string;
   archiveBytes: number;
-  /** Where the files are, an absolute path on the mirror: `<filesBase>/<file path>`. */
+  /** Where the files are on the mirror: `/_files/<sha1 of the handle>`, then `/<file path>`. */
   filesBase: string;
   /** Every folder, parents before children (empty ones included). */
   dirs: string[];
@@ -77,7 +77,11 @@ export function parseFileSet(body: Buffer, handle: string): FileSet {
     throw listError(handle, "no archiveSha256");
   }
   if (!isSize(archiveBytes)) throw listError(handle, "no archiveBytes");
-  if (typeof filesBase !== "string" || !/^\/[^/\\]/.test(filesBase)) throw listError(handle, "no filesBase");
+  // Exactly the mirror's own /_files/<sha1> path: anything else could send the client elsewhere
+  // (URL parsing drops tabs and newlines, so "/\t/evil.example" would be another host).
+  if (typeof filesBase !== "string" || !/^\/_files\/[0-9a-f]{40}$/.test(filesBase)) {
+    throw listError(handle, "no filesBase of the form /_files/<sha1>");
+  }
   if (!Array.isArray(dirs) || !dirs.every((dir) => typeof dir === "string")) {
     throw listError(handle, "no dirs");
   }

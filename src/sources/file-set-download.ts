@@ -1,7 +1,7 @@
 /**
  * The files form of a download (src/extract/file-set.ts): a `hubcache serve` mirror answered the
  * archive request with the list of the model's files, and each file is fetched from the mirror,
- * four at a time, biggest first, written straight to its place in the entry's temp dir and checked
+ * four at a time, smallest first, written straight to its place in the entry's temp dir and checked
  * against the list's size and CRC-32. Every guarantee of the tar path holds: the list passes the
  * archive rules before anything is written, maxFiles, maxExtractBytes and the disk guard apply,
  * each file's body is retried and resumed (Range + If-Range) under the one retry budget and the
@@ -39,9 +39,9 @@ export interface FileSetContext {
 
 /** The URL of each file: `<filesBase>/<path>` on the origin the list came from, never elsewhere. */
 function fileUrl(fileSet: FileSet, listUrl: string, file: FileSetFile): string {
-  const base = new URL(fileSet.filesBase, listUrl);
+  // filesBase is exactly /_files/<sha1> (parseFileSet), joined to the list's own origin.
   const parts = file.path.split("/").map(encodeURIComponent).join("/");
-  return `${base.origin}${base.pathname.replace(/\/+$/, "")}/${parts}`;
+  return `${new URL(listUrl).origin}${fileSet.filesBase}/${parts}`;
 }
 
 /** Fetch every file of `fileSet` into `context.dir`; the report gives the list's archive digests. */
