@@ -23,6 +23,8 @@ export interface RequestRoute {
   explain(error: unknown): unknown;
   /** Checks every hop of every request must pass (the mirror's; see net/address-guard.ts). */
   guard?: AddressGuard | undefined;
+  /** Requests go to a `hubcache serve` mirror, which may answer with the files form (file-set.ts). */
+  viaMirror?: boolean | undefined;
 }
 
 /** The parsed handle with its request URLs sent through the route. */
@@ -112,6 +114,7 @@ export function mirrorRoute(mirror: MirrorSettings): RequestRoute {
     rewrite: (url) => (url.startsWith(`${mirror.base}/`) ? url : mirrorUrlOf(mirror.base, url)),
     headersFor: (url) => (sameOrigin(url, origin) ? auth : {}),
     explain: (error) => explainMirrorError(error, mirror.base),
+    viaMirror: true,
   };
 }
 

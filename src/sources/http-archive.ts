@@ -68,7 +68,7 @@ export function httpArchiveProducer(
         touch,
         lease,
         tap,
-        routed: (options as RoutedOptions)[ROUTE] !== undefined,
+        viaMirror: (options as RoutedOptions)[ROUTE]?.viaMirror === true,
       }),
     );
 }
@@ -84,7 +84,7 @@ interface DownloadContext {
   /** Internal: sees the received bytes (`hubcache serve` streams them to its clients). */
   tap: ArchiveTap | undefined;
   /** Sent elsewhere than the handle's host (a mirror, which may answer with the files form). */
-  routed: boolean;
+  viaMirror: boolean;
 }
 
 async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
@@ -98,7 +98,7 @@ async function downloadArchive(parsed: HttpArchive, context: DownloadContext): P
   // Import tar while the request (and its redirects) is in flight. Not through a mirror: it answers
   // at once, mostly with the files form, which needs no tar, and the import (~30 ms of main
   // thread) would delay the files; a tar from it imports tar when it comes.
-  if (!context.routed) void loadTar().catch(() => undefined);
+  if (!context.viaMirror) void loadTar().catch(() => undefined);
   for (;;) {
     try {
       return await downloadOnce(parsed, context, budget);
@@ -129,9 +129,9 @@ async function downloadOnce(
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
     // A `hubcache serve` mirror may answer with its list of the files instead (file-set.ts); a
     // hub is asked as before.
-    ...(context.routed ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
+    ...(context.viaMirror ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
   });
-  if (context.routed && isFileSet(download.contentType)) {
+  if (context.viaMirror && isFileSet(download.contentType)) {
     // The files form is never tapped: only an archive is streamed to a mirror's clients.
     const list = parseFileSet(await readListBody(download.stream, handle), handle);
     return downloadFileSet(list, download.finalUrl, { ...context, handle, budget });
