@@ -7,13 +7,11 @@
  * the old one.
  */
 import { pipeline } from "node:stream";
-import { entryPaths } from "../cache/layout.js";
-import { inspectDiskEntry } from "../cache/disk-store.js";
 import { pythonTempDir } from "../config.js";
+import { ErrorCode, HubcacheError } from "../errors.js";
 import type { ModelFormat } from "../handle.js";
 import { resolveRouted } from "../resolve.js";
 import { ARCHIVE_TAP, type ArchiveTap, type ResolveOptions, type TappedOptions } from "../settings.js";
-import { isRemoteLocation } from "../storage/location.js";
 import type { RequestRoute } from "./route.js";
 import { Spool, type SpoolReader } from "./spool.js";
 
@@ -23,13 +21,15 @@ export class Limiter {
   private readonly queue: (() => void)[] = [];
   constructor(private readonly limit: number) {}
   async run<T>(task: () => Promise<T>): Promise<T> {
+    // A finished task hands its slot straight to the next in line, so none can slip in between.
     if (this.active >= this.limit) await new Promise<void>((go) => this.queue.push(go));
-    this.active++;
+    else this.active++;
     try {
       return await task();
     } finally {
-      this.active--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
     }
   }
 }
@@ -37,7 +37,6 @@ export class Limiter {
 export interface FlightsOptions {
   resolveOptions: ResolveOptions;
   route: RequestRoute;
-  cacheDir: string;
   /** The server's lifetime: aborting it cancels every download. */
   signal: AbortSignal;
   /** Most models downloaded from upstream at once; cache hits are never queued. */
@@ -113,23 +112,27 @@ export class ModelFlights {
   ensure(handle: string, modelFormat: ModelFormat): Flight {
     const running = this.flights.get(handle);
     if (running) return running;
-    const { cacheDir, resolveOptions, route, signal } = this.options;
-    const work = (tap: ArchiveTap) => (): Promise<string> => {
+    const { resolveOptions, route, signal } = this.options;
+    const work = (tap: ArchiveTap, offline: boolean | undefined) => (): Promise<string> => {
       const options: TappedOptions = {
         ...resolveOptions,
         modelFormat,
         loadFormat: "COMPRESSED",
+        offline,
         // Never a client's: one client going away must not cancel the download for the others.
         signal,
         [ARCHIVE_TAP]: tap,
       };
       return resolveRouted(handle, options, route);
     };
-    const cached =
-      !isRemoteLocation(cacheDir) && inspectDiskEntry(entryPaths(cacheDir, handle)).state === "hit";
+    // A hit (in a local cache or a bucket alike) is answered at once; only a download waits its turn.
+    const hitOrDownload = (tap: ArchiveTap): Promise<string> =>
+      work(tap, true)().catch((error: unknown) => {
+        if (!(error instanceof HubcacheError && error.code === ErrorCode.OFFLINE)) throw error;
+        return this.limiter.run(work(tap, resolveOptions.offline));
+      });
     const flight = new Flight(
-      (tap) =>
-        (cached ? work(tap)() : this.limiter.run(work(tap))).finally(() => this.flights.delete(handle)),
+      (tap) => hitOrDownload(tap).finally(() => this.flights.delete(handle)),
       pythonTempDir(resolveOptions.env ?? process.env),
     );
     this.flights.set(handle, flight);

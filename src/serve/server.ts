@@ -88,7 +88,6 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
   const flights = new ModelFlights({
     resolveOptions: options.resolveOptions,
     route,
-    cacheDir,
     signal: lifetime.signal,
     maxDownloads: options.maxUpstreamDownloads ?? 4,
   });
