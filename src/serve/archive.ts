@@ -15,6 +15,7 @@ import zlib from "node:zlib";
 import * as tar from "tar";
 import { etagMatches } from "./files.js";
 import { type ModelFile, type ModelFiles, type ModelListing, byPath } from "./model-files.js";
+import { varyOn } from "./policy.js";
 
 export type ArchiveEncoding =
   /** Plain tar. */
@@ -149,7 +150,7 @@ export async function serveArchive(
   const common = {
     ...headers,
     ...(etag === undefined ? {} : { etag }),
-    vary: "Accept, Accept-Encoding",
+    vary: varyOn(headers, "Accept", "Accept-Encoding"),
     "accept-ranges": "none",
   };
   if (etag !== undefined && etagMatches(headerValue(req, "if-none-match"), etag)) {

@@ -14,6 +14,7 @@ import { entryPaths, handleHash } from "../cache/layout.js";
 import { FILE_SET_MEDIA_TYPE, type FileSet } from "../extract/file-set.js";
 import { findModelFolder } from "../load/locate.js";
 import { isRemoteLocation } from "../storage/location.js";
+import { varyOn } from "./policy.js";
 
 /** Above this many files a tar is faster than one request per file. */
 const MAX_FILES_FORM = 1000;
@@ -88,7 +89,7 @@ export function sendFileSet(
     ...headers,
     "content-type": FILE_SET_MEDIA_TYPE,
     "content-length": String(Buffer.byteLength(body)),
-    vary: "Accept, Accept-Encoding",
+    vary: varyOn(headers, "Accept", "Accept-Encoding"),
   });
   res.end(req.method === "HEAD" ? undefined : body);
 }

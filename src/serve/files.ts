@@ -123,7 +123,11 @@ export async function serveFile(
   const end = range?.end ?? file.size - 1;
   const length = Math.max(0, end - start + 1);
   // Opened before the status is sent, so a file that went away is a 404, not a cut.
-  const body = req.method === "HEAD" || length === 0 ? undefined : await files.open(file, { start, end });
+  // A whole file is opened without a range: a bucket then checks its digest (GCS skips it on ranges).
+  const body =
+    req.method === "HEAD" || length === 0
+      ? undefined
+      : await files.open(file, range ? { start, end } : undefined);
   res.writeHead(range ? 206 : 200, {
     ...headers,
     "content-length": String(length),

@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ArchiveEncoding } from "./archive.js";
 import type { SpoolKind, SpoolReader } from "./spool.js";
+import { varyOn } from "./policy.js";
 
 /** The headers for the spool's bytes in the form asked for, or undefined when they are not that form. */
 function streamedForm(
@@ -64,7 +65,9 @@ export async function serveFromSpool(
     ...headers,
     ...form,
     ...(total === undefined ? {} : { "content-length": String(total) }),
-    vary: "Accept-Encoding",
+    vary: varyOn(headers, "Accept", "Accept-Encoding"),
+    // Another form than the cached model's answer will be (gzip, not tar): never kept by a cache.
+    "cache-control": "no-store",
     "accept-ranges": "none",
   });
   res.once("close", () => reader.close());
