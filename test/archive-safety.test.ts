@@ -1,6 +1,7 @@
 // Hostile archives: each test is named after the attack. Every one must be refused as a whole
 // (ERR_HUBCACHE_UNSAFE_ARCHIVE), leave the cache dir empty and write nothing outside it.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -250,6 +251,34 @@ describe("extractor: refusal writes nothing", () => {
         assert.ok(index >= 0 && index < 300, `${name} is not one of the queued files`);
         const bytes = await fs.readFile(path.join(dir, name));
         assert.ok(bytes.length <= 3000 && bytes.every((b) => b === index % 256), `${name} holds other bytes`);
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("extractor: refusal writes nothing, gzip'd", () => {
+  it("files inflated ahead of a refused entry are settled before extractArchive returns", async () => {
+    const dir = await tempDir("extract-settle-gz-");
+    try {
+      // 6 MiB that does not compress ahead of the link: inflate hands it over in several 4 MiB
+      // blocks (through the Handoff stage), so files are queued in tar when the link is refused.
+      const contents = Array.from({ length: 48 }, () => randomBytes(128 * 1024));
+      const entries: EntrySpec[] = contents.map((content, i) => ({ path: `f${i}`, content }));
+      entries.push({ path: "bad", type: "SymbolicLink", linkpath: "/" });
+      await assert.rejects(extractArchive(Readable.from([gzip(tarOf(entries))]), dir, { handle: "h" }), {
+        code: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
+      });
+      const right = await listAll(dir);
+      await fsIdle();
+      assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
+      assert.ok(right.length > 0, "some queued files were written before the refusal");
+      for (const name of right) {
+        const content = contents[Number(/^f(\d+)$/.exec(name)?.[1] ?? Number.NaN)];
+        assert.ok(content, `${name} is not one of the queued files`);
+        const bytes = await fs.readFile(path.join(dir, name));
+        assert.ok(content.subarray(0, bytes.length).equals(bytes), `${name} holds other bytes`);
       }
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

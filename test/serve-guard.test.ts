@@ -54,6 +54,7 @@ describe("address-guard (pure)", () => {
       "http://[::169.254.169.254]/",
       "http://[fd00:ec2::254]/",
       "http://100.100.100.200/",
+      "http://168.63.129.16/machine?comp=goalstate",
       "http://metadata.google.internal/computeMetadata/v1/",
       "http://METADATA.google.internal./",
       "http://metadata/",

@@ -179,6 +179,8 @@ function pumpInto(body: Readable, writes: PendingWrites, options: FileWriteOptio
     };
     body.on("data", onData);
     body.once("error", fail);
+    // Closed without an end or an error (destroyed): cut short. After 'end' this changes nothing.
+    body.once("close", () => reject(sizeError(options, received)));
     body.once("end", () => {
       try {
         if (received !== size) throw sizeError(options, received);

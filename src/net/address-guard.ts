@@ -58,6 +58,7 @@ const CLASSES: [AddressClass, BlockList][] = [
         ["169.254.169.254", 32], // AWS, GCP, Azure, OpenStack, ...
         ["169.254.170.2", 32], // AWS ECS task metadata
         ["100.100.100.200", 32], // Alibaba Cloud
+        ["168.63.129.16", 32], // Azure WireServer (host agent, not link-local)
       ],
       [["fd00:ec2::254", 128]],
     ),
