@@ -1,6 +1,6 @@
 /**
  * Streaming extraction: bytes in, a directory tree out. gzip'd or plain tar, detected from the
- * bytes (never from headers). Inflate runs with 4 MiB chunks (the biggest lever on speed), on raw
+ * bytes (never from headers). Inflate runs with 2 MiB chunks (the biggest lever on speed), on raw
  * deflate: gzip's framing and CRC are checked here (gzip-frame.ts). The pipeline: body -> ByteCounter
  * -> [GzipFrame -> Coalescer -> inflate -> Handoff -> TarHeadCheck] -> ExtractGuard (byte
  * and disk limits) -> MemberCheck (every member a file or folder under its full name, maxFiles)
@@ -34,7 +34,7 @@ export { classifyExtractError } from "./extract-errors.js";
 export { entryProblem } from "./unpack.js";
 export { DEFAULT_MAX_FILES } from "./member-check.js";
 
-export const GUNZIP_CHUNK_BYTES = 4 << 20;
+export const GUNZIP_CHUNK_BYTES = 2 << 20;
 const COALESCE_BYTES = 1 << 20;
 const COALESCE_WAIT_MS = 20;
 /** How many members node-tar may have in flight before MemberCheck waits for them to be written. */
@@ -201,7 +201,7 @@ function pipelineStages(
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));
     stages.push(gzip.inflate);
     // zlib hands its output over synchronously: without this, inflating and unpacking take turns.
-    stages.push(new Handoff(2 * GUNZIP_CHUNK_BYTES));
+    stages.push(new Handoff(GUNZIP_CHUNK_BYTES));
     stages.push(new TarHeadCheck((inner) => notATarError(handle, inner)));
   } else {
     // Network reads (64 KiB) joined into 1 MiB blocks: tar then writes each file in big writes.
