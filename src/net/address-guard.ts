@@ -49,51 +49,56 @@ function blockList(v4: [string, number][], v6: [string, number][]): BlockList {
   return list;
 }
 
-/** Checked in this order: the first list holding an address gives its class. */
-const CLASSES: [AddressClass, BlockList][] = [
-  [
-    "metadata",
-    blockList(
-      [
-        ["169.254.169.254", 32], // AWS, GCP, Azure, OpenStack, ...
-        ["169.254.170.2", 32], // AWS ECS task metadata
-        ["100.100.100.200", 32], // Alibaba Cloud
-        ["168.63.129.16", 32], // Azure WireServer (host agent, not link-local)
-      ],
-      [["fd00:ec2::254", 128]],
-    ),
-  ],
-  ["link-local", blockList([["169.254.0.0", 16]], [["fe80::", 10]])],
-  [
-    "reserved",
-    blockList(
-      [
-        ["192.0.0.0", 24],
-        ["224.0.0.0", 4], // multicast
-        ["240.0.0.0", 4], // reserved, and the broadcast address
-      ],
-      [["ff00::", 8]],
-    ),
-  ],
-  ["loopback", blockList([["127.0.0.0", 8]], [["::1", 128]])],
-  ["unspecified", blockList([["0.0.0.0", 8]], [["::", 128]])],
-  [
-    "private",
-    blockList(
-      [
-        ["10.0.0.0", 8],
-        ["172.16.0.0", 12],
-        ["192.168.0.0", 16],
-        ["100.64.0.0", 10], // carrier-grade NAT
-        ["198.18.0.0", 15], // benchmarking
-      ],
-      [
-        ["fc00::", 7], // unique local
-        ["fec0::", 10], // site-local (deprecated)
-      ],
-    ),
-  ],
-];
+/**
+ * Checked in this order: the first list holding an address gives its class. Built on first use:
+ * every process imports the request layer, only a mirror ever classifies an address.
+ */
+let classes: [AddressClass, BlockList][] | undefined;
+const addressClasses = (): [AddressClass, BlockList][] =>
+  (classes ??= [
+    [
+      "metadata",
+      blockList(
+        [
+          ["169.254.169.254", 32], // AWS, GCP, Azure, OpenStack, ...
+          ["169.254.170.2", 32], // AWS ECS task metadata
+          ["100.100.100.200", 32], // Alibaba Cloud
+          ["168.63.129.16", 32], // Azure WireServer (host agent, not link-local)
+        ],
+        [["fd00:ec2::254", 128]],
+      ),
+    ],
+    ["link-local", blockList([["169.254.0.0", 16]], [["fe80::", 10]])],
+    [
+      "reserved",
+      blockList(
+        [
+          ["192.0.0.0", 24],
+          ["224.0.0.0", 4], // multicast
+          ["240.0.0.0", 4], // reserved, and the broadcast address
+        ],
+        [["ff00::", 8]],
+      ),
+    ],
+    ["loopback", blockList([["127.0.0.0", 8]], [["::1", 128]])],
+    ["unspecified", blockList([["0.0.0.0", 8]], [["::", 128]])],
+    [
+      "private",
+      blockList(
+        [
+          ["10.0.0.0", 8],
+          ["172.16.0.0", 12],
+          ["192.168.0.0", 16],
+          ["100.64.0.0", 10], // carrier-grade NAT
+          ["198.18.0.0", 15], // benchmarking
+        ],
+        [
+          ["fc00::", 7], // unique local
+          ["fec0::", 10], // site-local (deprecated)
+        ],
+      ),
+    ],
+  ]);
 
 /** Host names of metadata services, refused before any DNS. */
 const METADATA_NAMES = new Set([
@@ -149,7 +154,7 @@ export function classifyAddress(address: string): AddressClass | undefined {
   const inner = family === 6 ? embeddedIPv4(host) : undefined;
   if (inner !== undefined) return classifyAddress(inner);
   const type = family === 4 ? "ipv4" : "ipv6";
-  for (const [name, list] of CLASSES) if (list.check(host, type)) return name;
+  for (const [name, list] of addressClasses()) if (list.check(host, type)) return name;
   return "public";
 }
 
