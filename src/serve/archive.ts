@@ -15,7 +15,7 @@ import zlib from "node:zlib";
 import * as tar from "tar";
 import { etagMatches } from "./files.js";
 import { type ModelFile, type ModelFiles, type ModelListing, byPath } from "./model-files.js";
-import { varyOn } from "./policy.js";
+import { acceptsAny, headerValue, varyOn } from "./headers.js";
 
 export type ArchiveEncoding =
   /** Plain tar. */
@@ -32,12 +32,7 @@ export function chooseArchiveEncoding(
 ): ArchiveEncoding {
   if (bodyForm === "tar.gz") return "tar.gz";
   if (bodyForm === "tar") return "tar";
-  const accept = String(req.headers["accept-encoding"] ?? "");
-  const gzip = accept.split(",").some((part) => {
-    const [name = "", ...params] = part.trim().toLowerCase().split(";");
-    const q = params.find((p) => p.trim().startsWith("q="));
-    return (name === "gzip" || name === "x-gzip") && (q === undefined || Number(q.trim().slice(2)) > 0);
-  });
+  const gzip = acceptsAny(headerValue(req, "accept-encoding"), ["gzip", "x-gzip"]);
   return gzip ? "tar+content-encoding" : "tar";
 }
 
@@ -174,9 +169,4 @@ export async function serveArchive(
   // The client went away, or a file could not be read: the connection is dropped, so the client
   // sees a cut (no tar end marker), never a short archive that looks whole.
   await stages.catch(() => res.destroy());
-}
-
-function headerValue(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value.join(", ") : value;
 }

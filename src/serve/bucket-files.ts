@@ -65,6 +65,7 @@ export async function bucketModelFiles(storage: Storage, hash: string): Promise<
 
   return {
     hash,
+    record,
     modelRoot: async () => wrappingFolder((await list()).files.map((file) => file.path)),
     list,
     stat: async (relative) => {

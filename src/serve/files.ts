@@ -11,6 +11,7 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
 import type { ModelFile, ModelFiles } from "./model-files.js";
+import { headerValue } from "./headers.js";
 
 const CONTENT_TYPES: Record<string, string> = {
   ".json": "application/json",
@@ -108,13 +109,13 @@ export async function serveFile(
     "content-type": contentTypeOf(file.path),
     "x-content-type-options": "nosniff",
   };
-  if (etagMatches(header(req, "if-none-match"), etag)) {
+  if (etagMatches(headerValue(req, "if-none-match"), etag)) {
     res.writeHead(304, headers).end();
     return;
   }
-  const ifRange = header(req, "if-range");
+  const ifRange = headerValue(req, "if-range");
   const range =
-    ifRange === undefined || ifRange === etag ? parseRange(header(req, "range"), file.size) : undefined;
+    ifRange === undefined || ifRange === etag ? parseRange(headerValue(req, "range"), file.size) : undefined;
   if (range === "unsatisfiable") {
     res.writeHead(416, { ...headers, "content-range": `bytes */${file.size}`, "content-length": "0" }).end();
     return;
@@ -154,9 +155,4 @@ export function exactly(length: number): Transform {
       done(seen === length ? undefined : new Error(`${seen} bytes, ${length} expected`));
     },
   });
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value.join(", ") : value;
 }

@@ -47,6 +47,7 @@ export function localModelFiles(dir: string, hash: string): ModelFiles {
 
   return {
     hash,
+    record,
     modelRoot: async () => {
       const found = (await findModelFolder(dir)).dir;
       return found === dir ? "" : `${path.relative(dir, found).split(path.sep).join("/")}/`;

@@ -36,6 +36,8 @@ export interface ModelListing {
 export interface ModelFiles {
   /** The entry's hash (sha1 of the handle). */
   readonly hash: string;
+  /** hubcache's record of the entry, when it vouches for this entry (undefined for Python's). */
+  readonly record: RecordFields | undefined;
   /** Where the model is inside the entry: "" or its one wrapping folder ("<dir>/"), as load finds it. */
   modelRoot(): Promise<string>;
   list(): Promise<ModelListing>;

@@ -130,9 +130,3 @@ export function preflightHeaders(req: IncomingMessage, policy: Policy): Record<s
     "access-control-max-age": "600",
   };
 }
-
-/** The Vary value of `headers` (CORS may have set `Origin`) with `names` added, each once. */
-export function varyOn(headers: Record<string, string>, ...names: string[]): string {
-  const all = [...(headers.vary ?? "").split(","), ...names].map((name) => name.trim()).filter(Boolean);
-  return [...new Map(all.map((name) => [name.toLowerCase(), name])).values()].join(", ");
-}

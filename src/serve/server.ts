@@ -22,6 +22,7 @@ import { upstreamRoute } from "./route.js";
 import { type Flight, ModelFlights } from "./flights.js";
 import { serveFromSpool } from "./stream-archive.js";
 import type { ModelFormat } from "../handle.js";
+import { acceptsAny, headerValue } from "./headers.js";
 
 export interface MirrorServerOptions {
   /** Cache settings, as for resolve (cacheDir, sharedCache, lock timeout, env, onEvent...). */
@@ -184,7 +185,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
         throw new HttpProblem(request.status, request.message, "ERR_HUBCACHE_USAGE");
       case "index": {
         const listing = await listEntries({ ...options.resolveOptions, onEvent: undefined });
-        const json = String(req.headers.accept ?? "").includes("application/json");
+        const json = acceptsAny(headerValue(req, "accept"), ["application/json"]);
         const body = json ? `${JSON.stringify(listing, null, 2)}\n` : indexPage(listing, req.headers.host);
         res.writeHead(200, {
           ...corsHeaders(req, policy),
@@ -201,9 +202,9 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
         if (await streamArchive(req, res, request, flight)) return;
         const location = await flight.done;
         req.socket.setTimeout(sendIdleMs);
-        const fileSet = await entryFileSet(req, cacheDir, request.handle, location);
-        if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
         const files = await models.filesAt(location, handleHash(request.handle));
+        const fileSet = await entryFileSet(req, request.handle, location, files);
+        if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
         await serveArchive(req, res, files, encoding, commonHeaders(req, request.handle));
         return;

@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ArchiveEncoding } from "./archive.js";
 import type { SpoolKind, SpoolReader } from "./spool.js";
-import { varyOn } from "./policy.js";
+import { varyOn } from "./headers.js";
 
 /** The headers for the spool's bytes in the form asked for, or undefined when they are not that form. */
 function streamedForm(
