@@ -6,7 +6,7 @@
  */
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import type { DownloadLease, DownloadReport, Producer } from "../cache/ensure-entry.js";
+import type { DownloadReport, Producer } from "../cache/ensure-entry.js";
 import type { Readable } from "node:stream";
 import { ErrorCode, HubcacheError, RestartRequired } from "../errors.js";
 import type { EventListener } from "../events.js";
@@ -14,11 +14,11 @@ import { loadTar } from "../extract/extract.js";
 import { FILE_SET_MEDIA_TYPE, MAX_FILE_SET_BYTES, parseFileSet } from "../extract/file-set.js";
 import { extractWithProgress } from "../extract/with-progress.js";
 import type { ParsedHandle } from "../handle.js";
-import { type Transport, openDownload } from "../net/download.js";
+import { openDownload } from "../net/download.js";
 import { DEFAULT_RETRY_POLICY, RetryBudget } from "../net/retry.js";
 import { redactUrl } from "../redact.js";
 import { ARCHIVE_TAP, type ArchiveTap, type ResolvedSettings, type TappedOptions } from "../settings.js";
-import { downloadFileSet } from "./file-set-download.js";
+import { type FileSetContext, downloadFileSet } from "./file-set-download.js";
 import { ROUTE, type RoutedOptions, withHttpClient } from "./http-client.js";
 import { digestReport } from "./object-archive.js";
 
@@ -73,14 +73,8 @@ export function httpArchiveProducer(
     );
 }
 
-interface DownloadContext {
-  settings: ResolvedSettings;
-  signal: AbortSignal | undefined;
-  emit: EventListener;
-  transport: Transport;
-  dir: string;
-  touch: () => void;
-  lease: DownloadLease;
+/** What one download needs: the files form's context, less what each attempt adds (handle, budget). */
+interface DownloadContext extends Omit<FileSetContext, "handle" | "budget"> {
   /** Internal: sees the received bytes (`hubcache serve` streams them to its clients). */
   tap: ArchiveTap | undefined;
   /** Sent elsewhere than the handle's host (a mirror, which may answer with the files form). */
