@@ -86,10 +86,10 @@ async function folders(root: string, prefix = ""): Promise<string[]> {
   return found.sort();
 }
 
-/** A proxy in front of the mirror that changes one byte of each body of a /_files/ path it names. */
-async function corruptingProxy(
+/** A proxy in front of the mirror; `relay` sends each answer's body on, as is or tampered with. */
+async function relayProxy(
   target: string,
-  damaged: string,
+  relay: (req: http.IncomingMessage, answer: http.IncomingMessage, res: http.ServerResponse) => void,
 ): Promise<{ origin: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const upstream = http.request(
@@ -97,15 +97,7 @@ async function corruptingProxy(
       { method: req.method, headers: req.headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
-        let at = 0;
-        answer.on("data", (chunk: Buffer) => {
-          const copy = Buffer.from(chunk);
-          if ((req.url ?? "").endsWith(damaged) && at <= 1000 && at + copy.length > 1000) {
-            copy[1000 - at] = (copy[1000 - at] ?? 0) ^ 0x01;
-          }
-          at += copy.length;
-          res.write(copy);
-        });
+        relay(req, answer, res);
         answer.on("end", () => res.end());
       },
     );
@@ -116,8 +108,30 @@ async function corruptingProxy(
   const { port } = server.address() as AddressInfo;
   return {
     origin: `http://127.0.0.1:${port}`,
-    close: () => new Promise((done) => server.close(() => done())),
+    close: () =>
+      new Promise((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
   };
+}
+
+/** A proxy in front of the mirror that changes one byte of each body of a /_files/ path it names. */
+function corruptingProxy(
+  target: string,
+  damaged: string,
+): Promise<{ origin: string; close(): Promise<void> }> {
+  return relayProxy(target, (req, answer, res) => {
+    let at = 0;
+    answer.on("data", (chunk: Buffer) => {
+      const copy = Buffer.from(chunk);
+      if ((req.url ?? "").endsWith(damaged) && at <= 1000 && at + copy.length > 1000) {
+        copy[1000 - at] = (copy[1000 - at] ?? 0) ^ 0x01;
+      }
+      at += copy.length;
+      res.write(copy);
+    });
+  });
 }
 
 describe("the files form through a mirror", () => {
@@ -213,44 +227,24 @@ async function cuttingProxy(
 ): Promise<{ origin: string; ranges: string[]; close(): Promise<void> }> {
   const ranges: string[] = [];
   let cutDone = false;
-  const server = http.createServer((req, res) => {
+  const proxy = await relayProxy(target, (req, answer, res) => {
     const url = req.url ?? "/";
     if (url.endsWith(cut) && req.headers.range) ranges.push(req.headers.range);
-    const upstream = http.request(
-      `${target}${url}`,
-      { method: req.method, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        const cutThis = url.endsWith(cut) && !cutDone;
-        let sent = 0;
-        answer.on("data", (chunk: Buffer) => {
-          if (cutThis && sent + chunk.length > after) {
-            cutDone = true;
-            res.write(chunk.subarray(0, after - sent));
-            answer.destroy();
-            setTimeout(() => res.destroy(), 20);
-            return;
-          }
-          sent += chunk.length;
-          res.write(chunk);
-        });
-        answer.on("end", () => res.end());
-      },
-    );
-    upstream.on("error", () => res.destroy());
-    req.pipe(upstream);
+    const cutThis = url.endsWith(cut) && !cutDone;
+    let sent = 0;
+    answer.on("data", (chunk: Buffer) => {
+      if (cutThis && sent + chunk.length > after) {
+        cutDone = true;
+        res.write(chunk.subarray(0, after - sent));
+        answer.destroy();
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      sent += chunk.length;
+      res.write(chunk);
+    });
   });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const { port } = server.address() as AddressInfo;
-  return {
-    origin: `http://127.0.0.1:${port}`,
-    ranges,
-    close: () =>
-      new Promise((done) => {
-        server.closeAllConnections();
-        server.close(() => done());
-      }),
-  };
+  return { ...proxy, ranges };
 }
 
 describe("the limits of the files form", () => {
