@@ -7,8 +7,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { handleHash } from "../cache/layout.js";
-import { ErrorCode, HubcacheError } from "../errors.js";
-import { redactUrl } from "../redact.js";
+import { ErrorCode } from "../errors.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
 import { cachedModels } from "./cached-models.js";
@@ -23,6 +22,7 @@ import { type Flight, ModelFlights } from "./flights.js";
 import { serveFromSpool } from "./stream-archive.js";
 import type { ModelFormat } from "../handle.js";
 import { acceptsAny, headerValue } from "./headers.js";
+import { HttpProblem, accessLogLine, sendProblem } from "./problems.js";
 
 export interface MirrorServerOptions {
   /** Cache settings, as for resolve (cacheDir, sharedCache, lock timeout, env, onEvent...). */
@@ -44,40 +44,12 @@ export interface MirrorServer {
   close(graceMs?: number): Promise<void>;
 }
 
-class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly code: string = ErrorCode.NOT_FOUND,
-  ) {
-    super(message);
-  }
-}
-
 /** The host a handle names ("" when it is no URL, which no allow-list holds). */
 function hostOf(handle: string): string {
   try {
     return new URL(handle).host.toLowerCase();
   } catch {
     return "";
-  }
-}
-
-/** The HTTP status a failed resolve becomes. */
-function statusOf(error: HubcacheError): number {
-  switch (error.code) {
-    case ErrorCode.NOT_FOUND:
-      return 404;
-    case ErrorCode.INVALID_HANDLE:
-    case ErrorCode.UNSUPPORTED:
-      return 400;
-    case ErrorCode.OFFLINE:
-    case ErrorCode.ABORTED:
-      return 503;
-    case ErrorCode.TIMEOUT:
-      return 504;
-    default:
-      return 502;
   }
 }
 
@@ -175,7 +147,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     await serveFile(req, res, { files, file: target, headers: commonHeaders(req, handle) });
   };
 
-  const route1 = async (
+  const answer = async (
     request: MirrorRequest,
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -230,28 +202,6 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     }
   };
 
-  const fail = (req: http.IncomingMessage, res: http.ServerResponse, error: unknown): void => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const problem =
-      error instanceof HttpProblem
-        ? { status: error.status, body: { code: error.code, message: error.message } }
-        : error instanceof HubcacheError
-          ? { status: statusOf(error), body: error.toJSON() }
-          : { status: 500, body: { code: "ERR_HUBCACHE_INTERNAL", message: String(error) } };
-    const body = `${JSON.stringify({ error: problem.body })}\n`;
-    res.writeHead(problem.status, {
-      ...corsHeaders(req, policy),
-      "content-type": "application/json",
-      "cache-control": "no-store",
-      "content-length": String(Buffer.byteLength(body)),
-      ...(problem.status === 401 ? { "www-authenticate": 'Bearer realm="hubcache"' } : {}),
-    });
-    res.end(req.method === "HEAD" ? undefined : body);
-  };
-
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     if (req.method === "OPTIONS") {
       res.writeHead(204, preflightHeaders(req, policy)).end();
@@ -265,7 +215,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     }
     // While the model is fetched the socket may be quiet for long; it is bounded again once bytes flow.
     req.socket.setTimeout(0);
-    await route1(parseMirrorRequest(req.url ?? "/"), req, res);
+    await answer(parseMirrorRequest(req.url ?? "/"), req, res);
   };
 
   const server = http.createServer(
@@ -276,14 +226,9 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       responses.add(res);
       res.once("close", () => {
         responses.delete(res);
-        const status = res.writableFinished ? res.statusCode : `${res.statusCode}(cut)`;
-        const where = redactUrl(`http://mirror${req.url ?? "/"}`).slice("http://mirror".length);
-        const sent = req.socket.bytesWritten - sentBefore;
-        options.log?.(
-          `${new Date(started).toISOString()} ${req.socket.remoteAddress ?? "-"} "${req.method} ${where}" ${status} ${sent} ${Date.now() - started}ms`,
-        );
+        options.log?.(accessLogLine(req, res, started, req.socket.bytesWritten - sentBefore));
       });
-      handler(req, res).catch((error: unknown) => fail(req, res, error));
+      handler(req, res).catch((error: unknown) => sendProblem(req, res, error, policy));
     },
   );
   server.timeout = sendIdleMs;
@@ -291,16 +236,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
 
   return {
     server,
-    listen: (port, host) =>
-      new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          const address = server.address() as AddressInfo;
-          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-          resolve(`http://${shown}:${address.port}`);
-        });
-      }),
+    listen: (port, host) => listenOn(server, port, host),
     close: async (graceMs = 2000) => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -312,4 +248,17 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       await closed;
     },
   };
+}
+
+/** Listen; resolves with the origin (`http://HOST:PORT`, the real port when 0 is asked). */
+function listenOn(server: http.Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const address = server.address() as AddressInfo;
+      const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      resolve(`http://${shown}:${address.port}`);
+    });
+  });
 }
