@@ -226,65 +226,56 @@ describe("extractor: refusal writes nothing", () => {
   }
 
   it("files queued before a refused entry are settled before extractArchive returns", async () => {
-    const dir = await tempDir("extract-settle-");
-    try {
-      const entries: EntrySpec[] = [];
-      for (let i = 0; i < 300; i++) entries.push({ path: `f${i}`, content: Buffer.alloc(3000, i) });
-      entries.push({ path: "bad", type: "SymbolicLink", linkpath: "/" });
-      // Plain tar in 64 KiB reads, as a socket gives them: the files ahead of the link reach tar in
-      // chunks of their own (one gunzip'd block would hold the link too, and nothing be queued).
-      const tar = tarOf(entries);
-      const reads = Array.from({ length: Math.ceil(tar.length / 65536) }, (_, i) =>
-        tar.subarray(i * 65536, (i + 1) * 65536),
-      );
-      await assert.rejects(extractArchive(Readable.from(reads), dir, { handle: "h" }), {
-        code: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
-      });
-      const right = await listAll(dir);
-      await fsIdle();
-      assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
-      // Whatever is there is one of the queued files (not the link), holding only its own bytes: tar
-      // drops (or cuts short) the files whose bytes were still in flight when the refusal came.
-      assert.ok(right.length > 0, "some queued files were written before the refusal");
-      for (const name of right) {
-        const index = Number(/^f(\d+)$/.exec(name)?.[1] ?? Number.NaN);
-        assert.ok(index >= 0 && index < 300, `${name} is not one of the queued files`);
-        const bytes = await fs.readFile(path.join(dir, name));
-        assert.ok(bytes.length <= 3000 && bytes.every((b) => b === index % 256), `${name} holds other bytes`);
-      }
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    const contents = Array.from({ length: 300 }, (_, i) => Buffer.alloc(3000, i));
+    // Plain tar in 64 KiB reads, as a socket gives them: the files ahead of the link reach tar in
+    // chunks of their own (one inflated block would hold the link too, and nothing be queued).
+    const tar = tarWithLinkAfter(contents);
+    const reads = Array.from({ length: Math.ceil(tar.length / 65536) }, (_, i) =>
+      tar.subarray(i * 65536, (i + 1) * 65536),
+    );
+    await assertSettledAfterRefusal(Readable.from(reads), contents);
   });
 });
 
 describe("extractor: refusal writes nothing, gzip'd", () => {
   it("files inflated ahead of a refused entry are settled before extractArchive returns", async () => {
-    const dir = await tempDir("extract-settle-gz-");
-    try {
-      // 6 MiB that does not compress ahead of the link: inflate hands it over in several 4 MiB
-      // blocks (through the Handoff stage), so files are queued in tar when the link is refused.
-      const contents = Array.from({ length: 48 }, () => randomBytes(128 * 1024));
-      const entries: EntrySpec[] = contents.map((content, i) => ({ path: `f${i}`, content }));
-      entries.push({ path: "bad", type: "SymbolicLink", linkpath: "/" });
-      await assert.rejects(extractArchive(Readable.from([gzip(tarOf(entries))]), dir, { handle: "h" }), {
-        code: "ERR_HUBCACHE_UNSAFE_ARCHIVE",
-      });
-      const right = await listAll(dir);
-      await fsIdle();
-      assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
-      assert.ok(right.length > 0, "some queued files were written before the refusal");
-      for (const name of right) {
-        const content = contents[Number(/^f(\d+)$/.exec(name)?.[1] ?? Number.NaN)];
-        assert.ok(content, `${name} is not one of the queued files`);
-        const bytes = await fs.readFile(path.join(dir, name));
-        assert.ok(content.subarray(0, bytes.length).equals(bytes), `${name} holds other bytes`);
-      }
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    // 6 MiB that does not compress ahead of the link: inflate hands it over in several 2 MiB
+    // blocks (through the Handoff stage), so files are queued in tar when the link is refused.
+    const contents = Array.from({ length: 48 }, () => randomBytes(128 * 1024));
+    await assertSettledAfterRefusal(Readable.from([gzip(tarWithLinkAfter(contents))]), contents);
   });
 });
+
+/** Files f0, f1... holding `contents`, then a symlink, which refuses the whole archive. */
+function tarWithLinkAfter(contents: Buffer[]): Buffer {
+  const entries: EntrySpec[] = contents.map((content, i) => ({ path: `f${i}`, content }));
+  entries.push({ path: "bad", type: "SymbolicLink", linkpath: "/" });
+  return tarOf(entries);
+}
+
+/**
+ * The archive is refused; nothing is written after extractArchive returns; and what is there is
+ * some of the queued files (not the link), each holding only its own bytes: tar drops (or cuts
+ * short) the files whose bytes were still in flight when the refusal came.
+ */
+async function assertSettledAfterRefusal(body: Readable, contents: Buffer[]): Promise<void> {
+  const dir = await tempDir("extract-settle-");
+  try {
+    await assert.rejects(extractArchive(body, dir, { handle: "h" }), { code: "ERR_HUBCACHE_UNSAFE_ARCHIVE" });
+    const right = await listAll(dir);
+    await fsIdle();
+    assert.deepEqual(await listAll(dir), right, "nothing is written after extractArchive returns");
+    assert.ok(right.length > 0, "some queued files were written before the refusal");
+    for (const name of right) {
+      const content = contents[Number(/^f(\d+)$/.exec(name)?.[1] ?? Number.NaN)];
+      assert.ok(content, `${name} is not one of the queued files`);
+      const bytes = await fs.readFile(path.join(dir, name));
+      assert.ok(content.subarray(0, bytes.length).equals(bytes), `${name} holds other bytes`);
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
 
 // The target directory can vanish: a process that took the download over as stalled removes the
 // old holder's temp dir. tar then reports an "error" and never ends; extraction must still settle.
