@@ -34,7 +34,7 @@ export { classifyExtractError } from "./extract-errors.js";
 export { entryProblem } from "./unpack.js";
 export { DEFAULT_MAX_FILES } from "./member-check.js";
 
-export const GUNZIP_CHUNK_BYTES = 2 << 20;
+export const INFLATE_CHUNK_BYTES = 2 << 20;
 const COALESCE_BYTES = 1 << 20;
 const COALESCE_WAIT_MS = 20;
 /** How many members node-tar may have in flight before MemberCheck waits for them to be written. */
@@ -195,13 +195,13 @@ function pipelineStages(
     // Raw deflate: the gzip framing and its CRC check are done here (gzip-frame.ts), not by zlib.
     gzip = {
       frame: new GzipFrame(handle),
-      inflate: zlib.createInflateRaw({ chunkSize: GUNZIP_CHUNK_BYTES }),
+      inflate: zlib.createInflateRaw({ chunkSize: INFLATE_CHUNK_BYTES }),
     };
     stages.push(gzip.frame);
     stages.push(new Coalescer(COALESCE_BYTES, COALESCE_WAIT_MS));
     stages.push(gzip.inflate);
     // zlib hands its output over synchronously: without this, inflating and unpacking take turns.
-    stages.push(new Handoff(GUNZIP_CHUNK_BYTES));
+    stages.push(new Handoff(INFLATE_CHUNK_BYTES));
     stages.push(new TarHeadCheck((inner) => notATarError(handle, inner)));
   } else {
     // Network reads (64 KiB) joined into 1 MiB blocks: tar then writes each file in big writes.
