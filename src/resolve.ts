@@ -19,7 +19,7 @@ import { objectNotFound } from "./storage/errors.js";
 import { type StorageOptions, openStorage } from "./storage/open.js";
 import { folderExists } from "./storage/transfer.js";
 import { ROUTE, type RoutedOptions } from "./sources/http-client.js";
-import { type RequestRoute, mirrorRoute, mirrorSettings, routeParsed } from "./serve/route.js";
+import { type RequestRoute, mirrorRoute, mirrorSettings, routeParsed } from "./net/route.js";
 
 export {
   DEFAULT_CONNECT_TIMEOUT_MS,

@@ -14,7 +14,7 @@ import * as tar from "tar";
 import { descriptorText } from "../src/cache/layout.js";
 import { listEntries, removeEntries } from "../src/manage/index.js";
 import { resolveRouted } from "../src/resolve.js";
-import { upstreamRoute } from "../src/serve/route.js";
+import { upstreamRoute } from "../src/net/route.js";
 import { openStorage } from "../src/storage/open.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { etagMatches, parseRange } from "../src/serve/files.js";
 import { isForbiddenAddress, parseUpstream } from "../src/serve/policy.js";
 import { isVersionedHandle, parseMirrorRequest } from "../src/serve/request-path.js";
-import { mirrorRoute, mirrorSettings, upstreamRoute } from "../src/serve/route.js";
+import { mirrorRoute, mirrorSettings, upstreamRoute } from "../src/net/route.js";
 
 test("request paths name canonical handles and forms", () => {
   assert.deepEqual(parseMirrorRequest("/tfhub.dev/google/yamnet/1?tf-hub-format=compressed"), {

@@ -12,7 +12,7 @@ import { resolve } from "../resolve.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { statLocalPath } from "../sources/local-path.js";
 import { type ModelSource, type OpenModelStore, dirSource, sourceForLocation } from "./source.js";
-import { mirrorRoute, mirrorSettings, routeFetch } from "../serve/route.js";
+import { mirrorRoute, mirrorSettings, routeFetch } from "../net/route.js";
 
 export interface LocateOptions extends ResolveOptions {
   /**

@@ -12,7 +12,7 @@ import { ErrorCode, HubcacheError } from "../errors.js";
 import type { ModelFormat } from "../handle.js";
 import { resolveRouted } from "../resolve.js";
 import { ARCHIVE_TAP, type ArchiveTap, type ResolveOptions, type TappedOptions } from "../settings.js";
-import type { RequestRoute } from "./route.js";
+import type { RequestRoute } from "../net/route.js";
 import { Spool, type SpoolReader } from "./spool.js";
 
 /** At most `limit` tasks at once; the rest wait in order. */

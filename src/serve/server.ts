@@ -17,7 +17,7 @@ import { listEntries } from "../manage/list.js";
 import { indexPage } from "./page.js";
 import { type Policy, authorized, corsHeaders, preflightHeaders } from "./policy.js";
 import { type MirrorRequest, isVersionedHandle, parseMirrorRequest } from "./request-path.js";
-import { upstreamRoute } from "./route.js";
+import { upstreamRoute } from "../net/route.js";
 import { type Flight, ModelFlights } from "./flights.js";
 import { serveFromSpool } from "./stream-archive.js";
 import type { ModelFormat } from "../handle.js";

@@ -4,7 +4,7 @@ import { httpStack } from "../net/client.js";
 import type { Transport } from "../net/download.js";
 import type { FetchFunction } from "../net/http-errors.js";
 import type { ResolveOptions, ResolvedSettings } from "../settings.js";
-import { type RequestRoute, routeFetch, routeTransport } from "../serve/route.js";
+import { type RequestRoute, routeFetch, routeTransport } from "../net/route.js";
 
 /** Where resolveRouted's route travels to withHttpClient (internal; never set by callers). */
 export const ROUTE = Symbol("hubcache.route");

@@ -9,9 +9,9 @@
 import type { Env } from "../config.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import type { ParsedHandle } from "../handle.js";
-import type { AddressGuard } from "../net/address-guard.js";
-import type { Transport } from "../net/transport.js";
-import type { FetchFunction } from "../net/http-errors.js";
+import type { AddressGuard } from "./address-guard.js";
+import type { Transport } from "./transport.js";
+import type { FetchFunction } from "./http-errors.js";
 import { redactUrl } from "../redact.js";
 
 export interface RequestRoute {
