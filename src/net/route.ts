@@ -23,7 +23,7 @@ export interface RequestRoute {
   explain(error: unknown): unknown;
   /** Checks every hop of every request must pass (the mirror's; see net/address-guard.ts). */
   guard?: AddressGuard | undefined;
-  /** Requests go to a `hubcache serve` mirror, which may answer with the files form (file-set.ts). */
+  /** Requests go to a `hubcache serve` mirror, which may answer with the files form (extract/file-set.ts). */
   viaMirror?: boolean | undefined;
 }
 

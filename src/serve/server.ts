@@ -11,7 +11,7 @@ import { ErrorCode } from "../errors.js";
 import { type ResolveOptions, resolveSettings } from "../settings.js";
 import { type ArchiveEncoding, chooseArchiveEncoding, serveArchive } from "./archive.js";
 import { cachedModels } from "./cached-models.js";
-import { entryFileSet, sendFileSet } from "./file-set.js";
+import { entryFileSet, sendFileSet } from "./file-set-answer.js";
 import { serveFile } from "./files.js";
 import { listEntries } from "../manage/list.js";
 import { indexPage } from "./page.js";

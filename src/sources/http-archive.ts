@@ -121,7 +121,7 @@ async function downloadOnce(
     signal: context.signal,
     // Under a lock: stop before any request once it is lost; keep it fresh between attempts.
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
-    // A `hubcache serve` mirror may answer with its list of the files instead (file-set.ts); a
+    // A `hubcache serve` mirror may answer with its list of the files instead (extract/file-set.ts); a
     // hub is asked as before.
     ...(context.viaMirror ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
   });
