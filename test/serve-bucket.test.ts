@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import * as tar from "tar";
 import { descriptorText } from "../src/cache/layout.js";
 import { listEntries, removeEntries } from "../src/manage/index.js";
-import { resolveRouted } from "../src/resolve.js";
+import { resolve, resolveRouted } from "../src/resolve.js";
 import { upstreamRoute } from "../src/net/route.js";
 import { openStorage } from "../src/storage/open.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
@@ -32,6 +32,7 @@ const RECORD_ETAG = /^"[0-9a-f]{16}-[0-9a-f]+-[0-9a-f]{8}"$/;
 let stores: TestStores;
 let hub: HubServer;
 let savedDir: string;
+let savedArchive: Buffer;
 let movenetDir: string;
 let counter = 0;
 
@@ -40,7 +41,8 @@ before(async () => {
   hub = await startHubServer();
   savedDir = await savedModelDir(256 * 1024);
   movenetDir = await movenetModelDir();
-  hub.add("/google/saved/1", { archive: await tarGz(savedDir), dir: savedDir });
+  savedArchive = await tarGz(savedDir);
+  hub.add("/google/saved/1", { archive: savedArchive, dir: savedDir });
   hub.add("/google/movenet/1", { archive: await tarGz(movenetDir), dir: movenetDir });
   hub.add("/google/local/1", { archive: await tarGz(movenetDir), dir: movenetDir });
   // A model inside one wrapping folder, as some archives are packed.
@@ -55,6 +57,16 @@ after(async () => {
 
 function mirrorOn(cacheDir: string): Promise<Mirror> {
   return startMirror(["--cache-dir", cacheDir, "--upstream", `tfhub.dev=${hub.origin}`], stores.env);
+}
+
+/** The mirror's access log so far, as "METHOD path status". */
+function mirrorLog(mirror: Mirror): string[] {
+  return mirror.run
+    .stderr()
+    .split("\n")
+    .map((line) => /"(GET|HEAD) ([^"]+)" (\S+)/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[1]} ${m[2]} ${m[3]}`);
 }
 
 function archiveRequests(modelPath: string): number {
@@ -135,6 +147,39 @@ for (const scheme of ["s3", "gs"] as const) {
             shown.entries.map((e) => e.handle),
             ["https://tfhub.dev/google/saved/1"],
           );
+        } finally {
+          await mirror.stop();
+        }
+      },
+    );
+
+    test(
+      "a hubcache client gets the files form from a bucket entry: each file from /_files/",
+      LIMIT,
+      async () => {
+        const handle = "https://tfhub.dev/google/saved/1";
+        const mirror = await mirrorOn(bucketDir());
+        try {
+          const warm = await tempDir("bucket-files-warm-");
+          await resolve(handle, { cacheDir: warm, mirror: mirror.origin });
+          const before = mirrorLog(mirror).length;
+          const cacheDir = await tempDir("bucket-files-client-");
+          const entry = await resolve(handle, { cacheDir, mirror: mirror.origin });
+          assertSameTree(await readTree(entry), await readTree(savedDir), "through the mirror");
+          const log = mirrorLog(mirror).slice(before);
+          const fileRequests = log.filter((line) => line.startsWith(`GET /_files/${sha1(handle)}/`));
+          const record = JSON.parse(
+            await fs.readFile(path.join(cacheDir, `${sha1(handle)}.hubcache.json`), "utf8"),
+          ) as { archiveSha256?: string; files: { path: string; size: number; crc32?: string }[] };
+          const nonEmpty = record.files.filter((file) => file.size > 0);
+          assert.equal(fileRequests.length, nonEmpty.length, log.join("\n"));
+          assert.ok(
+            fileRequests.every((line) => line.endsWith(" 200")),
+            log.join("\n"),
+          );
+          // The upstream archive's digest, carried from the bucket's record, not a re-packed tar's.
+          assert.equal(record.archiveSha256, createHash("sha256").update(savedArchive).digest("hex"));
+          assert.ok(nonEmpty.every((file) => /^[0-9a-f]{8}$/.test(file.crc32 ?? "")));
         } finally {
           await mirror.stop();
         }

@@ -3,13 +3,13 @@
  * FILE_SET_MEDIA_TYPE in Accept gets, instead of a tar, the list of the model's files with the
  * CRC-32s and the upstream archive's SHA-256 from the mirror's record, and then fetches the files
  * itself from `/_files/<hash>/<file>`, in parallel. Only an entry hubcache wrote, whose record has
- * every digest and lists exactly the files on disk, gets it; any other (written by Python, by an
- * older hubcache, a model in a subfolder, 1,000 files or more) is sent as a tar, as to every client.
+ * every digest and lists exactly the files the cache holds (in a folder or a bucket), gets it; any
+ * other (written by Python, by an older hubcache, a model in a subfolder, 1,000 files or more) is
+ * sent as a tar, as to every client.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { handleHash } from "../cache/layout.js";
 import { FILE_SET_MEDIA_TYPE, type FileSet } from "../extract/file-set.js";
-import { isRemoteLocation } from "../storage/location.js";
 import { acceptsAny, headerValue, varyOn } from "./headers.js";
 import type { ModelFiles } from "./model-files.js";
 
@@ -21,19 +21,23 @@ export function wantsFileSet(req: IncomingMessage): boolean {
   return acceptsAny(headerValue(req, "accept"), [FILE_SET_MEDIA_TYPE]);
 }
 
-/** The files form of the cached entry `files` of `handle` (at `location`), when it can be offered. */
+/**
+ * The files form of the cached entry `files` of `handle`, when it can be offered: from a local
+ * cache and a bucket cache alike (/_files/ reads either through the same ModelFiles).
+ */
 export async function entryFileSet(
   req: IncomingMessage,
   handle: string,
-  location: string,
   files: ModelFiles,
 ): Promise<FileSet | undefined> {
-  if (!wantsFileSet(req) || isRemoteLocation(location)) return undefined;
+  if (!wantsFileSet(req)) return undefined;
   const { record } = files;
   if (!record?.archiveSha256 || record.files.length >= MAX_FILES_FORM) return undefined;
   // /_files/ serves the model's folder: only when that is the entry itself are the paths the same.
   if ((await files.modelRoot()) !== "") return undefined;
-  // Exactly the recorded files on disk, each with its recorded size (then it has its CRC-32).
+  // Exactly the recorded files, each with its recorded size (then it has its CRC-32). A bucket
+  // entry's listing is its record's (bucket-files.ts); an object gone missing is a 404 to the
+  // client, which then fails as it would on a tar cut short.
   const listing = await files.list();
   if (listing.files.length !== record.files.length) return undefined;
   if (listing.files.some((file) => file.recordedCrc32 === undefined)) return undefined;

@@ -175,7 +175,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
         const location = await flight.done;
         req.socket.setTimeout(sendIdleMs);
         const files = await models.filesAt(location, handleHash(request.handle));
-        const fileSet = await entryFileSet(req, request.handle, location, files);
+        const fileSet = await entryFileSet(req, request.handle, files);
         if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
         await serveArchive(req, res, files, encoding, commonHeaders(req, request.handle));
