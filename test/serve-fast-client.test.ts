@@ -86,14 +86,23 @@ async function folders(root: string, prefix = ""): Promise<string[]> {
   return found.sort();
 }
 
-/** A proxy in front of the mirror; `relay` sends each answer's body on, as is or tampered with. */
+/**
+ * A proxy in front of the mirror; `relay` sends each answer's body on, as is or tampered with.
+ * `route` maps a request path to the mirror's (undefined: 404, never relayed).
+ */
 async function relayProxy(
   target: string,
   relay: (req: http.IncomingMessage, answer: http.IncomingMessage, res: http.ServerResponse) => void,
+  route: (url: string) => string | undefined = (url) => url,
 ): Promise<{ origin: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
+    const routed = route(req.url ?? "/");
+    if (routed === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
     const upstream = http.request(
-      `${target}${req.url ?? "/"}`,
+      `${target}${routed}`,
       { method: req.method, headers: req.headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -213,6 +222,42 @@ describe("the files form through a mirror", () => {
         const record = await readRecord(cacheDir);
         assert.notEqual(record.archiveSha256, sha256(archive));
       } finally {
+        await mirror.stop();
+      }
+    },
+  );
+});
+
+describe("a mirror behind a reverse proxy at a path prefix", () => {
+  test(
+    "the files come through the prefix too (HUBCACHE_MIRROR=http://proxy/team-mirror)",
+    LIMIT,
+    async () => {
+      const { mirror } = await warmMirror();
+      const seen: string[] = [];
+      const proxy = await relayProxy(
+        mirror.origin,
+        (_req, answer, res) => answer.pipe(res),
+        (url) => {
+          seen.push(url);
+          return url.startsWith("/team-mirror/") ? url.slice("/team-mirror".length) : undefined;
+        },
+      );
+      try {
+        const cacheDir = await tempDir("fast-prefix-");
+        const entry = await resolve(HANDLE, { cacheDir, mirror: `${proxy.origin}/team-mirror/`, retries: 0 });
+        const got = await readTree(entry);
+        const expected = await readTree(modelDir);
+        assert.deepEqual([...got.keys()].sort(), [...expected.keys()].sort());
+        for (const [name, bytes] of expected) assert.ok(got.get(name)?.equals(bytes), name);
+        const files = seen.filter((url) => url.startsWith(`/team-mirror/_files/${sha1(HANDLE)}/`));
+        assert.ok(files.length > 0, seen.join("\n"));
+        assert.ok(
+          seen.every((url) => url.startsWith("/team-mirror/")),
+          `every request went through the prefix:\n${seen.join("\n")}`,
+        );
+      } finally {
+        await proxy.close();
         await mirror.stop();
       }
     },

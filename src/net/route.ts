@@ -23,8 +23,11 @@ export interface RequestRoute {
   explain(error: unknown): unknown;
   /** Checks every hop of every request must pass (the mirror's; see net/address-guard.ts). */
   guard?: AddressGuard | undefined;
-  /** Requests go to a `hubcache serve` mirror, which may answer with the files form (extract/file-set.ts). */
-  viaMirror?: boolean | undefined;
+  /**
+   * Requests go to the `hubcache serve` mirror at this base URL (as the user set it, path prefix
+   * and all), which may answer with the files form (extract/file-set.ts), fetched from it too.
+   */
+  mirrorBase?: string | undefined;
 }
 
 /** The parsed handle with its request URLs sent through the route. */
@@ -114,7 +117,7 @@ export function mirrorRoute(mirror: MirrorSettings): RequestRoute {
     rewrite: (url) => (url.startsWith(`${mirror.base}/`) ? url : mirrorUrlOf(mirror.base, url)),
     headersFor: (url) => (sameOrigin(url, origin) ? auth : {}),
     explain: (error) => explainMirrorError(error, mirror.base),
-    viaMirror: true,
+    mirrorBase: mirror.base,
   };
 }
 

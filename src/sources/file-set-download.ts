@@ -37,17 +37,20 @@ export interface FileSetContext {
   budget: RetryBudget;
 }
 
-/** The URL of each file: `<filesBase>/<path>` on the origin the list came from, never elsewhere. */
-function fileUrl(fileSet: FileSet, listUrl: string, file: FileSetFile): string {
-  // filesBase is exactly /_files/<sha1> (parseFileSet), joined to the list's own origin.
+/**
+ * The URL of each file: `<mirror><filesBase>/<path>`, on the mirror the user set (with its path
+ * prefix, if it sits behind a reverse proxy at one), never elsewhere.
+ */
+function fileUrl(fileSet: FileSet, mirrorBase: string, file: FileSetFile): string {
+  // filesBase is exactly /_files/<sha1> (parseFileSet); the base has no trailing slash.
   const parts = file.path.split("/").map(encodeURIComponent).join("/");
-  return `${new URL(listUrl).origin}${fileSet.filesBase}/${parts}`;
+  return `${mirrorBase}${fileSet.filesBase}/${parts}`;
 }
 
 /** Fetch every file of `fileSet` into `context.dir`; the report gives the list's archive digests. */
 export async function downloadFileSet(
   fileSet: FileSet,
-  listUrl: string,
+  mirrorBase: string,
   context: FileSetContext,
 ): Promise<DownloadReport> {
   const { handle, settings, dir } = context;
@@ -75,7 +78,12 @@ export async function downloadFileSet(
   const worker = async (): Promise<void> => {
     for (let file = queue.shift(); file && !failure; file = queue.shift()) {
       try {
-        const crc = await fetchFile(fileSet, listUrl, file, { context, disk, progress, signal: stop.signal });
+        const crc = await fetchFile(fileSet, mirrorBase, file, {
+          context,
+          disk,
+          progress,
+          signal: stop.signal,
+        });
         if (file.size > 0) crc32ByPath.set(file.path, crc);
         progress.fileDone();
       } catch (error) {
@@ -104,7 +112,7 @@ interface FetchContext {
 /** One file, fetched and written; started over from byte 0 when the mirror cannot resume it. */
 async function fetchFile(
   fileSet: FileSet,
-  listUrl: string,
+  mirrorBase: string,
   file: FileSetFile,
   fetch: FetchContext,
 ): Promise<number> {
@@ -118,7 +126,7 @@ async function fetchFile(
   }
   for (;;) {
     if (signal.aborted) throw abortedError(handle, `Downloading ${handle}`);
-    const download = await openDownload(fileUrl(fileSet, listUrl, file), {
+    const download = await openDownload(fileUrl(fileSet, mirrorBase, file), {
       handle,
       transport: context.transport,
       idleTimeoutMs: settings.network.idleTimeoutMs,

@@ -68,7 +68,7 @@ export function httpArchiveProducer(
         touch,
         lease,
         tap,
-        viaMirror: (options as RoutedOptions)[ROUTE]?.viaMirror === true,
+        mirrorBase: (options as RoutedOptions)[ROUTE]?.mirrorBase,
       }),
     );
 }
@@ -77,8 +77,8 @@ export function httpArchiveProducer(
 interface DownloadContext extends Omit<FileSetContext, "handle" | "budget"> {
   /** Internal: sees the received bytes (`hubcache serve` streams them to its clients). */
   tap: ArchiveTap | undefined;
-  /** Sent elsewhere than the handle's host (a mirror, which may answer with the files form). */
-  viaMirror: boolean;
+  /** Sent to this mirror instead of the handle's host (it may answer with the files form). */
+  mirrorBase: string | undefined;
 }
 
 async function downloadArchive(parsed: HttpArchive, context: DownloadContext): Promise<DownloadReport> {
@@ -92,7 +92,7 @@ async function downloadArchive(parsed: HttpArchive, context: DownloadContext): P
   // Import tar while the request (and its redirects) is in flight. Not through a mirror: it answers
   // at once, mostly with the files form, which needs no tar, and the import (~30 ms of main
   // thread) would delay the files; a tar from it imports tar when it comes.
-  if (!context.viaMirror) void loadTar().catch(() => undefined);
+  if (context.mirrorBase === undefined) void loadTar().catch(() => undefined);
   for (;;) {
     try {
       return await downloadOnce(parsed, context, budget);
@@ -123,12 +123,12 @@ async function downloadOnce(
     hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
     // A `hubcache serve` mirror may answer with its list of the files instead (extract/file-set.ts); a
     // hub is asked as before.
-    ...(context.viaMirror ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
+    ...(context.mirrorBase !== undefined ? { headers: { accept: ACCEPT_ARCHIVE } } : {}),
   });
-  if (context.viaMirror && isFileSet(download.contentType)) {
+  if (context.mirrorBase !== undefined && isFileSet(download.contentType)) {
     // The files form is never tapped: only an archive is streamed to a mirror's clients.
     const list = parseFileSet(await readListBody(download.stream, handle), handle);
-    return downloadFileSet(list, download.finalUrl, { ...context, handle, budget });
+    return downloadFileSet(list, context.mirrorBase, { ...context, handle, budget });
   }
   const body = context.tap ? context.tap(download) : download.stream;
   const result = await extractWithProgress(body, context.dir, {
