@@ -88,6 +88,15 @@ describe("address-guard (pure)", () => {
       ["172.32.0.1", "public"],
       ["2606:4700::1111", "public"],
       ["64:ff9b::808:808", "public"], // NAT64 of 8.8.8.8 (an IPv6-only network's tfhub.dev)
+      ["64:ff9b::a9fe:a9fe", "metadata"],
+      ["64:ff9b:1::a9fe:a9fe", "metadata"], // local-use NAT64
+      ["2002:a9fe:a9fe::1", "metadata"], // 6to4 through 169.254.169.254
+      ["2002:7f00:1::", "loopback"],
+      ["2002:c0a8:101:1::5", "private"],
+      ["2002:808:808::1", "public"],
+      ["2001:0:4136:e378:8000:63bf:5601:5601", "metadata"], // Teredo, client 169.254.169.254 inverted
+      ["2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"], // client 127.0.0.1
+      ["2001:db8::1", "public"], // 2001:db8:: is not Teredo (2001:0::/32)
     ];
     for (const [address, expected] of cases) assert.equal(classifyAddress(address), expected, address);
     assert.equal(classifyAddress("tfhub.dev"), undefined);
@@ -96,6 +105,8 @@ describe("address-guard (pure)", () => {
     assert.equal(classifyHost("tfhub.dev"), "public");
     assert.equal(embeddedIPv4("::ffff:7f00:1"), "127.0.0.1");
     assert.equal(embeddedIPv4("2001:db8::1"), undefined);
+    assert.equal(embeddedIPv4("2002:a9fe:a9fe::1"), "169.254.169.254");
+    assert.equal(embeddedIPv4("2001:0:4136:e378:8000:63bf:5601:5601"), "169.254.169.254");
     assert.equal(embeddedIPv4("::1"), undefined);
   });
 

@@ -8,7 +8,7 @@
  * - loopback, private and unspecified addresses only under the host names the guard was given
  *   (`internalHosts`: the mirror's `--upstream` bases);
  * - anything else (public) is allowed.
- * IPv4 addresses inside IPv6 (::ffff:a.b.c.d, ::a.b.c.d, NAT64 64:ff9b::/96) are judged as the
+ * IPv4 addresses inside IPv6 (::ffff:a.b.c.d, ::a.b.c.d, NAT64, 6to4, Teredo) are judged as the
  * IPv4 address.
  */
 import { BlockList, isIP, isIPv4 } from "node:net";
@@ -134,16 +134,25 @@ function ipv6Groups(address: string): number[] {
   return parts.map((part) => parseInt(part, 16));
 }
 
-/** The IPv4 address an IPv6 one stands for (IPv4-mapped or -compatible, NAT64), if any. */
+const dotted = (high: number, low: number): string => [high >> 8, high & 255, low >> 8, low & 255].join(".");
+
+/**
+ * The IPv4 address an IPv6 one stands for, if any: IPv4-mapped or -compatible, NAT64 (64:ff9b::/96
+ * and the local-use 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::/48, the gateway a.b.c.d) and Teredo
+ * (2001:0::/32, whose last 32 bits are the client's IPv4 address, inverted): each of these reaches
+ * that IPv4 address through a translator or a tunnel, so it is judged as that address.
+ */
 export function embeddedIPv4(address: string): string | undefined {
   const groups = ipv6Groups(address);
+  const [g0 = 0, g1 = 0, g2 = 0, , , , g6 = 0, g7 = 0] = groups;
   const high = groups.slice(0, 6).join(":");
-  const [g6 = 0, g7 = 0] = groups.slice(6);
   const mapped = high === "0:0:0:0:0:65535";
-  const nat64 = high === "100:65435:0:0:0:0"; // 64:ff9b::/96
+  const nat64 = high === "100:65435:0:0:0:0" || (g0 === 0x64 && g1 === 0xff9b && g2 === 1); // 64:ff9b(:1)::
   const compatible = high === "0:0:0:0:0:0" && (g6 !== 0 || g7 > 1); // ::a.b.c.d, but not :: or ::1
-  if (!mapped && !nat64 && !compatible) return undefined;
-  return [g6 >> 8, g6 & 255, g7 >> 8, g7 & 255].join(".");
+  if (mapped || nat64 || compatible) return dotted(g6, g7);
+  if (g0 === 0x2002) return dotted(g1, g2); // 6to4
+  if (g0 === 0x2001 && g1 === 0) return dotted(g6 ^ 0xffff, g7 ^ 0xffff); // Teredo
+  return undefined;
 }
 
 /** The class of a literal IPv4 or IPv6 address (brackets allowed); undefined for anything else. */
