@@ -18,7 +18,7 @@ import { upstreamRoute } from "../src/net/route.js";
 import { openStorage } from "../src/storage/open.js";
 import { movenetModelDir, readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { type Mirror, rawRequest, startMirror } from "./helpers/mirror.js";
+import { type Mirror, mirrorLog, rawRequest, startMirror } from "./helpers/mirror.js";
 import { AWS_ISOLATION, type TestStores, startTestStores } from "./helpers/object-stores.js";
 import { TEST_TIMEOUT_MS } from "./helpers/processes.js";
 
@@ -57,16 +57,6 @@ after(async () => {
 
 function mirrorOn(cacheDir: string): Promise<Mirror> {
   return startMirror(["--cache-dir", cacheDir, "--upstream", `tfhub.dev=${hub.origin}`], stores.env);
-}
-
-/** The mirror's access log so far, as "METHOD path status". */
-function mirrorLog(mirror: Mirror): string[] {
-  return mirror.run
-    .stderr()
-    .split("\n")
-    .map((line) => /"(GET|HEAD) ([^"]+)" (\S+)/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[1]} ${m[2]} ${m[3]}`);
 }
 
 function archiveRequests(modelPath: string): number {

@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { resolve, verifyEntries } from "../src/index.js";
 import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
-import { type Mirror, startMirror } from "./helpers/mirror.js";
+import { type Mirror, mirrorLog, startMirror } from "./helpers/mirror.js";
 import { TEST_TIMEOUT_MS, leftovers, runCli } from "./helpers/processes.js";
 
 const LIMIT = { timeout: TEST_TIMEOUT_MS };
@@ -50,16 +50,6 @@ async function warmMirror(): Promise<{ mirror: Mirror; cacheDir: string }> {
   assert.equal(warm.status, 200);
   await warm.arrayBuffer();
   return { mirror, cacheDir };
-}
-
-/** The requests the mirror logged, as "METHOD path status". */
-function mirrorLog(mirror: Mirror): string[] {
-  return mirror.run
-    .stderr()
-    .split("\n")
-    .map((line) => /"(GET|HEAD) ([^"]+)" (\S+)/.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[1]} ${m[2]} ${m[3]}`);
 }
 
 async function readRecord(cacheDir: string): Promise<Record<string, unknown>> {

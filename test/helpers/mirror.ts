@@ -38,6 +38,16 @@ export async function startMirror(
   };
 }
 
+/** The mirror's access log so far (its stderr), as "METHOD path status" lines. */
+export function mirrorLog(mirror: Mirror): string[] {
+  return mirror.run
+    .stderr()
+    .split("\n")
+    .map((line) => /"(GET|HEAD) ([^"]+)" (\S+)/.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[1]} ${m[2]} ${m[3]}`);
+}
+
 export interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
