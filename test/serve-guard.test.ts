@@ -89,7 +89,12 @@ describe("address-guard (pure)", () => {
       ["2606:4700::1111", "public"],
       ["64:ff9b::808:808", "public"], // NAT64 of 8.8.8.8 (an IPv6-only network's tfhub.dev)
       ["64:ff9b::a9fe:a9fe", "metadata"],
-      ["64:ff9b:1::a9fe:a9fe", "metadata"], // local-use NAT64
+      ["::ffff:0:169.254.169.254", "metadata"], // IPv4-translated (RFC 2765)
+      ["64:ff9b:1::a9fe:a9fe", "metadata"], // local-use NAT64, a /96 prefix
+      ["64:ff9b:1:a9fe:a9:fe00::", "metadata"], // the same at a /48 prefix
+      ["64:ff9b:1:7f:0:100::", "loopback"], // 127.0.0.1 at /56
+      ["64:ff9b:1::808:808", "unspecified"], // never public: its /48 reading is 0.0.0.0
+      ["64:ff9b:1:808:8:808:808:808", "private"], // 8.8.8.8 at every position: local, so private
       ["2002:a9fe:a9fe::1", "metadata"], // 6to4 through 169.254.169.254
       ["2002:7f00:1::", "loopback"],
       ["2002:c0a8:101:1::5", "private"],

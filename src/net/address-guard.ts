@@ -9,7 +9,7 @@
  *   (`internalHosts`: the mirror's `--upstream` bases);
  * - anything else (public) is allowed.
  * IPv4 addresses inside IPv6 (::ffff:a.b.c.d, ::a.b.c.d, NAT64, 6to4, Teredo) are judged as the
- * IPv4 address.
+ * IPv4 address; the local-use NAT64 prefix as the strictest of its readings, and never public.
  */
 import { BlockList, isIP, isIPv4 } from "node:net";
 
@@ -137,8 +137,8 @@ function ipv6Groups(address: string): number[] {
 const dotted = (high: number, low: number): string => [high >> 8, high & 255, low >> 8, low & 255].join(".");
 
 /**
- * The IPv4 address an IPv6 one stands for, if any: IPv4-mapped or -compatible, NAT64 (64:ff9b::/96
- * and the local-use 64:ff9b:1::/48), 6to4 (2002:AABB:CCDD::/48, the gateway a.b.c.d) and Teredo
+ * The IPv4 address an IPv6 one stands for, if any: IPv4-mapped, -translated (::ffff:0:a.b.c.d) or
+ * -compatible, NAT64 (64:ff9b::/96), 6to4 (2002:AABB:CCDD::/48, the gateway a.b.c.d) and Teredo
  * (2001:0::/32, whose last 32 bits are the client's IPv4 address, inverted): each of these reaches
  * that IPv4 address through a translator or a tunnel, so it is judged as that address.
  */
@@ -146,8 +146,8 @@ export function embeddedIPv4(address: string): string | undefined {
   const groups = ipv6Groups(address);
   const [g0 = 0, g1 = 0, g2 = 0, , , , g6 = 0, g7 = 0] = groups;
   const high = groups.slice(0, 6).join(":");
-  const mapped = high === "0:0:0:0:0:65535";
-  const nat64 = high === "100:65435:0:0:0:0" || (g0 === 0x64 && g1 === 0xff9b && g2 === 1); // 64:ff9b(:1)::
+  const mapped = high === "0:0:0:0:0:65535" || high === "0:0:0:0:65535:0";
+  const nat64 = high === "100:65435:0:0:0:0"; // 64:ff9b::/96
   const compatible = high === "0:0:0:0:0:0" && (g6 !== 0 || g7 > 1); // ::a.b.c.d, but not :: or ::1
   if (mapped || nat64 || compatible) return dotted(g6, g7);
   if (g0 === 0x2002) return dotted(g1, g2); // 6to4
@@ -155,13 +155,50 @@ export function embeddedIPv4(address: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) may carry its IPv4 address at any of the
+ * RFC 6052 positions a prefix of /48, /56, /64 or /96 gives (byte 8 is always skipped): every
+ * reading, by byte index. The network is local by definition, so it is never less than private.
+ */
+const LOCAL_NAT64_READINGS = [
+  [6, 7, 9, 10],
+  [7, 9, 10, 11],
+  [9, 10, 11, 12],
+  [12, 13, 14, 15],
+];
+
+function localNat64Readings(address: string): string[] | undefined {
+  const groups = ipv6Groups(address);
+  if (groups[0] !== 0x64 || groups[1] !== 0xff9b || groups[2] !== 1) return undefined;
+  const bytes = groups.flatMap((group) => [group >> 8, group & 255]);
+  return LOCAL_NAT64_READINGS.map((at) => at.map((index) => bytes[index] ?? 0).join("."));
+}
+
+/** Classes from the strictest (never reached) to the most open. */
+const STRICTNESS: AddressClass[] = [
+  "metadata",
+  "link-local",
+  "reserved",
+  "loopback",
+  "unspecified",
+  "private",
+  "public",
+];
+
 /** The class of a literal IPv4 or IPv6 address (brackets allowed); undefined for anything else. */
 export function classifyAddress(address: string): AddressClass | undefined {
   const host = hostKey(address).split("%")[0] ?? ""; // an IPv6 zone id (fe80::1%eth0) says nothing of the class
   const family = isIP(host);
   if (family === 0) return undefined;
-  const inner = family === 6 ? embeddedIPv4(host) : undefined;
-  if (inner !== undefined) return classifyAddress(inner);
+  if (family === 6) {
+    const inner = embeddedIPv4(host);
+    if (inner !== undefined) return classifyAddress(inner);
+    const readings = localNat64Readings(host);
+    if (readings !== undefined) {
+      const classes = new Set([...readings.map((reading) => classifyAddress(reading)), "private"]);
+      return STRICTNESS.find((name) => classes.has(name)) ?? "private";
+    }
+  }
   const type = family === 4 ? "ipv4" : "ipv6";
   for (const [name, list] of addressClasses()) if (list.check(host, type)) return name;
   return "public";
