@@ -65,32 +65,45 @@ async function buildMembersArchive(): Promise<void> {
 }
 
 /**
- * Warm resolves with last-use tracking as shipped (a hit records its use at most once an hour)
- * against none at all (the interval set beyond any run), in alternating blocks of calls: the
- * tracking's check is meant to cost nothing on a hit (it reads the mtime the hit's stat has anyway).
+ * Warm resolves with last-use tracking against none at all (the touch interval beyond any run), in
+ * alternating blocks of 2,000 calls. Before every block the entry's last use is set two hours back,
+ * so each block with tracking as shipped (at most once an hour) makes one real touch, as the first
+ * hit of each hour does; and, as the worst case, tracking on every hit (interval 0).
  */
-async function lastUseCost(handle: string, cacheDir: string): Promise<{ ratios: number[]; spread: string }> {
+async function lastUseCost(
+  handle: string,
+  cacheDir: string,
+): Promise<{ shipped: number[]; everyHit: number[] }> {
+  const entry = await resolve(handle, { cacheDir });
   const block = async (touchIntervalMs: number | undefined): Promise<number> => {
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    await fs.utimes(entry, twoHoursAgo, twoHoursAgo);
     const started = performance.now();
     for (let i = 0; i < 2000; i++) await resolve(handle, { cacheDir, touchIntervalMs });
     return performance.now() - started;
   };
-  const ratios: number[] = [];
   const never = Number.MAX_SAFE_INTEGER;
-  for (let pair = 0; pair < 20; pair++) {
-    let withMs: number;
-    let withoutMs: number;
-    if (pair % 2 === 0) {
-      withMs = await block(undefined);
-      withoutMs = await block(never);
-    } else {
-      withoutMs = await block(never);
-      withMs = await block(undefined);
+  const pairs = async (touchIntervalMs: number | undefined): Promise<number[]> => {
+    const ratios: number[] = [];
+    for (let pair = 0; pair < 20; pair++) {
+      let withMs: number;
+      let withoutMs: number;
+      if (pair % 2 === 0) {
+        withMs = await block(touchIntervalMs);
+        withoutMs = await block(never);
+      } else {
+        withoutMs = await block(never);
+        withMs = await block(touchIntervalMs);
+      }
+      ratios.push(withMs / withoutMs);
     }
-    ratios.push(withMs / withoutMs);
-  }
-  return { ratios, spread: `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}` };
+    return ratios;
+  };
+  return { shipped: await pairs(undefined), everyHit: await pairs(0) };
 }
+
+const spread = (ratios: number[]): string =>
+  `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -216,10 +229,16 @@ async function main(): Promise<void> {
     ["warm resolve", `${warmUs.toFixed(1)} µs/call`, "≤ 200 µs", warmUs <= 200 ? "yes" : "NO"],
     ["requests made by warm resolves", String(warmRequests), "0", warmRequests === 0 ? "yes" : "NO"],
     [
-      `warm resolve, last-use tracking's cost (median of ${tracking.ratios.length} pairs)`,
-      `${median(tracking.ratios).toFixed(3)}x (${tracking.spread})`,
+      `warm resolve, last-use tracking's cost (median of ${tracking.shipped.length} pairs)`,
+      `${median(tracking.shipped).toFixed(3)}x (${spread(tracking.shipped)})`,
       "≤ 1.05x",
-      median(tracking.ratios) <= 1.05 ? "yes" : "NO",
+      median(tracking.shipped) <= 1.05 ? "yes" : "NO",
+    ],
+    [
+      "warm resolve, a touch on every hit (interval 0; not the default)",
+      `${median(tracking.everyHit).toFixed(3)}x (${spread(tracking.everyHit)})`,
+      "",
+      "",
     ],
   ];
   rows.push(...(await (await import("./manage-bench.js")).manageBenchRows())); // ls, prune of 10,000 entries
