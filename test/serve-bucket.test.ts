@@ -153,8 +153,10 @@ for (const scheme of ["s3", "gs"] as const) {
           const warm = await tempDir("bucket-files-warm-");
           await resolve(handle, { cacheDir: warm, mirror: mirror.origin });
           const before = mirrorLog(mirror).length;
+          const bucketBefore = stores.s3Proxy.requests.length;
           const cacheDir = await tempDir("bucket-files-client-");
           const entry = await resolve(handle, { cacheDir, mirror: mirror.origin });
+          const bucketRequests = stores.s3Proxy.requests.slice(bucketBefore);
           assertSameTree(await readTree(entry), await readTree(savedDir), "through the mirror");
           const log = mirrorLog(mirror).slice(before);
           const fileRequests = log.filter((line) => line.startsWith(`GET /_files/${sha1(handle)}/`));
@@ -170,6 +172,13 @@ for (const scheme of ["s3", "gs"] as const) {
           // The upstream archive's digest, carried from the bucket's record, not a re-packed tar's.
           assert.equal(record.archiveSha256, createHash("sha256").update(savedArchive).digest("hex"));
           assert.ok(nonEmpty.every((file) => /^[0-9a-f]{8}$/.test(file.crc32 ?? "")));
+          if (scheme === "s3") {
+            // One full check of the entry (a LIST of it), then a HEAD of its record and a GET per file.
+            const shown = bucketRequests.map((r) => `${r.method} ${r.path}`).join("\n");
+            const lists = bucketRequests.filter((r) => r.method === "GET" && r.path.endsWith("/"));
+            assert.ok(lists.length <= 1, `one LIST at most:\n${shown}`);
+            assert.ok(bucketRequests.length <= 2 * nonEmpty.length + 5, `bucket requests:\n${shown}`);
+          }
         } finally {
           await mirror.stop();
         }

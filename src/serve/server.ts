@@ -139,7 +139,10 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     file: string,
     modelFormat: ModelFormat,
   ): Promise<void> => {
-    const files = await models.filesAt(await ensureModel(handle, modelFormat), handleHash(handle));
+    const hash = handleHash(handle);
+    const files =
+      (await models.recentFiles(hash)) ??
+      (await models.filesAt(await ensureModel(handle, modelFormat), hash));
     // Relative to the model's folder (its one wrapping folder, if any), as load finds it.
     const target = await files.stat((await files.modelRoot()) + file);
     if (target === undefined) throw new HttpProblem(404, `${handle} has no file ${file}`);
@@ -170,11 +173,14 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       }
       case "archive": {
         checkHost(request.host);
-        const flight = flightFor(request.handle, request.modelFormat);
-        if (await streamArchive(req, res, request, flight)) return;
-        const location = await flight.done;
+        const hash = handleHash(request.handle);
+        let files = await models.recentFiles(hash);
+        if (!files) {
+          const flight = flightFor(request.handle, request.modelFormat);
+          if (await streamArchive(req, res, request, flight)) return;
+          files = await models.filesAt(await flight.done, hash);
+        }
         req.socket.setTimeout(sendIdleMs);
-        const files = await models.filesAt(location, handleHash(request.handle));
         const fileSet = await entryFileSet(req, request.handle, files);
         if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
