@@ -218,6 +218,31 @@ describe("the files form through a mirror", () => {
   );
 });
 
+describe("a listed file the mirror no longer has", () => {
+  test("is a coded error that says so, not a misspelt handle; nothing is cached", LIMIT, async () => {
+    const { mirror } = await warmMirror();
+    const proxy = await relayProxy(
+      mirror.origin,
+      (_req, answer, res) => answer.pipe(res),
+      (url) => (url.includes("/_files/") && url.endsWith("/saved_model.pb") ? undefined : url),
+    );
+    try {
+      const cacheDir = await tempDir("fast-gone-");
+      const failed = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retries: 0 }).then(
+        () => undefined,
+        (error: unknown) => error as { code?: string; message?: string; hint?: string },
+      );
+      assert.equal(failed?.code, "ERR_HUBCACHE_UNEXPECTED_RESPONSE", failed?.message);
+      assert.match(failed?.message ?? "", /listed saved_model\.pb .* no longer has it \(HTTP 404\)/);
+      assert.match(failed?.hint ?? "", /try again/);
+      await assertNothingCached(cacheDir);
+    } finally {
+      await proxy.close();
+      await mirror.stop();
+    }
+  });
+});
+
 describe("a mirror behind a reverse proxy at a path prefix", () => {
   test(
     "the files come through the prefix too (HUBCACHE_MIRROR=http://proxy/team-mirror)",

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { handleHash } from "../cache/layout.js";
 import { FILE_SET_MEDIA_TYPE, type FileSet } from "../extract/file-set.js";
 import { acceptsAny, headerValue, varyOn } from "./headers.js";
-import type { ModelFiles } from "./model-files.js";
+import { type ModelFiles, isPlainRelative } from "./model-files.js";
 
 /** Above this many files a tar is faster than one request per file. */
 const MAX_FILES_FORM = 1000;
@@ -36,11 +36,13 @@ export async function entryFileSet(
   // /_files/ serves the model's folder: only when that is the entry itself are the paths the same.
   if ((await files.modelRoot()) !== "") return undefined;
   // Exactly the recorded files, each with its recorded size (then it has its CRC-32). A bucket
-  // entry's listing is its record's (bucket-files.ts); an object gone missing is a 404 to the
-  // client, which then fails as it would on a tar cut short.
+  // entry's listing is its record's (bucket-files.ts), which the hit check before this compared
+  // with the bucket; an object gone in between is a 404 that the client reports as such.
   const listing = await files.list();
   if (listing.files.length !== record.files.length) return undefined;
   if (listing.files.some((file) => file.recordedCrc32 === undefined)) return undefined;
+  // A record's paths are not trusted blindly: a tampered one gets the tar, not a list clients refuse.
+  if (![...listing.files.map((file) => file.path), ...listing.dirs].every(isPlainRelative)) return undefined;
   return {
     hubcacheFiles: 1,
     archiveSha256: record.archiveSha256,

@@ -11,7 +11,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { DownloadLease, DownloadReport } from "../cache/ensure-entry.js";
-import { RestartRequired, abortedError } from "../errors.js";
+import { ErrorCode, HubcacheError, RestartRequired, abortedError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { diskGuardError, planGuard } from "../extract/extract-guard.js";
 import { type FileSet, type FileSetFile, planFileSet } from "../extract/file-set.js";
@@ -126,7 +126,7 @@ async function fetchFile(
   }
   for (;;) {
     if (signal.aborted) throw abortedError(handle, `Downloading ${handle}`);
-    const download = await openDownload(fileUrl(fileSet, mirrorBase, file), {
+    const download = await openListedFile(fileUrl(fileSet, mirrorBase, file), file, {
       handle,
       transport: context.transport,
       idleTimeoutMs: settings.network.idleTimeoutMs,
@@ -152,6 +152,32 @@ async function fetchFile(
       if (!(error instanceof RestartRequired)) throw error;
       progress.bytes(-received);
     }
+  }
+}
+
+/**
+ * openDownload for a file the mirror listed. A 404 or 410 then means the mirror's copy went away
+ * (removed or replaced) between its list and this request, not a misspelt handle: said so.
+ */
+async function openListedFile(
+  url: string,
+  file: FileSetFile,
+  options: Parameters<typeof openDownload>[1],
+): ReturnType<typeof openDownload> {
+  try {
+    return await openDownload(url, options);
+  } catch (error) {
+    if (!(error instanceof HubcacheError) || (error.status !== 404 && error.status !== 410)) throw error;
+    throw new HubcacheError(
+      ErrorCode.UNEXPECTED_RESPONSE,
+      `The mirror listed ${file.path} of ${options.handle} but no longer has it (HTTP ${error.status}).`,
+      {
+        handle: options.handle,
+        status: error.status,
+        hint: "The mirror's copy was removed or replaced while it was being read: try again.",
+        cause: error,
+      },
+    );
   }
 }
 
