@@ -121,6 +121,18 @@ test("routes: the mirror gets the canonical host in its path, the token goes to 
   assert.throws(() => mirrorSettings({}, { HUBCACHE_MIRROR: "ftp://x" }), {
     code: "ERR_HUBCACHE_INVALID_CONFIG",
   });
+  // Only an origin and a path: anything else would end up inside every request URL.
+  for (const bad of ["http://h:8080/p/?", "http://h:8080/#x", "http://h:8080/?a=1", "http://:pw@h:8080/"]) {
+    assert.throws(
+      () => mirrorSettings({}, { HUBCACHE_MIRROR: bad }),
+      { code: "ERR_HUBCACHE_INVALID_CONFIG" },
+      bad,
+    );
+  }
+  assert.deepEqual(mirrorSettings({}, { HUBCACHE_MIRROR: " https://gw.internal/models// " }), {
+    base: "https://gw.internal/models",
+    token: undefined,
+  });
   const upstream = upstreamRoute(new Map([["tfhub.dev", "http://127.0.0.1:9000"]]));
   assert.equal(
     upstream.rewrite("https://tfhub.dev/google/yamnet/1?tf-hub-format=compressed"),

@@ -96,7 +96,8 @@ export function mirrorSettings(
   } catch {
     url = new URL("invalid:");
   }
-  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.username) {
+  const extras = url.search || url.hash || url.username || url.password || /[?#]/.test(raw);
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || extras) {
     throw new HubcacheError(
       ErrorCode.INVALID_CONFIG,
       `The mirror "${redactUrl(raw)}" is not an http(s)://host:port URL.`,
@@ -106,7 +107,8 @@ export function mirrorSettings(
     );
   }
   const token = options.mirrorToken ?? env.HUBCACHE_MIRROR_TOKEN;
-  return { base: url.href.replace(/\/+$/, ""), token: token ? token : undefined };
+  // Origin and path only: every request URL and the files form's are this plus a path.
+  return { base: `${url.origin}${url.pathname.replace(/\/+$/, "")}`, token: token ? token : undefined };
 }
 
 /** The route of a client that reads through a `hubcache serve` mirror. */
