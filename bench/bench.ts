@@ -15,6 +15,10 @@ import { realisticWeights, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const DIGEST_PAIRS = Number(process.env.BENCH_DIGEST_PAIRS ?? 10);
+if (!Number.isInteger(RUNS) || RUNS < 1 || !Number.isInteger(DIGEST_PAIRS) || DIGEST_PAIRS < 1) {
+  throw new Error("BENCH_RUNS and BENCH_DIGEST_PAIRS must be whole numbers of at least 1");
+}
 const MODEL_MB = Number(process.env.BENCH_MODEL_MB ?? 256);
 const WORK = path.resolve(".bench");
 const MODEL_DIR = path.join(WORK, `savedmodel-${MODEL_MB}mb`);
@@ -243,7 +247,7 @@ async function main(): Promise<void> {
   ];
   rows.push(...(await (await import("./manage-bench.js")).manageBenchRows())); // ls, prune of 10,000 entries
   const { digestCostRows } = await import("./digest-cost.js"); // integrity records' cost
-  rows.push(...(await digestCostRows(ARCHIVE, Number(process.env.BENCH_DIGEST_PAIRS ?? 10))));
+  rows.push(...(await digestCostRows(ARCHIVE, DIGEST_PAIRS)));
   // A "|" inside a cell would end it ("curl | tar"): Markdown wants it escaped.
   const table = rows.map((row) => row.map((cell) => cell.replace(/\|/g, "\\|")));
   const widths = [0, 1, 2, 3].map((c) => Math.max(...table.map((r) => r[c]?.length ?? 0)));

@@ -87,7 +87,11 @@ export async function digestCostRows(
 
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const archive = process.argv[2] ?? path.resolve(".bench/savedmodel-256mb-v2.tar.gz");
-  for (const row of await digestCostRows(archive, Number(process.env.BENCH_DIGEST_PAIRS ?? 10))) {
+  const pairs = Number(process.env.BENCH_DIGEST_PAIRS ?? 10);
+  if (!Number.isInteger(pairs) || pairs < 1) {
+    throw new Error("BENCH_DIGEST_PAIRS must be a whole number of at least 1");
+  }
+  for (const row of await digestCostRows(archive, pairs)) {
     console.log(`| ${row.join(" | ")} |`);
   }
 }
