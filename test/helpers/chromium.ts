@@ -12,7 +12,7 @@ import { type LocalServer, type RequestRecord, startLocalServer } from "./local-
 
 export const CHROMIUM = process.env.HUBCACHE_TEST_CHROMIUM ?? "/usr/bin/chromium";
 
-/** The skip reason when there is no Chromium here (.ci/run installs Debian's package). */
+/** The skip reason when there is no Chromium here (scripts/test-all.sh installs Debian's package). */
 export function chromiumSkip(): string | false {
   return existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
 }
