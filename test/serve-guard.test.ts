@@ -102,6 +102,9 @@ describe("address-guard (pure)", () => {
       ["2001:0:4136:e378:8000:63bf:5601:5601", "metadata"], // Teredo, client 169.254.169.254 inverted
       ["2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"], // client 127.0.0.1
       ["2001:db8::1", "public"], // 2001:db8:: is not Teredo (2001:0::/32)
+      ["fe80::5efe:169.254.169.254", "metadata"], // ISATAP
+      ["2001:db8:1:2:200:5efe:a00:1", "private"], // ISATAP, a global prefix: 10.0.0.1
+      ["2001:db8:1:2:0:5efe:808:808", "public"],
     ];
     for (const [address, expected] of cases) assert.equal(classifyAddress(address), expected, address);
     assert.equal(classifyAddress("tfhub.dev"), undefined);

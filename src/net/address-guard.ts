@@ -138,13 +138,14 @@ const dotted = (high: number, low: number): string => [high >> 8, high & 255, lo
 
 /**
  * The IPv4 address an IPv6 one stands for, if any: IPv4-mapped, -translated (::ffff:0:a.b.c.d) or
- * -compatible, NAT64 (64:ff9b::/96), 6to4 (2002:AABB:CCDD::/48, the gateway a.b.c.d) and Teredo
- * (2001:0::/32, whose last 32 bits are the client's IPv4 address, inverted): each of these reaches
- * that IPv4 address through a translator or a tunnel, so it is judged as that address.
+ * -compatible, NAT64 (64:ff9b::/96), 6to4 (2002:AABB:CCDD::/48, the gateway a.b.c.d), Teredo
+ * (2001:0::/32, whose last 32 bits are the client's IPv4 address, inverted) and ISATAP (any prefix,
+ * then 0:5efe or 200:5efe and a.b.c.d): each of these reaches that IPv4 address through a
+ * translator or a tunnel, so it is judged as that address.
  */
 export function embeddedIPv4(address: string): string | undefined {
   const groups = ipv6Groups(address);
-  const [g0 = 0, g1 = 0, g2 = 0, , , , g6 = 0, g7 = 0] = groups;
+  const [g0 = 0, g1 = 0, g2 = 0, , g4 = 0, g5 = 0, g6 = 0, g7 = 0] = groups;
   const high = groups.slice(0, 6).join(":");
   const mapped = high === "0:0:0:0:0:65535" || high === "0:0:0:0:65535:0";
   const nat64 = high === "100:65435:0:0:0:0"; // 64:ff9b::/96
@@ -152,6 +153,7 @@ export function embeddedIPv4(address: string): string | undefined {
   if (mapped || nat64 || compatible) return dotted(g6, g7);
   if (g0 === 0x2002) return dotted(g1, g2); // 6to4
   if (g0 === 0x2001 && g1 === 0) return dotted(g6 ^ 0xffff, g7 ^ 0xffff); // Teredo
+  if ((g4 & 0xfdff) === 0 && g5 === 0x5efe) return dotted(g6, g7); // ISATAP: <prefix>:0:5efe:a.b.c.d (or 200:5efe)
   return undefined;
 }
 
