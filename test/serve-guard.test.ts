@@ -105,6 +105,10 @@ describe("address-guard (pure)", () => {
       ["fe80::5efe:169.254.169.254", "metadata"], // ISATAP
       ["2001:db8:1:2:200:5efe:a00:1", "private"], // ISATAP, a global prefix: 10.0.0.1
       ["2001:db8:1:2:0:5efe:808:808", "public"],
+      ["fd00::5efe:808:808", "private"], // the prefix's own class is kept: never made public
+      ["fe80::200:5efe:808:808", "link-local"],
+      ["ff02::5efe:808:808", "reserved"],
+      ["64:ff9b:1:a00:0:5efe:808:808", "unspecified"], // local NAT64 stays never public
     ];
     for (const [address, expected] of cases) assert.equal(classifyAddress(address), expected, address);
     assert.equal(classifyAddress("tfhub.dev"), undefined);

@@ -192,18 +192,25 @@ export function classifyAddress(address: string): AddressClass | undefined {
   const host = hostKey(address).split("%")[0] ?? ""; // an IPv6 zone id (fe80::1%eth0) says nothing of the class
   const family = isIP(host);
   if (family === 0) return undefined;
-  if (family === 6) {
-    const inner = embeddedIPv4(host);
-    if (inner !== undefined) return classifyAddress(inner);
-    const readings = localNat64Readings(host);
-    if (readings !== undefined) {
-      const classes = new Set([...readings.map((reading) => classifyAddress(reading)), "private"]);
-      return STRICTNESS.find((name) => classes.has(name)) ?? "private";
-    }
-  }
-  const type = family === 4 ? "ipv4" : "ipv6";
-  for (const [name, list] of addressClasses()) if (list.check(host, type)) return name;
+  if (family === 4) return listedClass(host, "ipv4");
+  // An IPv6 address is judged by its own prefix and, if it carries an IPv4 address, by that one
+  // too: the stricter wins (an ISATAP interface id never makes a private prefix public).
+  const readings = localNat64Readings(host);
+  const own =
+    readings === undefined
+      ? listedClass(host, "ipv6")
+      : strictest([...readings.map((reading) => listedClass(reading, "ipv4")), "private"]);
+  const inner = embeddedIPv4(host);
+  return inner === undefined ? own : strictest([own, listedClass(inner, "ipv4")]);
+}
+
+function listedClass(address: string, type: "ipv4" | "ipv6"): AddressClass {
+  for (const [name, list] of addressClasses()) if (list.check(address, type)) return name;
   return "public";
+}
+
+function strictest(classes: AddressClass[]): AddressClass {
+  return STRICTNESS.find((name) => classes.includes(name)) ?? "public";
 }
 
 /** The class of a host name without DNS: metadata and localhost names; other names are "public". */
