@@ -126,7 +126,7 @@ async function fetchFile(
   }
   for (;;) {
     if (signal.aborted) throw abortedError(handle, `Downloading ${handle}`);
-    const download = await openListedFile(fileUrl(fileSet, mirrorBase, file), file, {
+    const download = await openDownload(fileUrl(fileSet, mirrorBase, file), {
       handle,
       transport: context.transport,
       idleTimeoutMs: settings.network.idleTimeoutMs,
@@ -134,6 +134,8 @@ async function fetchFile(
       emit: context.emit,
       signal,
       hooks: { beforeAttempt: () => lease.ensureHeld(), whileWaiting: () => lease.waiting() },
+    }).catch((error: unknown) => {
+      throw listedFileGone(error, file, handle);
     });
     let received = 0;
     try {
@@ -149,36 +151,29 @@ async function fetchFile(
         },
       });
     } catch (error) {
-      if (!(error instanceof RestartRequired)) throw error;
+      // A resume (or a retry from byte 0) runs inside the body: its 404 comes out here.
+      if (!(error instanceof RestartRequired)) throw listedFileGone(error, file, handle);
       progress.bytes(-received);
     }
   }
 }
 
 /**
- * openDownload for a file the mirror listed. A 404 or 410 then means the mirror's copy went away
- * (removed or replaced) between its list and this request, not a misspelt handle: said so.
+ * A 404 or 410 for a file the mirror listed means the mirror's copy went away (removed or replaced)
+ * between its list and this request, not a misspelt handle: said so. Anything else is unchanged.
  */
-async function openListedFile(
-  url: string,
-  file: FileSetFile,
-  options: Parameters<typeof openDownload>[1],
-): ReturnType<typeof openDownload> {
-  try {
-    return await openDownload(url, options);
-  } catch (error) {
-    if (!(error instanceof HubcacheError) || (error.status !== 404 && error.status !== 410)) throw error;
-    throw new HubcacheError(
-      ErrorCode.UNEXPECTED_RESPONSE,
-      `The mirror listed ${file.path} of ${options.handle} but no longer has it (HTTP ${error.status}).`,
-      {
-        handle: options.handle,
-        status: error.status,
-        hint: "The mirror's copy was removed or replaced while it was being read: try again.",
-        cause: error,
-      },
-    );
-  }
+function listedFileGone(error: unknown, file: FileSetFile, handle: string): unknown {
+  if (!(error instanceof HubcacheError) || (error.status !== 404 && error.status !== 410)) return error;
+  return new HubcacheError(
+    ErrorCode.UNEXPECTED_RESPONSE,
+    `The mirror listed ${file.path} of ${handle} but no longer has it (HTTP ${error.status}).`,
+    {
+      handle,
+      status: error.status,
+      hint: "The mirror's copy was removed or replaced while it was being read: try again. If every file fails so, check that a proxy in front of the mirror forwards /_files/.",
+      cause: error,
+    },
+  );
 }
 
 /** `progress` events (throttled, each refreshing the lock), like extractWithProgress's. */
