@@ -12,8 +12,13 @@ echo "== node $(node --version), npm $(npm --version)"
 npm ci --no-audit --no-fund
 
 apt_install() {
-  apt-cache show "$@" >/dev/null 2>&1 || $SUDO apt-get update
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "$@"
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+    echo "test-all: $* missing, and installing it needs root or sudo (or: apt-get install -y $*)" >&2
+    exit 1
+  fi
+  # sudo's env_reset drops DEBIAN_FRONTEND: pass it through env. Stale package lists: update, retry.
+  local install=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@")
+  "${install[@]}" || { $SUDO apt-get update && "${install[@]}"; }
 }
 
 # Debian's Chromium for the browser tests (test/browser*.test.ts, test/serve-browser.test.ts),

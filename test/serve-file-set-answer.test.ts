@@ -1,7 +1,8 @@
 /**
  * When the mirror offers the files form (src/serve/file-set-answer.ts), over a ModelFiles built
- * here: only to a client that asks for it, only for an entry whose record vouches for every file,
- * and never with a path that is not plain (a tampered record gets the tar instead).
+ * here: only to a client that asks for it, with the record's CRC-32s, and never with a path that is
+ * not plain (a tampered record gets the tar instead). serve-fast-client.test.ts covers an entry
+ * without a record (Python's) through a real mirror.
  */
 import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";

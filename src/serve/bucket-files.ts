@@ -49,9 +49,10 @@ export async function bucketModelFiles(storage: Storage, hash: string): Promise<
     // Every file of a hubcache entry has its record's digest (older records: none, then listed).
     const recordedFiles = record?.files ?? [];
     if (recordedFiles.length > 0 && recordedFiles.every((file) => digests.has(file.path))) {
+      // Only plain paths become keys: a record naming `a//b` or `../x` lists nothing for them.
       const files = recordedFiles.flatMap((file) => {
         const recorded = digests.get(file.path);
-        return recorded ? [fromRecord(file.path, recorded)] : [];
+        return recorded && isPlainRelative(file.path) ? [fromRecord(file.path, recorded)] : [];
       });
       return { files: files.sort(byPath), dirs: [] };
     }

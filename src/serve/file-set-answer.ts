@@ -36,8 +36,8 @@ export async function entryFileSet(
   // /_files/ serves the model's folder: only when that is the entry itself are the paths the same.
   if ((await files.modelRoot()) !== "") return undefined;
   // Exactly the recorded files, each with its recorded size (then it has its CRC-32). A bucket
-  // entry's listing is its record's (bucket-files.ts), which the hit check before this compared
-  // with the bucket; an object gone in between is a 404 that the client reports as such.
+  // entry's listing is its record's (bucket-files.ts), which a hit check compared with the bucket
+  // (at most 10 s before, cached-models.ts); an object gone since is a 404 the client reports.
   const listing = await files.list();
   if (listing.files.length !== record.files.length) return undefined;
   if (listing.files.some((file) => file.recordedCrc32 === undefined)) return undefined;
