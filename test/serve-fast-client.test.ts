@@ -83,10 +83,10 @@ async function folders(root: string, prefix = ""): Promise<string[]> {
 async function relayProxy(
   target: string,
   relay: (req: http.IncomingMessage, answer: http.IncomingMessage, res: http.ServerResponse) => void,
-  route: (url: string) => string | undefined = (url) => url,
+  route: (url: string, req: http.IncomingMessage) => string | undefined = (url) => url,
 ): Promise<{ origin: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
-    const routed = route(req.url ?? "/");
+    const routed = route(req.url ?? "/", req);
     if (routed === undefined) {
       res.writeHead(404).end();
       return;
@@ -279,31 +279,41 @@ describe("a mirror behind a reverse proxy at a path prefix", () => {
   );
 });
 
-/** A proxy in front of the mirror that cuts the first body of `cut` after `after` bytes. */
+/**
+ * A proxy in front of the mirror that cuts the first body of `cut` after `after` bytes; with
+ * `goneOnResume`, it answers 404 to the ranged request that resumes it.
+ */
 async function cuttingProxy(
   target: string,
   cut: string,
   after: number,
+  goneOnResume = false,
 ): Promise<{ origin: string; ranges: string[]; close(): Promise<void> }> {
   const ranges: string[] = [];
   let cutDone = false;
-  const proxy = await relayProxy(target, (req, answer, res) => {
-    const url = req.url ?? "/";
-    if (url.endsWith(cut) && req.headers.range) ranges.push(req.headers.range);
-    const cutThis = url.endsWith(cut) && !cutDone;
-    let sent = 0;
-    answer.on("data", (chunk: Buffer) => {
-      if (cutThis && sent + chunk.length > after) {
-        cutDone = true;
-        res.write(chunk.subarray(0, after - sent));
-        answer.destroy();
-        setTimeout(() => res.destroy(), 20);
-        return;
-      }
-      sent += chunk.length;
-      res.write(chunk);
-    });
-  });
+  const route = (url: string, req: http.IncomingMessage): string | undefined =>
+    goneOnResume && url.endsWith(cut) && req.headers.range ? undefined : url;
+  const proxy = await relayProxy(
+    target,
+    (req, answer, res) => {
+      const url = req.url ?? "/";
+      if (url.endsWith(cut) && req.headers.range) ranges.push(req.headers.range);
+      const cutThis = url.endsWith(cut) && !cutDone;
+      let sent = 0;
+      answer.on("data", (chunk: Buffer) => {
+        if (cutThis && sent + chunk.length > after) {
+          cutDone = true;
+          res.write(chunk.subarray(0, after - sent));
+          answer.destroy();
+          setTimeout(() => res.destroy(), 20);
+          return;
+        }
+        sent += chunk.length;
+        res.write(chunk);
+      });
+    },
+    route,
+  );
   return { ...proxy, ranges };
 }
 
@@ -352,6 +362,25 @@ describe("a file cut on the way", () => {
       assert.deepEqual(proxy.ranges, [`bytes=${1 << 20}-`]);
       const verified = await verifyEntries(undefined, { cacheDir });
       assert.equal(verified.entries[0]?.status, "ok");
+    } finally {
+      await proxy.close();
+      await mirror.stop();
+    }
+  });
+
+  test("whose resume finds it gone (404) says the mirror no longer has it", LIMIT, async () => {
+    const { mirror } = await warmMirror();
+    const proxy = await cuttingProxy(mirror.origin, "variables.data-00001-of-00002", 1 << 20, true);
+    try {
+      const cacheDir = await tempDir("fast-resume-gone-");
+      const failed = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retryDelayMs: 10 }).then(
+        () => undefined,
+        (error: unknown) => error as { code?: string; message?: string },
+      );
+      assert.equal(failed?.code, "ERR_HUBCACHE_UNEXPECTED_RESPONSE", failed?.message);
+      assert.match(failed?.message ?? "", /variables\.data-00001-of-00002 .* no longer has it \(HTTP 404\)/);
+      assert.equal(proxy.ranges.length, 0, "the ranged request never reached the relay");
+      await assertNothingCached(cacheDir);
     } finally {
       await proxy.close();
       await mirror.stop();
