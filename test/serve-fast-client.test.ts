@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { resolve, verifyEntries } from "../src/index.js";
-import { readTree, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
+import { readTree, rejectionOf, savedModelDir, tarGz, tempDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { type Mirror, mirrorLog, startMirror } from "./helpers/mirror.js";
 import { TEST_TIMEOUT_MS, leftovers, runCli } from "./helpers/processes.js";
@@ -177,10 +177,7 @@ describe("the files form through a mirror", () => {
     const proxy = await corruptingProxy(mirror.origin, "variables.data-00000-of-00001");
     try {
       const cacheDir = await tempDir("fast-corrupt-");
-      const failed = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retries: 0 }).then(
-        () => undefined,
-        (error: unknown) => error as { code?: string; message?: string },
-      );
+      const failed = await rejectionOf(resolve(HANDLE, { cacheDir, mirror: proxy.origin, retries: 0 }));
       assert.equal(failed?.code, "ERR_HUBCACHE_CORRUPT", failed?.message);
       assert.match(failed?.message ?? "", /variables\.data-00000-of-00001.*CRC-32/);
       await assertNothingCached(cacheDir);
@@ -228,10 +225,7 @@ describe("a listed file the mirror no longer has", () => {
     );
     try {
       const cacheDir = await tempDir("fast-gone-");
-      const failed = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retries: 0 }).then(
-        () => undefined,
-        (error: unknown) => error as { code?: string; message?: string; hint?: string },
-      );
+      const failed = await rejectionOf(resolve(HANDLE, { cacheDir, mirror: proxy.origin, retries: 0 }));
       assert.equal(failed?.code, "ERR_HUBCACHE_UNEXPECTED_RESPONSE", failed?.message);
       assert.match(failed?.message ?? "", /listed saved_model\.pb .* no longer has it \(HTTP 404\)/);
       assert.match(failed?.hint ?? "", /try again/);
@@ -330,10 +324,7 @@ describe("the limits of the files form", () => {
       ] as const) {
         const cacheDir = await tempDir("fast-limits-");
         const before = mirrorLog(mirror).length;
-        const failed = await resolve(HANDLE, { cacheDir, mirror: mirror.origin, ...options }).then(
-          () => undefined,
-          (error: unknown) => error as { code?: string },
-        );
+        const failed = await rejectionOf(resolve(HANDLE, { cacheDir, mirror: mirror.origin, ...options }));
         assert.equal(failed?.code, code);
         const after = mirrorLog(mirror).slice(before);
         assert.ok(!after.some((line) => line.includes("/_files/")), after.join("\n"));
@@ -373,10 +364,7 @@ describe("a file cut on the way", () => {
     const proxy = await cuttingProxy(mirror.origin, "variables.data-00001-of-00002", 1 << 20, true);
     try {
       const cacheDir = await tempDir("fast-resume-gone-");
-      const failed = await resolve(HANDLE, { cacheDir, mirror: proxy.origin, retryDelayMs: 10 }).then(
-        () => undefined,
-        (error: unknown) => error as { code?: string; message?: string },
-      );
+      const failed = await rejectionOf(resolve(HANDLE, { cacheDir, mirror: proxy.origin, retryDelayMs: 10 }));
       assert.equal(failed?.code, "ERR_HUBCACHE_UNEXPECTED_RESPONSE", failed?.message);
       assert.match(failed?.message ?? "", /variables\.data-00001-of-00002 .* no longer has it \(HTTP 404\)/);
       assert.equal(proxy.ranges.length, 0, "the ranged request never reached the relay");
@@ -451,9 +439,8 @@ describe("a list of files the client refuses", () => {
       const fake = await fakeMirror(list);
       try {
         const cacheDir = await tempDir("fast-refuse-");
-        const failed = await resolve(HANDLE, { cacheDir, mirror: fake.origin, maxFiles: 2, retries: 0 }).then(
-          () => undefined,
-          (error: unknown) => error as { code?: string },
+        const failed = await rejectionOf(
+          resolve(HANDLE, { cacheDir, mirror: fake.origin, maxFiles: 2, retries: 0 }),
         );
         assert.equal(failed?.code, code);
         assert.deepEqual(

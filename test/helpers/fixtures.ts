@@ -106,3 +106,15 @@ export async function readTree(root: string): Promise<Map<string, Buffer>> {
   await walk(root, "");
   return out;
 }
+
+/** What `promise` rejects with (undefined when it resolves): the fields of a coded error, to assert. */
+export async function rejectionOf(
+  promise: Promise<unknown>,
+): Promise<{ code?: string; message?: string; hint?: string } | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return error as { code?: string; message?: string; hint?: string };
+  }
+}
