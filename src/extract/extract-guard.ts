@@ -44,46 +44,86 @@ export async function planGuard(
   return limits;
 }
 
-/** Counts the tar bytes going to node-tar and stops before a limit or a nearly full disk is crossed. */
-export class ExtractGuard extends Transform {
-  bytes = 0;
+/**
+ * The byte limits of one extraction, whoever writes its bytes (the tar stream through ExtractGuard,
+ * or the files form's writers, several at once): maxExtractBytes, the room measured at the start,
+ * and the free space checked again every few MB.
+ */
+export class DiskBudget {
+  written = 0;
+  /** The first limit crossed (set by a free-space check too). */
+  problem: HubcacheError | undefined;
   private sinceCheck = 0;
   private readonly interval: number;
   constructor(
     private readonly limits: GuardLimits,
+    private readonly onProblem: (problem: HubcacheError) => void = () => undefined,
+  ) {
+    this.interval = checkIntervalBytes(limits.reserve);
+  }
+  /**
+   * Count `bytes` about to be written; throws the limit they cross. When a free-space check is due,
+   * returns it: it settles once the disk was measured, with `problem` set if too little is free
+   * (then onProblem was called). A writer may wait for it or let it fail the others later.
+   */
+  claim(bytes: number): Promise<void> | undefined {
+    if (this.problem) throw this.problem;
+    const { maxBytes, fitBytes, reserve } = this.limits;
+    const next = this.written + bytes;
+    if (maxBytes !== undefined && next > maxBytes) this.fail(tooLargeError(this.limits.handle, maxBytes));
+    if (fitBytes !== undefined && next > fitBytes) {
+      this.fail(diskGuardError(this.limits, this.limits.freeAtStart ?? 0));
+    }
+    this.written = next;
+    this.sinceCheck += bytes;
+    if (reserve === 0 || this.sinceCheck < this.interval) return undefined;
+    this.sinceCheck = 0;
+    return diskSpace(this.limits.dir).then((space) => {
+      if (space && space.free - bytes < reserve) this.fail(diskGuardError(this.limits, space.free), false);
+    });
+  }
+  /** Bytes that will be written again (a file started over). */
+  release(bytes: number): void {
+    this.written -= bytes;
+  }
+  private fail(problem: HubcacheError, raise = true): void {
+    this.problem ??= problem;
+    this.onProblem(this.problem);
+    if (raise) throw this.problem;
+  }
+}
+
+/** Counts the tar bytes going to node-tar and stops before a limit or a nearly full disk is crossed. */
+export class ExtractGuard extends Transform {
+  private readonly budget: DiskBudget;
+  constructor(
+    limits: GuardLimits,
     private readonly onBytes: (total: number) => void,
   ) {
     super();
-    this.interval = checkIntervalBytes(limits.reserve);
+    this.budget = new DiskBudget(limits);
+  }
+  get bytes(): number {
+    return this.budget.written;
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const { maxBytes, fitBytes, reserve } = this.limits;
-    const next = this.bytes + chunk.length;
-    if (maxBytes !== undefined && next > maxBytes) {
-      callback(tooLargeError(this.limits.handle, maxBytes));
+    let check: Promise<void> | undefined;
+    try {
+      check = this.budget.claim(chunk.length);
+    } catch (error) {
+      callback(error as Error);
       return;
     }
-    if (fitBytes !== undefined && next > fitBytes) {
-      callback(diskGuardError(this.limits, this.limits.freeAtStart ?? 0));
-      return;
-    }
-    this.sinceCheck += chunk.length;
-    if (reserve > 0 && this.sinceCheck >= this.interval) {
-      this.sinceCheck = 0;
-      void diskSpace(this.limits.dir).then((space) => {
-        if (space && space.free - chunk.length < reserve) {
-          callback(diskGuardError(this.limits, space.free));
-          return;
-        }
-        this.pass(next, chunk, callback);
-      });
-      return;
-    }
-    this.pass(next, chunk, callback);
+    // The tar stream waits for a due free-space check: nothing is written past a full disk.
+    if (check) void check.then(() => this.pass(chunk, callback));
+    else this.pass(chunk, callback);
   }
-  private pass(next: number, chunk: Buffer, callback: TransformCallback): void {
-    this.bytes = next;
-    this.onBytes(next);
+  private pass(chunk: Buffer, callback: TransformCallback): void {
+    if (this.budget.problem) {
+      callback(this.budget.problem);
+      return;
+    }
+    this.onBytes(this.budget.written);
     callback(null, chunk);
   }
 }

@@ -11,56 +11,13 @@ import type { Readable } from "node:stream";
 import zlib from "node:zlib";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { corruptArchiveError } from "./extract-errors.js";
-import { checkIntervalBytes, diskSpace } from "./disk-space.js";
-import { type GuardLimits, diskGuardError, tooLargeError } from "./extract-guard.js";
+import type { DiskBudget } from "./extract-guard.js";
 
 const openFile = promisify(fs.open);
 const closeFile = promisify(fs.close);
 const WRITE_BYTES = 1 << 20;
 const crc32Hex = (crc: number): string => (crc >>> 0).toString(16).padStart(8, "0");
 const MAX_QUEUED_BYTES = 16 << 20;
-
-/** The byte limits of one extraction, shared by the files written at once. */
-export class DiskBudget {
-  written = 0;
-  /** The first limit crossed (set by a background free-space check too). */
-  problem: HubcacheError | undefined;
-  private sinceCheck = 0;
-  private readonly interval: number;
-  constructor(
-    private readonly limits: GuardLimits,
-    private readonly onProblem: (problem: HubcacheError) => void,
-  ) {
-    this.interval = checkIntervalBytes(limits.reserve);
-  }
-  /** Count `bytes` about to be written; throws the limit they cross. */
-  claim(bytes: number): void {
-    if (this.problem) throw this.problem;
-    const { maxBytes, fitBytes, reserve } = this.limits;
-    const next = this.written + bytes;
-    if (maxBytes !== undefined && next > maxBytes) this.fail(tooLargeError(this.limits.handle, maxBytes));
-    if (fitBytes !== undefined && next > fitBytes) {
-      this.fail(diskGuardError(this.limits, this.limits.freeAtStart ?? 0));
-    }
-    this.written = next;
-    this.sinceCheck += bytes;
-    if (reserve > 0 && this.sinceCheck >= this.interval) {
-      this.sinceCheck = 0;
-      void diskSpace(this.limits.dir).then((space) => {
-        if (space && space.free < reserve) this.fail(diskGuardError(this.limits, space.free), false);
-      });
-    }
-  }
-  /** Bytes that will be written again (a file started over). */
-  release(bytes: number): void {
-    this.written -= bytes;
-  }
-  private fail(problem: HubcacheError, raise = true): void {
-    this.problem ??= problem;
-    this.onProblem(this.problem);
-    if (raise) throw this.problem;
-  }
-}
 
 export interface FileWriteOptions {
   handle: string;
@@ -114,7 +71,8 @@ class PendingWrites {
     private readonly budget: DiskBudget,
   ) {}
   write(parts: Buffer[], length: number): void {
-    this.budget.claim(length);
+    // A due free-space check is not waited for: a problem it finds stops the others (onProblem).
+    void this.budget.claim(length);
     const at = this.bytes;
     this.bytes += length;
     this.queued += length;
