@@ -1,13 +1,16 @@
 // gzip's framing, read by hubcache itself so zlib can inflate raw deflate (gzip-frame.ts): every
 // header form RFC 1952 allows is read, the trailer's CRC-32 (derived from the per-file CRCs,
 // crc32-combine.ts) and length are checked, and what is not one well-formed member is refused.
+// The CRC-32 itself (crc32.ts): the SIMD one where it loads, node:zlib's where it does not.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
+import { createRequire } from "node:module";
 import { Readable } from "node:stream";
 import { describe, it } from "node:test";
 import zlib from "node:zlib";
 import { crc32Combine } from "../src/extract/crc32-combine.js";
+import { chooseCrc32, crc32, crc32Backend } from "../src/extract/crc32.js";
 import { extractArchive } from "../src/extract/extract.js";
 import { gnuLongName, paxPath, tarEntry, tarOf } from "./helpers/archives.js";
 import { readTree, realisticWeights, tempDir } from "./helpers/fixtures.js";
@@ -219,5 +222,40 @@ describe("crc32Combine", () => {
     let stepped = zlib.crc32(a);
     for (let i = 0; i < 4; i++) stepped = zlib.crc32(Buffer.alloc(1 << 20), stepped);
     assert.equal(crc32Combine(zlib.crc32(a), zlib.crc32(Buffer.alloc(4 << 20)), 4 << 20), stepped);
+  });
+});
+
+describe("crc32", () => {
+  const require = createRequire(import.meta.url);
+
+  it("uses @node-rs/crc32's SIMD CRC-32 on this platform (it ships a binary for linux-x64)", () => {
+    assert.equal(crc32Backend(), "@node-rs/crc32");
+  });
+
+  it("gives node:zlib's values, in one call and continued chunk by chunk", () => {
+    const data = randomBytes(3 << 20);
+    assert.equal(crc32(data), zlib.crc32(data));
+    let running = 0;
+    for (let at = 0; at < data.length; at += 65_537) running = crc32(data.subarray(at, at + 65_537), running);
+    assert.equal(running, zlib.crc32(data));
+    assert.equal(crc32(Buffer.alloc(0), 0x1234), 0x1234);
+    assert.equal(crc32(Buffer.from("123456789")), 0xcbf43926);
+  });
+
+  it("falls back to node:zlib's when the binary is missing, broken or computes something else", () => {
+    const data = randomBytes(100_000);
+    const missing = (): never => {
+      throw Object.assign(new Error("Cannot find module '@node-rs/crc32-linux-x64-gnu'"), {
+        code: "MODULE_NOT_FOUND",
+      });
+    };
+    const wrong = (): unknown => ({ crc32: (input: Uint8Array) => input.length });
+    const notAFunction = (): unknown => ({ crc32: 42 });
+    for (const load of [missing, wrong, notAFunction, () => undefined]) {
+      const choice = chooseCrc32(load);
+      assert.equal(choice.backend, "node:zlib");
+      assert.equal(choice.crc32(data), zlib.crc32(data));
+    }
+    assert.equal(chooseCrc32(require).backend, "@node-rs/crc32");
   });
 });

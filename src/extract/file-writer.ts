@@ -8,10 +8,10 @@
 import fs from "node:fs";
 import { promisify } from "node:util";
 import type { Readable } from "node:stream";
-import zlib from "node:zlib";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { corruptArchiveError } from "./extract-errors.js";
 import type { DiskBudget } from "./extract-guard.js";
+import { crc32 } from "./crc32.js";
 
 const openFile = promisify(fs.open);
 const closeFile = promisify(fs.close);
@@ -125,7 +125,7 @@ function pumpInto(body: Readable, writes: PendingWrites, options: FileWriteOptio
         if (writes.failure !== undefined) throw asError(writes.failure);
         received += chunk.length;
         if (received > size) throw sizeError(options, received);
-        crc = zlib.crc32(chunk, crc);
+        crc = crc32(chunk, crc);
         parts.push(chunk);
         partBytes += chunk.length;
         options.onBytes(chunk.length);

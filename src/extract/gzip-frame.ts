@@ -12,9 +12,9 @@
  * only the first).
  */
 import { Transform, type TransformCallback } from "node:stream";
-import zlib from "node:zlib";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { TRUNCATED_HINT, corruptArchiveError } from "./extract-errors.js";
+import { crc32 } from "./crc32.js";
 
 const FHCRC = 0x02;
 const FEXTRA = 0x04;
@@ -47,7 +47,7 @@ export function gzipHeaderLength(bytes: Buffer, handle: string): number | "more"
   }
   if (flags & FHCRC) {
     if (bytes.length < at + 2) return "more";
-    if ((zlib.crc32(bytes.subarray(0, at)) & 0xffff) !== bytes.readUInt16LE(at)) {
+    if ((crc32(bytes.subarray(0, at)) & 0xffff) !== bytes.readUInt16LE(at)) {
       throw corruptArchiveError(handle, "a gzip header whose CRC does not match");
     }
     at += 2;

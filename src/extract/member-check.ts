@@ -9,7 +9,6 @@
  */
 import path from "node:path";
 import { Writable } from "node:stream";
-import zlib from "node:zlib";
 import { DEFAULTS } from "../settings-table.js";
 import { ErrorCode, HubcacheError } from "../errors.js";
 import { crc32Combine } from "./crc32-combine.js";
@@ -24,6 +23,7 @@ import {
   readPaxRecords,
   shown,
 } from "./tar-header.js";
+import { crc32 } from "./crc32.js";
 
 /** The largest pax or GNU long-name header read (node-tar's own default, passed to it too). */
 export const MAX_META_BYTES = 1 << 20;
@@ -182,7 +182,7 @@ export class MemberCheck extends Writable {
   }
 
   private addToStream(bytes: Buffer): void {
-    if (this.streamCrc !== undefined && bytes.length > 0) this.streamCrc = zlib.crc32(bytes, this.streamCrc);
+    if (this.streamCrc !== undefined && bytes.length > 0) this.streamCrc = crc32(bytes, this.streamCrc);
   }
 
   private stepHeader(chunk: Buffer, pos: number): number {
@@ -315,7 +315,7 @@ export class MemberCheck extends Writable {
   }
 
   private digest(data: Buffer): void {
-    this.crc = zlib.crc32(data, this.crc);
+    this.crc = crc32(data, this.crc);
     const small = this.crcSize < COMBINE_FROM_BYTES;
     if (small) this.addToStream(data);
     this.crcLeft -= data.length;

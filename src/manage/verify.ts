@@ -5,7 +5,6 @@
  * are "not verifiable", not damaged; records without digests are checked by size only, and say so.
  * `fix` downloads damaged entries again (the handle must be known: given, or unredacted in the record).
  */
-import zlib from "node:zlib";
 import type { EntryStore } from "../cache/entry-store.js";
 import { handleHash } from "../cache/layout.js";
 import { type RecordFile, crc32Hex } from "../cache/record.js";
@@ -15,6 +14,7 @@ import type { ResolveOptions } from "../settings.js";
 import { type CacheEntry, collectEntries } from "../cache/entry-list.js";
 import { type ManageOptions, openManagedStore } from "./open-store.js";
 import { findEntry } from "./remove.js";
+import { crc32 } from "../extract/crc32.js";
 
 export interface VerifyOptions extends ManageOptions {
   /** Download damaged entries again. */
@@ -114,7 +114,7 @@ async function checkCrc32(
 ): Promise<FileProblem | undefined> {
   let crc = 0;
   try {
-    for await (const chunk of await open(file.path)) crc = zlib.crc32(chunk, crc);
+    for await (const chunk of await open(file.path)) crc = crc32(chunk as Buffer, crc);
   } catch (error) {
     return { file: file.path, problem: "missing", detail: `cannot be read (${(error as Error).message})` };
   }
