@@ -15,7 +15,7 @@ import { realisticWeights, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const DIGEST_PAIRS = Number(process.env.BENCH_DIGEST_PAIRS ?? 10);
+const DIGEST_PAIRS = Number(process.env.BENCH_DIGEST_PAIRS ?? 20);
 if (!Number.isInteger(RUNS) || RUNS < 1 || !Number.isInteger(DIGEST_PAIRS) || DIGEST_PAIRS < 1) {
   throw new Error("BENCH_RUNS and BENCH_DIGEST_PAIRS must be whole numbers of at least 1");
 }

@@ -3,10 +3,14 @@
  * in this process, with the per-file CRC-32s and the archive's SHA-256 (`digests: true`, what a
  * resolve does) and without, in pairs of runs. Prints one Markdown row per measure.
  */
+import { execFileSync } from "node:child_process";
 import { createReadStream, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout } from "node:timers/promises";
 import { extractArchive } from "../src/extract/extract.js";
+
+const SETTLE_MS = 300;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -32,15 +36,19 @@ async function extractOnce(
   });
   const wall = performance.now() - startedAt;
   const used = process.cpuUsage(started);
-  // Removed at once, so the next run does not pay for this one's writeback.
+  // Removed at once, so the next run does not pay for this one's writeback; then the disk and the
+  // kernel are let settle (the removal's journal commit, its discards, freeing 256 MB of page
+  // cache), which otherwise fall into the next run at random: with it the pairs' spread halves.
   await fs.rm(dir, { recursive: true, force: true });
+  execFileSync("sync");
+  await setTimeout(SETTLE_MS);
   return { wall, cpu: (used.user + used.system) / 1000 };
 }
 
 /**
  * `pairs` pairs of runs, with and without digests, the order alternating from pair to pair (so
  * neither side always comes first); the cost is the median of the pairs' ratios, as the bench's
- * other ratios are. Its spread on this machine is a few per cent either way, hence ten pairs.
+ * other ratios are. Its spread on this machine is several per cent either way, hence twenty pairs.
  */
 export async function digestCostRows(
   archive: string,
@@ -87,7 +95,7 @@ export async function digestCostRows(
 
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const archive = process.argv[2] ?? path.resolve(".bench/savedmodel-256mb-v2.tar.gz");
-  const pairs = Number(process.env.BENCH_DIGEST_PAIRS ?? 10);
+  const pairs = Number(process.env.BENCH_DIGEST_PAIRS ?? 20);
   if (!Number.isInteger(pairs) || pairs < 1) {
     throw new Error("BENCH_DIGEST_PAIRS must be a whole number of at least 1");
   }
