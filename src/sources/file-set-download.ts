@@ -1,7 +1,8 @@
 /**
  * The files form of a download (src/extract/file-set.ts): a `hubcache serve` mirror answered the
- * archive request with the list of the model's files, and each file is fetched from the mirror,
- * four at a time, smallest first, written straight to its place in the entry's temp dir and checked
+ * archive request with the list of the model's files, and each file is fetched from the mirror
+ * (four big ones at a time, largest first, and beside them the small ones, four at a time), written
+ * straight to its place in the entry's temp dir and checked
  * against the list's size and CRC-32. Every guarantee of the tar path holds: the list passes the
  * archive rules before anything is written, maxFiles, maxExtractBytes and the disk guard apply,
  * each file's body is retried and resumed (Range + If-Range) under the one retry budget and the
@@ -22,8 +23,13 @@ import { type Transport, openDownload } from "../net/download.js";
 import type { RetryBudget } from "../net/retry.js";
 import type { ResolvedSettings } from "../settings.js";
 
-/** Files fetched at once. */
+/** Big files fetched at once, and small files beside them. */
 const FILES_IN_FLIGHT = 4;
+/**
+ * Files up to this size are small: fetched on lanes of their own, so that their round trips do not
+ * hold back the start of the big ones (which carry nearly all the bytes), nor wait behind them.
+ */
+const SMALL_FILE_BYTES = 1 << 20;
 
 export interface FileSetContext {
   handle: string;
@@ -72,10 +78,12 @@ export async function downloadFileSet(
   const disk = new DiskBudget(limits, () => stop.abort());
   const progress = new FileSetProgress(context, totalBytes);
   const crc32ByPath = new Map<string, number>();
-  // Smallest first: the small files' round trips overlap the start of the big ones.
-  const queue = [...fileSet.files].sort((a, b) => a.size - b.size);
+  // The big files largest first (the longest ones start first, so they end together), the small
+  // ones smallest first; each queue has its own lanes.
+  const big = fileSet.files.filter((file) => file.size > SMALL_FILE_BYTES).sort((a, b) => b.size - a.size);
+  const small = fileSet.files.filter((file) => file.size <= SMALL_FILE_BYTES).sort((a, b) => a.size - b.size);
   let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
+  const worker = async (queue: FileSetFile[]): Promise<void> => {
     for (let file = queue.shift(); file && !failure; file = queue.shift()) {
       try {
         const crc = await fetchFile(fileSet, mirrorBase, file, {
@@ -93,7 +101,9 @@ export async function downloadFileSet(
     }
   };
   try {
-    await Promise.all(Array.from({ length: FILES_IN_FLIGHT }, worker));
+    const lanes = (queue: FileSetFile[]): Promise<void>[] =>
+      Array.from({ length: Math.min(FILES_IN_FLIGHT, queue.length) }, () => worker(queue));
+    await Promise.all([...lanes(big), ...lanes(small)]);
   } finally {
     context.signal?.removeEventListener("abort", onAbort);
   }
