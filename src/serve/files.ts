@@ -7,10 +7,10 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
-import { Transform } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
-import type { ModelFile, ModelFiles } from "./model-files.js";
+import type { ModelFile, ModelFiles, PositionalFile } from "./model-files.js";
 import { headerValue } from "./headers.js";
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -125,9 +125,11 @@ export async function serveFile(
   const length = Math.max(0, end - start + 1);
   // Opened before the status is sent, so a file that went away is a 404, not a cut.
   // A whole file is opened without a range: a bucket then checks its digest (GCS skips it on ranges).
-  const body =
-    req.method === "HEAD" || length === 0
-      ? undefined
+  const sendsBody = req.method !== "HEAD" && length > 0;
+  const body = !sendsBody
+    ? undefined
+    : files.openPositional
+      ? await files.openPositional(file)
       : await files.open(file, range ? { start, end } : undefined);
   res.writeHead(range ? 206 : 200, {
     ...headers,
@@ -138,9 +140,63 @@ export async function serveFile(
     res.end();
     return;
   }
-  await pipeline(body, exactly(length), res).catch(
+  const sent =
+    body instanceof Readable
+      ? pipeline(body, exactly(length), res)
+      : sendPositional(body, res, { start, length, wholeSize: range ? undefined : file.size });
+  await sent.catch(
     () => res.destroy(), // the client went away, or the file could not be read: drop the connection
   );
+}
+
+/** The bytes read at a time from a positional file; two such buffers per response. */
+const SEND_BLOCK_BYTES = 1 << 20;
+
+/**
+ * `length` bytes of `file` from `start`, read into two buffers taken in turn: one is read into while
+ * the other is being written, and a buffer is read into again only once the socket has taken all of
+ * it. No memory is allocated per read (a stream allocates 1 MiB per read, and the mirror's CPU went to
+ * the page faults and garbage collections of that: 160 against 210 ms per 256 MiB sent), and a slow
+ * client holds two buffers, no more. A file that is shorter than it was, or (sent whole) has another
+ * size at the end, fails the response, as `exactly` does for a stream.
+ */
+async function sendPositional(
+  file: PositionalFile,
+  res: ServerResponse,
+  part: { start: number; length: number; wholeSize: number | undefined },
+): Promise<void> {
+  let closed!: () => void;
+  const gone = new Promise<void>((resolve) => (closed = resolve));
+  res.once("close", closed);
+  try {
+    const size = Math.min(SEND_BLOCK_BYTES, part.length);
+    const buffers = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+    const written: (Promise<void> | undefined)[] = [undefined, undefined];
+    let sent = 0;
+    for (let turn = 0; sent < part.length; turn = 1 - turn) {
+      const buffer = buffers[turn] as Buffer;
+      await Promise.race([written[turn], gone]);
+      if (res.destroyed) throw new Error("the client went away");
+      const read = await file.read(buffer, Math.min(size, part.length - sent), part.start + sent);
+      if (read === 0) throw new Error(`${sent} bytes, ${part.length} expected`);
+      sent += read;
+      const write = new Promise<void>((resolve, reject) =>
+        res.write(buffer.subarray(0, read), (error) => (error ? reject(error) : resolve())),
+      );
+      // A failed write is seen when its buffer comes round again (or at the end), not unhandled.
+      write.catch(() => undefined);
+      written[turn] = write;
+    }
+    await Promise.race([Promise.all(written.map((write) => write ?? Promise.resolve())), gone]);
+    if (res.destroyed) throw new Error("the client went away");
+    if (part.wholeSize !== undefined && (await file.size()) !== part.wholeSize) {
+      throw new Error("the file changed while it was sent");
+    }
+    res.end();
+  } finally {
+    res.off("close", closed);
+    await file.close().catch(() => undefined);
+  }
 }
 
 /** Passes `length` bytes through, and fails when the source has more or fewer (it changed under us). */

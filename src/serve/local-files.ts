@@ -59,21 +59,28 @@ export function localModelFiles(dir: string, hash: string): ModelFiles {
       return stat.isFile() ? describe(relative, real, stat.size, stat.mtimeMs) : undefined;
     },
     list: async () => listLocal(dir, describe),
-    open: async (file, range) => {
-      const real = (file as LocalFile).real;
-      // O_NOFOLLOW: a file swapped for a symlink after it was checked is not opened.
-      const handle = await fs
-        .open(real, constants.O_RDONLY | constants.O_NOFOLLOW)
-        .catch((error: unknown) => {
-          const code = errnoCode(error);
-          if (code !== "ENOENT" && code !== "ELOOP") throw error;
-          throw new HubcacheError(ErrorCode.NOT_FOUND, `${file.path} is no longer in the entry`, {
-            cause: error,
-          });
-        });
-      return handle.createReadStream({ highWaterMark: 1 << 20, ...(range ?? {}) });
+    open: async (file, range) =>
+      (await openInside(file as LocalFile)).createReadStream({ highWaterMark: 1 << 20, ...(range ?? {}) }),
+    openPositional: async (file) => {
+      const handle = await openInside(file as LocalFile);
+      return {
+        read: async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead,
+        size: async () => (await handle.stat()).size,
+        close: () => handle.close(),
+      };
     },
   };
+}
+
+/** Opens a file that `stat` or `list` found; O_NOFOLLOW: one swapped for a symlink since is not opened. */
+async function openInside(file: LocalFile): Promise<fs.FileHandle> {
+  return fs.open(file.real, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
+    const code = errnoCode(error);
+    if (code !== "ENOENT" && code !== "ELOOP") throw error;
+    throw new HubcacheError(ErrorCode.NOT_FOUND, `${file.path} is no longer in the entry`, {
+      cause: error,
+    });
+  });
 }
 
 /** Every regular file and directory below `dir` (symlinks are not followed or listed). */

@@ -48,6 +48,21 @@ export interface ModelFiles {
   stat(relative: string): Promise<ModelFile | undefined>;
   /** The bytes `start`..`end` (inclusive) of a file that `stat` or `list` returned; whole without a range. */
   open(file: ModelFile, range?: { start: number; end: number }): Promise<Readable>;
+  /**
+   * Where files can be read at any offset (a local folder): the file opened for positional reads,
+   * which the mirror sends from two buffers it reuses (files.ts) instead of a stream's new buffer per
+   * read. Not there for a bucket.
+   */
+  openPositional?(file: ModelFile): Promise<PositionalFile>;
+}
+
+/** A file opened for reads at given offsets. */
+export interface PositionalFile {
+  /** Reads up to `length` bytes at `position` into the start of `buffer`; 0 at the end of the file. */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  /** The file's size now (to tell a file that changed while it was sent). */
+  size(): Promise<number>;
+  close(): Promise<void>;
 }
 
 /** A CRC-32 recorded for each file of a record, by path, with its size (empty files have none: 0). */
