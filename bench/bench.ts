@@ -13,14 +13,12 @@ import { resolve } from "hubcache";
 import * as tar from "tar";
 import { realisticWeights, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
+import { countFromEnv, median, spread } from "./measure.js";
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const DIGEST_PAIRS = Number(process.env.BENCH_DIGEST_PAIRS ?? 20);
+const RUNS = countFromEnv("BENCH_RUNS", 5);
+const DIGEST_PAIRS = countFromEnv("BENCH_DIGEST_PAIRS", 20);
 // The mirror's pairs: single pairs range over 2x on this machine, so more than the other rows' runs.
-const SERVE_PAIRS = Number(process.env.BENCH_SERVE_PAIRS ?? 11);
-if ([RUNS, DIGEST_PAIRS, SERVE_PAIRS].some((n) => !Number.isInteger(n) || n < 1)) {
-  throw new Error("BENCH_RUNS, BENCH_DIGEST_PAIRS and BENCH_SERVE_PAIRS must be whole numbers of at least 1");
-}
+const SERVE_PAIRS = countFromEnv("BENCH_SERVE_PAIRS", 11);
 const MODEL_MB = Number(process.env.BENCH_MODEL_MB ?? 256);
 const WORK = path.resolve(".bench");
 const MODEL_DIR = path.join(WORK, `savedmodel-${MODEL_MB}mb`);
@@ -106,15 +104,6 @@ async function lastUseCost(
     return ratios;
   };
   return { shipped: await pairs(undefined), everyHit: await pairs(0) };
-}
-
-const spread = (ratios: number[]): string =>
-  `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
 /**

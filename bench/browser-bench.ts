@@ -12,15 +12,11 @@ import type { Page } from "playwright-core";
 import { chromiumSkip, launchChromium, openHarness, startPageServer } from "../test/helpers/chromium.js";
 import { movenetModelDir, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
+import { countFromEnv, median } from "./measure.js";
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const RUNS = countFromEnv("BENCH_RUNS", 5);
 const MB = Number(process.env.BENCH_STORAGE_MB ?? 8);
 const MOVENET = "/google/tfjs-model/movenet/singlepose/lightning/4";
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}
 
 interface StorageTimes {
   cacheWrite: number;

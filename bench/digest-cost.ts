@@ -3,20 +3,11 @@
  * in this process, with the per-file CRC-32s and the archive's SHA-256 (`digests: true`, what a
  * resolve does) and without, in pairs of runs. Prints one Markdown row per measure.
  */
-import { execFileSync } from "node:child_process";
 import { createReadStream, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout } from "node:timers/promises";
 import { extractArchive } from "../src/extract/extract.js";
-
-const SETTLE_MS = 300;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
+import { countFromEnv, median, removeAndSettle, spread } from "./measure.js";
 
 /** One extraction of `archive` into a fresh folder under `root`: wall and CPU (all threads), ms. */
 async function extractOnce(
@@ -36,12 +27,7 @@ async function extractOnce(
   });
   const wall = performance.now() - startedAt;
   const used = process.cpuUsage(started);
-  // Removed at once, so the next run does not pay for this one's writeback; then the disk and the
-  // kernel are let settle (the removal's journal commit, its discards, freeing 256 MB of page
-  // cache), which otherwise fall into the next run at random: with it the pairs' spread halves.
-  await fs.rm(dir, { recursive: true, force: true });
-  execFileSync("sync");
-  await setTimeout(SETTLE_MS);
+  await removeAndSettle(dir);
   return { wall, cpu: (used.user + used.system) / 1000 };
 }
 
@@ -73,7 +59,6 @@ export async function digestCostRows(
   const wallRatios = on.map((run, i) => run.wall / (off[i]?.wall ?? NaN));
   const cpuRatios = on.map((run, i) => run.cpu / (off[i]?.cpu ?? NaN));
   const wallRatio = median(wallRatios);
-  const spread = `${Math.min(...wallRatios).toFixed(2)}-${Math.max(...wallRatios).toFixed(2)}`;
   const ms = (runs: { wall: number; cpu: number }[], key: "wall" | "cpu"): string =>
     `${median(runs.map((run) => run[key])).toFixed(0)} ms`;
   return [
@@ -81,7 +66,7 @@ export async function digestCostRows(
     ["extraction wall time, CRC-32s + SHA-256 (median)", ms(on, "wall"), "", ""],
     [
       `integrity digests' cost (wall time, median of ${pairs} pairs)`,
-      `${wallRatio.toFixed(3)}x (${spread})`,
+      `${wallRatio.toFixed(3)}x (${spread(wallRatios)})`,
       "≤ 1.05x",
       wallRatio <= 1.05 ? "yes" : "NO",
     ],
@@ -101,11 +86,7 @@ if (process.argv[1] === new URL(import.meta.url).pathname) {
     process.argv[2] && process.argv[2] !== "--json"
       ? process.argv[2]
       : path.resolve(".bench/savedmodel-256mb-v2.tar.gz");
-  const pairs = Number(process.env.BENCH_DIGEST_PAIRS ?? 20);
-  if (!Number.isInteger(pairs) || pairs < 1) {
-    throw new Error("BENCH_DIGEST_PAIRS must be a whole number of at least 1");
-  }
-  const rows = await digestCostRows(archive, pairs);
+  const rows = await digestCostRows(archive, countFromEnv("BENCH_DIGEST_PAIRS", 20));
   if (process.argv.includes("--json")) console.log(JSON.stringify(rows));
   else for (const row of rows) console.log(`| ${row.join(" | ")} |`);
 }

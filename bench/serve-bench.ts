@@ -5,24 +5,17 @@
  * direct cold resolve from the hub in the same run, and the mirror's throughput for 16 concurrent
  * clients (plain tar, as any other client gets it).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { setTimeout } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { savedModelDir, tarGz, tempDir } from "../test/helpers/fixtures.js";
 import { startHubServer } from "../test/helpers/hub-server.js";
 import { startMirror } from "../test/helpers/mirror.js";
+import { countFromEnv, median, removeAndSettle, spread } from "./measure.js";
 
 const HANDLE = "https://tfhub.dev/bench/savedmodel/1";
-const SETTLE_MS = 300;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
 
 /** One cold resolve in a fresh process (bench/cold-child.mjs); the resolve() wall time, ms. */
 function coldResolve(handle: string, cacheDir: string, env: Record<string, string> = {}): Promise<number> {
@@ -73,15 +66,11 @@ export async function serveBench(archive: string, runs: number): Promise<void> {
     const ratios: number[] = [];
     const direct: number[] = [];
     const through: number[] = [];
-    // Each run's 256 MB are removed before the next run starts (else the next one pays for their
-    // writeback), then synced and let settle, as in digest-cost.ts (the removal's journal commit and
-    // freeing the page cache otherwise fall into the next run at random); the order alternates, so
-    // neither side always comes first.
+    // Each run's 256 MB are removed and let settle before the next run starts (measure.ts), and the
+    // order alternates, so neither side always comes first.
     const timed = async (handle: string, cacheDir: string, env?: Record<string, string>): Promise<number> => {
       const ms = await coldResolve(handle, cacheDir, env);
-      await fs.rm(cacheDir, { recursive: true });
-      execFileSync("sync");
-      await setTimeout(SETTLE_MS);
+      await removeAndSettle(cacheDir);
       return ms;
     };
     for (let i = 0; i < runs; i++) {
@@ -120,7 +109,7 @@ export async function serveBench(archive: string, runs: number): Promise<void> {
       ["cold resolve through a warm mirror (median)", `${median(through).toFixed(0)} ms`, "", ""],
       [
         "through the mirror vs direct (median of pairs)",
-        `${ratio.toFixed(3)}x (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`,
+        `${ratio.toFixed(3)}x (${spread(ratios)})`,
         "≤ 0.35x",
         ratio <= 0.35 ? "yes" : "NO",
       ],
@@ -151,14 +140,14 @@ export async function serveBench(archive: string, runs: number): Promise<void> {
   }
 }
 
-// Alone (`node --import tsx bench/serve-bench.ts`): a smaller model built on the spot.
+// Alone (`node --import tsx bench/serve-bench.ts`): the archive BENCH_ARCHIVE names (npm run bench
+// keeps its 256 MB one in .bench/), or else a smaller model built on the spot.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  // BENCH_ARCHIVE: an archive already built (npm run bench keeps its 256 MB one in .bench/).
   let archive = process.env.BENCH_ARCHIVE;
   if (!archive) {
     const dir = await savedModelDir(Number(process.env.BENCH_MODEL_MB ?? 32) << 20);
     archive = `${dir}.tar.gz`;
     await fs.writeFile(archive, await tarGz(dir));
   }
-  await serveBench(archive, Number(process.env.BENCH_SERVE_PAIRS ?? 11));
+  await serveBench(archive, countFromEnv("BENCH_SERVE_PAIRS", 11));
 }

@@ -1,0 +1,36 @@
+/** What the bench's parts share: their statistics, the settling between runs, their settings. */
+import { execFileSync } from "node:child_process";
+import { promises as fs } from "node:fs";
+import { setTimeout } from "node:timers/promises";
+
+/** How long the kernel is let settle after a run's files are removed and synced. */
+const SETTLE_MS = 300;
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
+/** "min-max" of ratios, two decimals. */
+export function spread(ratios: number[]): string {
+  return `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
+}
+
+/**
+ * Removes a run's files at once, so the next run does not pay for their writeback, then lets the disk
+ * and the kernel settle (the removal's journal commit, its discards, freeing 256 MB of page cache),
+ * which otherwise fall into the next run at random: with it the pairs' spread halves.
+ */
+export async function removeAndSettle(dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+  execFileSync("sync");
+  await setTimeout(SETTLE_MS);
+}
+
+/** A count from the environment (`name`), or `fallback`; a whole number of at least 1. */
+export function countFromEnv(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number of at least 1`);
+  return value;
+}
