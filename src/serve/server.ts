@@ -65,7 +65,6 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     maxDownloads: options.maxUpstreamDownloads ?? 4,
   });
   const handlesByHash = new Map<string, string>();
-  const responses = new Set<http.ServerResponse>();
   const sendIdleMs = options.sendIdleTimeoutMs ?? 60_000;
 
   /** The model's flight: one download however many requests ask. */
@@ -96,17 +95,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       encoding: chooseArchiveEncoding(req, request.bodyForm),
       idleMs: sendIdleMs,
     };
-    return serveFromSpool(req, res, reader, asked, commonHeaders(req, request.handle));
-  };
-
-  const checkHost = (host: string): void => {
-    if (!policy.hosts.has(host)) {
-      throw new HttpProblem(
-        403,
-        `${host} is not a host this mirror serves (allowed: ${[...policy.hosts].join(", ")}).`,
-        ErrorCode.FORBIDDEN,
-      );
-    }
+    return serveFromSpool(req, res, reader, asked, commonHeaders(req, policy, request.handle));
   };
 
   /** The files of cached models, in a local cache dir or a bucket alike (cached-models.ts). */
@@ -120,16 +109,6 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       throw new HttpProblem(404, "no such entry");
     }
     return fromDescriptor;
-  };
-
-  const commonHeaders = (req: http.IncomingMessage, handle: string): Record<string, string> => {
-    const shared = policy.token === undefined ? "public" : "private";
-    return {
-      ...corsHeaders(req, policy),
-      "cache-control": isVersionedHandle(handle)
-        ? `${shared}, max-age=31536000, immutable`
-        : `${shared}, no-cache`,
-    };
   };
 
   const serveModelFile = async (
@@ -147,7 +126,7 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     const target = await files.stat((await files.modelRoot()) + file);
     if (target === undefined) throw new HttpProblem(404, `${handle} has no file ${file}`);
     req.socket.setTimeout(sendIdleMs);
-    await serveFile(req, res, { files, file: target, headers: commonHeaders(req, handle) });
+    await serveFile(req, res, { files, file: target, headers: commonHeaders(req, policy, handle) });
   };
 
   const answer = async (
@@ -158,21 +137,10 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
     switch (request.kind) {
       case "invalid":
         throw new HttpProblem(request.status, request.message, "ERR_HUBCACHE_USAGE");
-      case "index": {
-        const listing = await listEntries({ ...options.resolveOptions, onEvent: undefined });
-        const json = acceptsAny(headerValue(req, "accept"), ["application/json"]);
-        const body = json ? `${JSON.stringify(listing, null, 2)}\n` : indexPage(listing, req.headers.host);
-        res.writeHead(200, {
-          ...corsHeaders(req, policy),
-          "content-type": json ? "application/json" : "text/html; charset=utf-8",
-          "cache-control": "no-store",
-          "content-length": String(Buffer.byteLength(body)),
-        });
-        res.end(req.method === "HEAD" ? undefined : body);
-        return;
-      }
+      case "index":
+        return sendIndex(req, res, options.resolveOptions, policy);
       case "archive": {
-        checkHost(request.host);
+        checkHost(policy, request.host);
         const hash = handleHash(request.handle);
         let files = await models.recentFiles(hash);
         if (!files) {
@@ -182,26 +150,22 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
         }
         req.socket.setTimeout(sendIdleMs);
         const fileSet = await entryFileSet(req, request.handle, files);
-        if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, request.handle));
+        if (fileSet) return sendFileSet(req, res, fileSet, commonHeaders(req, policy, request.handle));
         const encoding: ArchiveEncoding = chooseArchiveEncoding(req, request.bodyForm);
-        await serveArchive(req, res, files, encoding, commonHeaders(req, request.handle));
+        await serveArchive(req, res, files, encoding, commonHeaders(req, policy, request.handle));
         return;
       }
       case "uncompressed": {
-        checkHost(request.host);
+        checkHost(policy, request.host);
         await ensureModel(request.handle, request.modelFormat);
-        const host = req.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : "";
-        const location = `http://${host}/_files/${handleHash(request.handle)}`;
-        res.writeHead(303, { ...corsHeaders(req, policy), "content-type": "text/plain", location });
-        res.end(req.method === "HEAD" ? undefined : location);
-        return;
+        return seeOtherToFiles(req, res, request.handle, policy);
       }
       case "file":
-        checkHost(request.host);
+        checkHost(policy, request.host);
         return serveModelFile(req, res, request.handle, request.file, "tfjs");
       case "entry-file": {
         const handle = await handleForHash(request.hash);
-        checkHost(hostOf(handle));
+        checkHost(policy, hostOf(handle));
         if (request.file === "") throw new HttpProblem(404, "name a file of the model");
         return serveModelFile(req, res, handle, request.file, "auto");
       }
@@ -209,21 +173,94 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
   };
 
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    if (req.method === "OPTIONS") {
-      res.writeHead(204, preflightHeaders(req, policy)).end();
-      return;
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      throw new HttpProblem(405, "only GET and HEAD are served", ErrorCode.UNSUPPORTED);
-    }
-    if (!authorized(req, policy.token)) {
-      throw new HttpProblem(401, "this mirror needs Authorization: Bearer <token>", ErrorCode.UNAUTHORIZED);
-    }
+    if (!admitted(req, res, policy)) return;
     // While the model is fetched the socket may be quiet for long; it is bounded again once bytes flow.
     req.socket.setTimeout(0);
     await answer(parseMirrorRequest(req.url ?? "/"), req, res);
   };
 
+  const { server, responses } = boundedServer(handler, policy, sendIdleMs, options.log);
+  return {
+    server,
+    listen: (port, host) => listenOn(server, port, host),
+    close: (graceMs = 2000) =>
+      closeGracefully(server, responses, graceMs, () => {
+        lifetime.abort();
+        return flights.settled();
+      }),
+  };
+}
+
+/**
+ * Stop accepting, let open responses finish for `graceMs`, then `cancel` the downloads and drop the
+ * connections; waits at most 2 s more for the downloads to wind down.
+ */
+async function closeGracefully(
+  server: http.Server,
+  responses: Set<http.ServerResponse>,
+  graceMs: number,
+  cancel: () => Promise<void>,
+): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const deadline = Date.now() + graceMs;
+  while (responses.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const cancelled = cancel();
+  server.closeAllConnections();
+  await Promise.race([cancelled, new Promise((r) => setTimeout(r, 2000))]);
+  await closed;
+}
+
+/**
+ * Whether the request may be answered: a CORS preflight is answered here (false); a method other
+ * than GET or HEAD, or a missing or wrong token, is refused with its coded problem.
+ */
+function admitted(req: http.IncomingMessage, res: http.ServerResponse, policy: Policy): boolean {
+  if (req.method === "OPTIONS") {
+    res.writeHead(204, preflightHeaders(req, policy)).end();
+    return false;
+  }
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    throw new HttpProblem(405, "only GET and HEAD are served", ErrorCode.UNSUPPORTED);
+  }
+  if (!authorized(req, policy.token)) {
+    throw new HttpProblem(401, "this mirror needs Authorization: Bearer <token>", ErrorCode.UNAUTHORIZED);
+  }
+  return true;
+}
+
+function checkHost(policy: Policy, host: string): void {
+  if (!policy.hosts.has(host)) {
+    throw new HttpProblem(
+      403,
+      `${host} is not a host this mirror serves (allowed: ${[...policy.hosts].join(", ")}).`,
+      ErrorCode.FORBIDDEN,
+    );
+  }
+}
+
+/** CORS and caching headers of a model's answers: versioned handles never change. */
+function commonHeaders(req: http.IncomingMessage, policy: Policy, handle: string): Record<string, string> {
+  const shared = policy.token === undefined ? "public" : "private";
+  return {
+    ...corsHeaders(req, policy),
+    "cache-control": isVersionedHandle(handle)
+      ? `${shared}, max-age=31536000, immutable`
+      : `${shared}, no-cache`,
+  };
+}
+
+/**
+ * The HTTP server around `handler`: header and request limits, the send timeout, one access log line
+ * per response, a coded problem for any error; `responses` holds those still open (for close()).
+ */
+function boundedServer(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>,
+  policy: Policy,
+  sendIdleMs: number,
+  log: ((line: string) => void) | undefined,
+): { server: http.Server; responses: Set<http.ServerResponse> } {
+  const responses = new Set<http.ServerResponse>();
   const server = http.createServer(
     { maxHeaderSize: 16 * 1024, headersTimeout: 20_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 },
     (req, res) => {
@@ -232,28 +269,46 @@ export function createMirrorServer(options: MirrorServerOptions): MirrorServer {
       responses.add(res);
       res.once("close", () => {
         responses.delete(res);
-        options.log?.(accessLogLine(req, res, started, req.socket.bytesWritten - sentBefore));
+        log?.(accessLogLine(req, res, started, req.socket.bytesWritten - sentBefore));
       });
       handler(req, res).catch((error: unknown) => sendProblem(req, res, error, policy));
     },
   );
   server.timeout = sendIdleMs;
   server.maxConnections = 4096;
+  return { server, responses };
+}
 
-  return {
-    server,
-    listen: (port, host) => listenOn(server, port, host),
-    close: async (graceMs = 2000) => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const deadline = Date.now() + graceMs;
-      while (responses.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      lifetime.abort();
-      server.closeAllConnections();
-      await Promise.race([flights.settled(), new Promise((r) => setTimeout(r, 2000))]);
-      await closed;
-    },
-  };
+/** `GET /`: the cached models, as `hubcache ls --json` gives them or as a small HTML page. */
+async function sendIndex(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  resolveOptions: ResolveOptions,
+  policy: Policy,
+): Promise<void> {
+  const listing = await listEntries({ ...resolveOptions, onEvent: undefined });
+  const json = acceptsAny(headerValue(req, "accept"), ["application/json"]);
+  const body = json ? `${JSON.stringify(listing, null, 2)}\n` : indexPage(listing, req.headers.host);
+  res.writeHead(200, {
+    ...corsHeaders(req, policy),
+    "content-type": json ? "application/json" : "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
+}
+
+/** UNCOMPRESSED: 303 to the folder on this mirror from which each file of the model is read. */
+function seeOtherToFiles(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  handle: string,
+  policy: Policy,
+): void {
+  const host = req.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : "";
+  const location = `http://${host}/_files/${handleHash(handle)}`;
+  res.writeHead(303, { ...corsHeaders(req, policy), "content-type": "text/plain", location });
+  res.end(req.method === "HEAD" ? undefined : location);
 }
 
 /** Listen; resolves with the origin (`http://HOST:PORT`, the real port when 0 is asked). */
