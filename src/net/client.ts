@@ -8,6 +8,7 @@ import type { AddressGuard } from "./address-guard.js";
 import type { FetchFunction } from "./http-errors.js";
 import { guardedLookup, nodeTransport } from "./node-transport.js";
 import { type ProxyEnv, proxyForUrl } from "./proxy.js";
+import { socketTransport } from "./socket-transport.js";
 import type { TransferLimits } from "./transfer-limits.js";
 import { type Transport, fetchTransport } from "./transport.js";
 
@@ -86,7 +87,7 @@ export interface HttpStack {
 
 /**
  * The caller's own fetch if given; else undici's fetch when a proxy is configured; else the
- * node:http fast path for bodies.
+ * node:http fast path for bodies (plain-http GETs read from the socket: socket-transport.ts).
  */
 export function httpStack(
   settings: NetworkSettings,
@@ -108,11 +109,14 @@ export function httpStack(
     fetch: lazyFetch,
     transport: viaProxy
       ? fetchTransport(lazyFetch, settings.limits)
-      : nodeTransport({
-          insecureTls: settings.insecureTls,
-          connectTimeoutMs: settings.connectTimeoutMs,
-          limits: settings.limits,
-        }),
+      : socketTransport(
+          { connectTimeoutMs: settings.connectTimeoutMs },
+          nodeTransport({
+            insecureTls: settings.insecureTls,
+            connectTimeoutMs: settings.connectTimeoutMs,
+            limits: settings.limits,
+          }),
+        ),
     close: async () => {
       if (client) await (await client).close();
     },
