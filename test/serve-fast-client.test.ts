@@ -172,40 +172,33 @@ describe("the files form through a mirror", () => {
     },
   );
 
-  test(
-    "the big files are asked for first, largest first, without waiting for the small ones",
-    LIMIT,
-    async () => {
-      const { mirror } = await warmMirror();
-      const asked: string[] = [];
-      const proxy = await relayProxy(
-        mirror.origin,
-        (_req, answer, res) => answer.on("data", (chunk: Buffer) => res.write(chunk)),
-        (url) => {
-          if (url.startsWith("/_files/")) asked.push(url.slice(url.indexOf("/", "/_files/".length) + 1));
-          return url;
-        },
-      );
-      try {
-        const cacheDir = await tempDir("fast-order-");
-        await resolve(HANDLE, { cacheDir, mirror: proxy.origin });
-        // Five small files (at most 4 KiB) and two big ones (5 MiB and 3 MiB): fetched smallest first
-        // on four lanes, the big ones would be the sixth and seventh requests.
-        assert.equal(asked.length, 7, asked.join(", "));
-        const first = asked.slice(0, 4);
-        assert.ok(first.includes("variables/variables.data-00001-of-00002"), asked.join(", "));
-        assert.ok(first.includes("variables/variables.data-00000-of-00001"), asked.join(", "));
-        assert.ok(
-          asked.indexOf("variables/variables.data-00001-of-00002") <
-            asked.indexOf("variables/variables.data-00000-of-00001"),
-          asked.join(", "),
-        );
-      } finally {
-        await proxy.close();
-        await mirror.stop();
-      }
-    },
-  );
+  test("the big files are asked for first, without waiting for the small ones", LIMIT, async () => {
+    const { mirror } = await warmMirror();
+    const asked: string[] = [];
+    const proxy = await relayProxy(
+      mirror.origin,
+      (_req, answer, res) => answer.on("data", (chunk: Buffer) => res.write(chunk)),
+      (url) => {
+        if (url.startsWith("/_files/")) asked.push(url.slice(url.indexOf("/", "/_files/".length) + 1));
+        return url;
+      },
+    );
+    try {
+      const cacheDir = await tempDir("fast-order-");
+      await resolve(HANDLE, { cacheDir, mirror: proxy.origin });
+      // Five small files (at most 4 KiB) and two big ones (5 MiB and 3 MiB): fetched smallest first
+      // on four lanes, the big ones would be the sixth and seventh requests.
+      assert.equal(asked.length, 7, asked.join(", "));
+      // Both big ones start at once on lanes of their own (which of the two connections the proxy
+      // reads first is the machine's choice), before the small files' lanes are done.
+      const first = asked.slice(0, 4);
+      assert.ok(first.includes("variables/variables.data-00001-of-00002"), asked.join(", "));
+      assert.ok(first.includes("variables/variables.data-00000-of-00001"), asked.join(", "));
+    } finally {
+      await proxy.close();
+      await mirror.stop();
+    }
+  });
 
   test("a byte changed in transit is caught by the CRC-32; nothing is cached", LIMIT, async () => {
     const { mirror } = await warmMirror();

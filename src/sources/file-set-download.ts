@@ -69,7 +69,10 @@ export async function downloadFileSet(
   if (limits.fitBytes !== undefined && totalBytes > limits.fitBytes) {
     throw diskGuardError(limits, limits.freeAtStart ?? 0);
   }
-  for (const folder of fileSet.dirs) {
+  // Every folder first (the list's, and each file's own): the lanes then start their requests
+  // in the order of their queues, with nothing between.
+  const folders = new Set([...fileSet.dirs, ...fileSet.files.map((file) => path.posix.dirname(file.path))]);
+  for (const folder of folders) {
     await fs.mkdir(path.join(dir, ...folder.split("/")), { recursive: true });
   }
   const stop = new AbortController();
@@ -129,7 +132,6 @@ async function fetchFile(
   const { context, disk, progress, signal } = fetch;
   const { handle, settings, lease } = context;
   const target = path.join(context.dir, ...file.path.split("/"));
-  await fs.mkdir(path.dirname(target), { recursive: true });
   if (file.size === 0) {
     await fs.writeFile(target, "", { mode: 0o644 });
     return 0;
