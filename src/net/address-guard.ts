@@ -2,7 +2,7 @@
  * Which addresses a request made on someone else's behalf (the `hubcache serve` mirror) may reach.
  * Pure verdicts, checked by the request layer on every hop's URL (a name or a literal address, as
  * WHATWG URL parsing normalised it: `2852039166`, `0xa9fea9fe` and `0251.0376.0251.0376` are all
- * 169.254.169.254 by then) and by the node:http transport on every address a name resolves to, on
+ * 169.254.169.254 by then) and by the direct transports on every address a name resolves to, on
  * the connection itself (so DNS rebinding is caught too):
  * - link-local, cloud metadata and reserved addresses are never reached;
  * - loopback, private and unspecified addresses only under the host names the guard was given

@@ -1,8 +1,9 @@
 /**
- * One HTTP request, whichever stack carries it: node:http(s) for direct downloads (see
- * node-transport.ts) or a fetch (undici's with a proxy, or the caller's). A transport sends ONE
- * request and never follows redirects: redirects, content codings and transfer limits are decided
- * once, above it (request.ts, download.ts), so both stacks give the same outcome for the same answer.
+ * One HTTP request, whichever stack carries it: for direct downloads, hubcache's socket reader for
+ * plain-http GETs (socket-transport.ts) and node:http(s) for the rest (node-transport.ts); or a
+ * fetch (undici's with a proxy, or the caller's). A transport sends ONE request and never follows
+ * redirects: redirects, content codings and transfer limits are decided once, above it (request.ts,
+ * download.ts), so every stack gives the same outcome for the same answer.
  */
 import type { AddressGuard } from "./address-guard.js";
 import type { FetchFunction } from "./http-errors.js";
