@@ -7,7 +7,7 @@ import { createReadStream, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { extractArchive } from "../src/extract/extract.js";
-import { countFromEnv, median, removeAndSettle, spread } from "./measure.js";
+import { countFromEnv, keepResident, median, removeAndSettle, spread } from "./measure.js";
 
 /** One extraction of `archive` into a fresh folder under `root`: wall and CPU (all threads), ms. */
 async function extractOnce(
@@ -18,6 +18,7 @@ async function extractOnce(
 ): Promise<{ wall: number; cpu: number }> {
   const dir = path.join(root, name);
   await fs.mkdir(dir);
+  await keepResident([archive]);
   const started = process.cpuUsage();
   const startedAt = performance.now();
   await extractArchive(createReadStream(archive, { highWaterMark: 1 << 16 }), dir, {
