@@ -473,6 +473,18 @@ for (const via of PATHS) {
       });
     });
 
+    it("a redirect whose Location has user:password@ sends them as Basic auth, never in the URL", async () => {
+      const target = `/net/target-credentials-${via}`;
+      host.route(target, [ok(V1_TGZ)]);
+      const location = host.url(target).replace("http://", "http://bob:p%40ss@");
+      await withRoute(via, [{ redirect: location }], async (run, options) => {
+        await assertTree(await resolve(host.url(run.route), options), V1);
+        const [request] = host.requestsTo(target);
+        assert.equal(request?.headers.authorization, `Basic ${Buffer.from("bob:p@ss").toString("base64")}`);
+        assert.doesNotMatch(JSON.stringify(run.events), /p%40ss|p@ss/);
+      });
+    });
+
     it("a redirect loop is ERR_HUBCACHE_HTTP with the 3xx status after 20 hops, not retried", async () => {
       await withRoute(
         via,

@@ -271,7 +271,11 @@ export class Requester {
         const { authorization: _auth, cookie: _cookie, ...rest } = headers;
         headers = rest;
       }
-      url = next.toString();
+      // A Location with user:password@ is sent as Basic auth, as the first URL's are, on every stack
+      // (node:http would send them itself, hubcache's socket reader would not, fetch refuses the URL).
+      const split = splitCredentials(next.toString());
+      url = split.url;
+      headers = { ...headers, ...split.headers };
     }
   }
 
