@@ -7,6 +7,9 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { after, describe, it } from "node:test";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { nodeTransport } from "../src/net/node-transport.js";
 import { framingOf, headerOf, parseHead, socketTransport } from "../src/net/socket-transport.js";
 import type { OutgoingRequest, Reply, Transport } from "../src/net/transport.js";
 import { DEFAULT_TRANSFER_LIMITS } from "../src/net/transfer-limits.js";
@@ -389,6 +392,37 @@ describe("socket transport: flow", () => {
       fallback.sent.map((r) => `${r.method} ${r.url}`),
       ["HEAD http://127.0.0.1:9/x", "GET https://127.0.0.1:9/x"],
     );
+  });
+
+  it("a connection not up in time is UND_ERR_CONNECT_TIMEOUT, on both direct transports", async () => {
+    // A port that never finishes a handshake: a listener (Python's, which accepts nothing) whose
+    // queue of one is filled, so the kernel drops further SYNs.
+    const hole = spawn("python3", [
+      "-c",
+      "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)",
+    ]);
+    try {
+      const [line] = (await once(hole.stdout, "data")) as [Buffer];
+      const port = Number(line.toString().trim());
+      const fillers = [0, 1, 2].map(() => net.connect(port, "127.0.0.1").on("error", () => undefined));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const url = `http://127.0.0.1:${port}/x`;
+      // Without the connect timer the request would wait for the kernel's SYN retries: cut at 3 s.
+      const signal = AbortSignal.timeout(3000);
+      const limits = DEFAULT_TRANSFER_LIMITS;
+      const direct = nodeTransport({ insecureTls: false, connectTimeoutMs: 300, limits });
+      const own = socketTransport({ connectTimeoutMs: 300 }, direct);
+      for (const method of ["GET", "HEAD"] as const) {
+        const started = Date.now();
+        await assert.rejects(own.send({ method, url, headers: {}, signal }), {
+          code: "UND_ERR_CONNECT_TIMEOUT",
+        });
+        assert.ok(Date.now() - started < 2000, `${method}: gave up after ${Date.now() - started} ms`);
+      }
+      for (const filler of fillers) filler.destroy();
+    } finally {
+      hole.kill();
+    }
   });
 
   it("a refused connection is ECONNREFUSED", async () => {

@@ -10,6 +10,7 @@ import dns from "node:dns";
 import http from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
+import type net from "node:net";
 import type { LookupFunction } from "node:net";
 import { isIP } from "node:net";
 import zlib from "node:zlib";
@@ -25,17 +26,24 @@ export interface NodeTransportOptions {
   limits: TransferLimits;
 }
 
-function connectTimeout(request: http.ClientRequest, limit: number): void {
-  request.once("socket", (socket) => {
-    if (!socket.connecting) return;
-    const timer = setTimeout(() => {
-      request.destroy(
-        Object.assign(new Error(`connect timeout (${limit} ms)`), { code: "UND_ERR_CONNECT_TIMEOUT" }),
-      );
-    }, limit);
-    socket.once("connect", () => clearTimeout(timer));
-    socket.once("close", () => clearTimeout(timer));
-  });
+/**
+ * Fails a connection with UND_ERR_CONNECT_TIMEOUT (retried as undici's is) when `socket` is not up
+ * after `limit` ms; a socket already connected (a reused one) is left alone. Both direct transports.
+ */
+export function failSlowConnect(socket: net.Socket, limit: number, fail: (error: Error) => void): void {
+  if (!socket.connecting) return;
+  const timer = setTimeout(() => {
+    fail(Object.assign(new Error(`connect timeout (${limit} ms)`), { code: "UND_ERR_CONNECT_TIMEOUT" }));
+  }, limit);
+  socket.once("connect", () => clearTimeout(timer));
+  socket.once("close", () => clearTimeout(timer));
+}
+
+/** The decoder of one content coding of DECODED_CODINGS (gzip and x-gzip alike). Both direct transports. */
+export function decoderFor(coding: string): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress {
+  if (coding === "br") return zlib.createBrotliDecompress();
+  if (coding === "deflate") return zlib.createInflate();
+  return zlib.createGunzip();
 }
 
 type LookupCallback = Parameters<LookupFunction>[2];
@@ -90,7 +98,9 @@ function sendOnce(request: OutgoingRequest, options: NodeTransportOptions): Prom
       ...(request.guard ? { lookup: guardedLookup(request.guard) } : {}),
       ...(url.protocol === "https:" ? { rejectUnauthorized: !options.insecureTls } : {}),
     });
-    connectTimeout(outgoing, options.connectTimeoutMs);
+    outgoing.once("socket", (socket) =>
+      failSlowConnect(socket, options.connectTimeoutMs, (error) => outgoing.destroy(error)),
+    );
     let later: Error | undefined;
     outgoing.once("response", (response) => {
       outgoing.on("error", (error) => (later ??= error));
@@ -107,12 +117,7 @@ function decoded(response: http.IncomingMessage, method: string): Readable {
   if (method === "HEAD" || codings.length === 0) return response;
   let body: Readable = response;
   for (const coding of codings.reverse()) {
-    const decoder =
-      coding === "br"
-        ? zlib.createBrotliDecompress()
-        : coding === "deflate"
-          ? zlib.createInflate()
-          : zlib.createGunzip();
+    const decoder = decoderFor(coding);
     body.once("error", (error) => decoder.destroy(error));
     body = body.pipe(decoder);
   }

@@ -16,8 +16,7 @@
 import http from "node:http";
 import net from "node:net";
 import { Readable, pipeline } from "node:stream";
-import zlib from "node:zlib";
-import { guardedLookup } from "./node-transport.js";
+import { decoderFor, failSlowConnect, guardedLookup } from "./node-transport.js";
 import {
   DECODED_CODINGS,
   type OutgoingRequest,
@@ -190,7 +189,7 @@ class SocketReader {
     this.socket.on("error", (error) => this.fail(error));
   }
 
-  /** Where the next read lands: the rest of this block, or a new one that starts with the unparsed bytes. */
+  /** Where the next read lands: the rest of this block, or a new one starting with the unparsed bytes. */
   private room(): Buffer {
     if (this.block.length - this.filled < MIN_READ_ROOM) {
       const next = Buffer.allocUnsafe(BLOCK_BYTES);
@@ -386,14 +385,8 @@ async function sendOnce(request: OutgoingRequest, url: URL, options: SocketTrans
   const onAbort = (): void => reader.fail(abortError(request.signal));
   if (request.signal.aborted) onAbort();
   request.signal.addEventListener("abort", onAbort, { once: true });
-  const timer = setTimeout(() => {
-    reader.fail(coded(`connect timeout (${options.connectTimeoutMs} ms)`, "UND_ERR_CONNECT_TIMEOUT"));
-  }, options.connectTimeoutMs);
-  socket.once("connect", () => clearTimeout(timer));
-  socket.once("close", () => {
-    clearTimeout(timer);
-    request.signal.removeEventListener("abort", onAbort);
-  });
+  failSlowConnect(socket, options.connectTimeoutMs, (error) => reader.fail(error));
+  socket.once("close", () => request.signal.removeEventListener("abort", onAbort));
   // latin1, as node:http writes a head: an ETag with obs-text goes back in If-Range as it came.
   socket.write(wire, "latin1");
   return { reader, head: await reader.answer() };
@@ -412,16 +405,8 @@ function decodedReads(head: Head, next: () => Promise<Buffer | null>): () => Pro
         for (let chunk = await next(); chunk !== null; chunk = await next()) yield chunk;
       })(),
     );
-    const decoders = codings
-      .reverse()
-      .map((coding) =>
-        coding === "br"
-          ? zlib.createBrotliDecompress()
-          : coding === "deflate"
-            ? zlib.createInflate()
-            : zlib.createGunzip(),
-      );
-    const last = decoders.at(-1) as zlib.Gunzip;
+    const decoders = codings.reverse().map(decoderFor);
+    const last = decoders.at(-1) as ReturnType<typeof decoderFor>;
     // Every stage's error ends them all and comes out of the last one's reads.
     pipeline([source, ...decoders], () => undefined);
     return last[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
