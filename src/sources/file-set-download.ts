@@ -69,9 +69,10 @@ export async function downloadFileSet(
   if (limits.fitBytes !== undefined && totalBytes > limits.fitBytes) {
     throw diskGuardError(limits, limits.freeAtStart ?? 0);
   }
-  // Every folder first (the list's, and each file's own): the lanes then start their requests
-  // in the order of their queues, with nothing between.
-  const folders = new Set([...fileSet.dirs, ...fileSet.files.map((file) => path.posix.dirname(file.path))]);
+  // Every folder first (the list's, and each file's own, once each): the lanes then start their
+  // requests in the order of their queues, with no mkdir of their own to wait for.
+  const parents = fileSet.files.map((file) => path.posix.dirname(file.path)).filter((dir) => dir !== ".");
+  const folders = new Set([...fileSet.dirs, ...parents]);
   for (const folder of folders) {
     await fs.mkdir(path.join(dir, ...folder.split("/")), { recursive: true });
   }
