@@ -268,11 +268,18 @@ describe("hubcache serve streams a cold archive", () => {
       await pause.reached;
       await waitUntil(() => first.received > 0, "bytes at the client");
       pause.cut(); // the hub sends no validator: the mirror cannot resume, it starts over
+      // The second attempt pauses too, so a client that comes now joins its spool (not the cache's
+      // answer once published: that is the mirror's own packing, not the hub's bytes).
+      const secondPause = hub.pauseDownloadsAfter(PAUSE_AT);
       const result = await first.done;
       assert.equal(result.outcome, "cut");
       const entry = path.join(cacheDir, sha1(handle));
-      await waitUntil(() => downloadsOf(modelPath) === 2, "the second attempt");
-      const afterRestart = await streamingGet(url).done;
+      await secondPause.reached;
+      assert.equal(downloadsOf(modelPath), 2, "the second attempt");
+      const joiner = streamingGet(url);
+      await waitUntil(() => joiner.received > 0, "bytes of the second attempt at a new client");
+      secondPause.resume();
+      const afterRestart = await joiner.done;
       assert.equal(afterRestart.outcome, "end");
       assert.ok(afterRestart.body.equals(archive));
       await waitUntil(() => existsSync(entry), "published once whole");
