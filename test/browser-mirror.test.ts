@@ -43,6 +43,9 @@ function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
   ] as const) as Promise<T>;
 }
 
+/** The origin's Web Locks, held and waited for. */
+const locks = (page: Page): Promise<{ held: string[]; pending: string[] }> => call(page, "locks");
+
 /**
  * A stand-in for `hubcache serve`'s file reads: `/<host>/<path>/<file>?tfjs-format=file`, only with
  * `Authorization: Bearer TOKEN`, CORS with preflights, and a Repr-Digest (sha-256) on every file —
@@ -185,12 +188,18 @@ describe(
     test("workers share the pages' storage and lock: two workers, one download", LIMIT, async () => {
       const modelPath = "/acme/tfjs-model/workers/1";
       const handle = hub.handle(modelPath);
-      const [a, b] = await Promise.all([
-        call<Result>(page, "artifactsOnly", handle, { delayFirstFetchMs: 2000 }, true),
-        new Promise((r) => setTimeout(r, 300)).then(() =>
-          call<Result>(page, "artifactsOnly", handle, {}, true),
-        ),
-      ]);
+      // Worker A stops at its first fetch, under the model's lock, until worker B waits for it.
+      const gate = "test-gate:workers";
+      await call(page, "closeGate", gate);
+      const first = call<Result>(page, "artifactsOnly", handle, { gateFirstFetch: gate }, true);
+      await waitUntil(async () => (await locks(page)).pending.includes(gate), "worker A at its first fetch");
+      const second = call<Result>(page, "artifactsOnly", handle, {}, true);
+      await waitUntil(
+        async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
+        "worker B waiting for the model's lock",
+      );
+      await call(page, "openGate", gate);
+      const [a, b] = await Promise.all([first, second]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.deepEqual([a.lastLoad?.from, b.lastLoad?.from], ["network", "storage"]);
       assert.ok(b.events.some((e) => e.type === "lock-wait"));

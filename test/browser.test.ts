@@ -17,6 +17,7 @@ import {
 import { movenetModelDir, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { maxAbsDiff } from "./helpers/tfjs.js";
+import { until } from "./helpers/wait.js";
 
 const LIMIT = { timeout: 120_000 };
 const FIRST_CONV =
@@ -42,6 +43,9 @@ function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
     args,
   ] as const) as Promise<T>;
 }
+
+/** The origin's Web Locks, held and waited for (every tab and worker). */
+const locks = (page: Page): Promise<{ held: string[]; pending: string[] }> => call(page, "locks");
 
 let hub: HubServer;
 let pages: PageServer;
@@ -169,17 +173,24 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
     const modelPath = "/acme/tfjs-model/two-tabs/1";
     const second = await openHarness(context, pages.origin, problems);
     try {
-      // The first tab's first request waits 2 s, so the second tab surely arrives mid-download.
+      // The first tab stops at its first fetch, holding the model's lock, until the second waits.
+      const gate = "test-gate:two-tabs";
+      await call(page, "closeGate", gate);
       const first = call<Loaded>(
         page,
         "load",
         "graph",
         hub.handle(modelPath),
-        { delayFirstFetchMs: 2000 },
+        { gateFirstFetch: gate },
         "weights",
       );
-      await new Promise((r) => setTimeout(r, 300));
+      await until(async () => (await locks(page)).pending.includes(gate), "the first tab at its first fetch");
       const other = call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights");
+      await until(
+        async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
+        "the second tab waiting for the model's lock",
+      );
+      await call(page, "openGate", gate);
       const [a, b] = await Promise.all([first, other]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.equal(a.lastLoad?.from, "network");

@@ -138,5 +138,24 @@ window.harness = {
     return true;
   },
   estimate: () => navigator.storage.estimate(),
+  /** Take the Web Lock `name` and hold it until openGate(name) (a gate for gateFirstFetch). */
+  closeGate(name) {
+    return new Promise((held) => {
+      void navigator.locks.request(name, () => {
+        held();
+        return new Promise((open) => (gates[name] = open));
+      });
+    });
+  },
+  openGate(name) {
+    gates[name]?.();
+    delete gates[name];
+  },
+  /** The names of the origin's Web Locks held and waited for (every tab and worker). */
+  async locks() {
+    const { held = [], pending = [] } = await navigator.locks.query();
+    return { held: held.map((l) => l.name), pending: pending.map((l) => l.name) };
+  },
 };
+const gates = {};
 window.harnessReady = true;

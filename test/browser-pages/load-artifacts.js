@@ -1,16 +1,21 @@
-/* global setTimeout, fetch, AbortController */
+/* global setTimeout, fetch, AbortController, navigator */
 // ioHandler(handle).load() without TF.js (pages and workers): what came back, and from where.
 
-/** The options a test passes, with the page-only parts (functions) made from plain data. */
+/**
+ * The options a test passes, with the page-only parts (functions) made from plain data.
+ * `gateFirstFetch: NAME`: the first fetch waits for the Web Lock NAME, which the test holds (the
+ * harness's closeGate/openGate): while it waits, navigator.locks.query() shows it pending, and the
+ * load holds its model's lock.
+ */
 export function optionsOf(plain, seen) {
-  const { delayFirstFetchMs, abortAfterMs, ...options } = plain ?? {};
+  const { gateFirstFetch, abortAfterMs, ...options } = plain ?? {};
   options.onEvent = (event) => seen.push(event);
-  if (delayFirstFetchMs) {
+  if (gateFirstFetch) {
     let first = true;
     options.fetch = async (url, init) => {
       if (first) {
         first = false;
-        await new Promise((r) => setTimeout(r, delayFirstFetchMs));
+        await navigator.locks.request(gateFirstFetch, () => undefined);
       }
       return fetch(url, init);
     };
