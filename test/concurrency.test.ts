@@ -527,7 +527,8 @@ describe("concurrency: a holder that waits between attempts (Retry-After, backof
     "a holder whose lock is taken over during its backoff stops before its next request and uses the new holder's work",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const { handle, cacheDir, requests } = await busyModel(2);
+      const { handle, cacheDir, requests } = await busyModel(5);
+      // Retry-After 5 s: the window in which the test takes the lock over (a few ms of work).
       const paths = entryPaths(cacheDir, handle);
       const events: HubcacheEvent[] = [];
       let requestsWhenStopped: number | undefined;

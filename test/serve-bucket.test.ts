@@ -21,6 +21,7 @@ import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { type Mirror, mirrorLog, rawRequest, startMirror } from "./helpers/mirror.js";
 import { AWS_ISOLATION, type TestStores, startTestStores } from "./helpers/object-stores.js";
 import { TEST_TIMEOUT_MS } from "./helpers/processes.js";
+import { until } from "./helpers/wait.js";
 
 Object.assign(process.env, AWS_ISOLATION);
 
@@ -158,12 +159,18 @@ for (const scheme of ["s3", "gs"] as const) {
           const entry = await resolve(handle, { cacheDir, mirror: mirror.origin });
           const bucketRequests = stores.s3Proxy.requests.slice(bucketBefore);
           assertSameTree(await readTree(entry), await readTree(savedDir), "through the mirror");
-          const log = mirrorLog(mirror).slice(before);
-          const fileRequests = log.filter((line) => line.startsWith(`GET /_files/${sha1(handle)}/`));
           const record = JSON.parse(
             await fs.readFile(path.join(cacheDir, `${sha1(handle)}.hubcache.json`), "utf8"),
           ) as { archiveSha256?: string; files: { path: string; size: number; crc32?: string }[] };
           const nonEmpty = record.files.filter((file) => file.size > 0);
+          // The mirror logs a request when its answer closes, which may come after the client is done.
+          const fileLines = (): string[] =>
+            mirrorLog(mirror)
+              .slice(before)
+              .filter((line) => line.startsWith(`GET /_files/${sha1(handle)}/`));
+          await until(() => fileLines().length >= nonEmpty.length, "the mirror's log of the file requests");
+          const log = mirrorLog(mirror).slice(before);
+          const fileRequests = fileLines();
           assert.equal(fileRequests.length, nonEmpty.length, log.join("\n"));
           assert.ok(
             fileRequests.every((line) => line.endsWith(" 200")),

@@ -17,6 +17,8 @@ import { readTree, rejectionOf, savedModelDir, tarGz, tempDir } from "./helpers/
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { type Mirror, mirrorLog, startMirror } from "./helpers/mirror.js";
 import { TEST_TIMEOUT_MS, leftovers, runCli } from "./helpers/processes.js";
+import { type RequestRecord, startPausingProxy } from "./helpers/pausing-proxy.js";
+import { until } from "./helpers/wait.js";
 
 const LIMIT = { timeout: TEST_TIMEOUT_MS };
 const HANDLE = "https://tfhub.dev/google/fast/1";
@@ -158,10 +160,15 @@ describe("the files form through a mirror", () => {
         assert.equal(record.archiveBytes, archive.length);
         const files = record.files as { path: string; size: number; crc32?: string }[];
         assert.ok(files.filter((f) => f.size > 0).every((f) => /^[0-9a-f]{8}$/.test(f.crc32 ?? "")));
-        // The archive request got the list; every non-empty file came from /_files/.
+        // The archive request got the list; every non-empty file came from /_files/. The mirror logs
+        // a request when its answer closes, which may come after the client is done.
+        const fileLines = (): string[] =>
+          mirrorLog(mirror).filter((line) => line.startsWith(`GET /_files/${sha1(HANDLE)}/`));
+        const nonEmpty = files.filter((f) => f.size > 0).length;
+        await until(() => fileLines().length >= nonEmpty, "the mirror's log of the file requests");
         const log = mirrorLog(mirror);
-        const fileRequests = log.filter((line) => line.startsWith(`GET /_files/${sha1(HANDLE)}/`));
-        assert.equal(fileRequests.length, files.filter((f) => f.size > 0).length, log.join("\n"));
+        const fileRequests = fileLines();
+        assert.equal(fileRequests.length, nonEmpty, log.join("\n"));
         assert.ok(fileRequests.every((line) => line.endsWith(" 200")));
         const verified = await verifyEntries(undefined, { cacheDir });
         assert.equal(verified.entries[0]?.status, "ok");
@@ -174,27 +181,30 @@ describe("the files form through a mirror", () => {
 
   test("the big files are asked for first, without waiting for the small ones", LIMIT, async () => {
     const { mirror } = await warmMirror();
-    const asked: string[] = [];
-    const proxy = await relayProxy(
-      mirror.origin,
-      (_req, answer, res) => answer.on("data", (chunk: Buffer) => res.write(chunk)),
-      (url) => {
-        if (url.startsWith("/_files/")) asked.push(url.slice(url.indexOf("/", "/_files/".length) + 1));
-        return url;
-      },
-    );
+    const proxy = await startPausingProxy(mirror.origin);
+    const isFile = (r: RequestRecord): boolean => r.path.startsWith("/_files/");
+    const fileOf = (r: RequestRecord): string =>
+      decodeURIComponent(r.path.slice(r.path.indexOf("/", "/_files/".length) + 1));
+    // Five small files (at most 4 KiB) and two big ones (5 MiB and 3 MiB). The first six file
+    // requests are held, so no lane can finish and ask for its next file: the six that arrive are
+    // exactly the first request of each lane, whatever order the machine sends them in. Fetched
+    // smallest first on shared lanes, the big ones would not be among them.
+    const wave = Array.from({ length: 6 }, (_, i) => proxy.holdWhen(isFile, i + 1));
     try {
       const cacheDir = await tempDir("fast-order-");
-      await resolve(HANDLE, { cacheDir, mirror: proxy.origin });
-      // Five small files (at most 4 KiB) and two big ones (5 MiB and 3 MiB): fetched smallest first
-      // on four lanes, the big ones would be the sixth and seventh requests.
+      const resolved = resolve(HANDLE, { cacheDir, mirror: proxy.endpoint });
+      resolved.catch(() => undefined);
+      await until(() => proxy.requests.filter(isFile).length >= 6, "the first request of every lane", 15_000);
+      const first = proxy.requests.filter(isFile).map(fileOf);
+      assert.ok(first.includes("variables/variables.data-00001-of-00002"), first.join(", "));
+      assert.ok(first.includes("variables/variables.data-00000-of-00001"), first.join(", "));
+      for (const hold of wave) hold.release();
+      await resolved;
+      const asked = proxy.requests.filter(isFile).map(fileOf);
       assert.equal(asked.length, 7, asked.join(", "));
-      // Both big ones start at once on lanes of their own (which of the two connections the proxy
-      // reads first is the machine's choice), before the small files' lanes are done.
-      const first = asked.slice(0, 4);
-      assert.ok(first.includes("variables/variables.data-00001-of-00002"), asked.join(", "));
-      assert.ok(first.includes("variables/variables.data-00000-of-00001"), asked.join(", "));
+      assert.equal(new Set(asked).size, 7, asked.join(", "));
     } finally {
+      for (const hold of wave) hold.release();
       await proxy.close();
       await mirror.stop();
     }
@@ -325,9 +335,9 @@ async function cuttingProxy(
       answer.on("data", (chunk: Buffer) => {
         if (cutThis && sent + chunk.length > after) {
           cutDone = true;
-          res.write(chunk.subarray(0, after - sent));
           answer.destroy();
-          setTimeout(() => res.destroy(), 20);
+          // Cut once every byte up to `after` has left this process (writes finish in order).
+          res.write(chunk.subarray(0, after - sent), () => res.destroy());
           return;
         }
         sent += chunk.length;
@@ -354,7 +364,12 @@ describe("the limits of the files form", () => {
         const before = mirrorLog(mirror).length;
         const failed = await rejectionOf(resolve(HANDLE, { cacheDir, mirror: mirror.origin, ...options }));
         assert.equal(failed?.code, code);
-        const after = mirrorLog(mirror).slice(before);
+        const asked = (): string[] => mirrorLog(mirror).slice(before);
+        await until(
+          () => asked().some((line) => line.includes("tf-hub-format=compressed")),
+          "the mirror's log of the archive request",
+        );
+        const after = asked();
         assert.ok(!after.some((line) => line.includes("/_files/")), after.join("\n"));
         assert.ok(
           after.some((line) => line.includes("tf-hub-format=compressed")),

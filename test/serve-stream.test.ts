@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import * as tar from "tar";
 import { readTree, realisticWeights, tempDir } from "./helpers/fixtures.js";
 import { startFlakyHost } from "./helpers/flaky-host.js";
+import { startPausingProxy } from "./helpers/pausing-proxy.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { type Mirror, startMirror } from "./helpers/mirror.js";
 import {
@@ -292,19 +293,21 @@ describe("hubcache serve streams a cold archive", () => {
 
   test("a resumed download (Range) is one stream: its clients are not cut", LIMIT, async () => {
     const flaky = await startFlakyHost();
+    // Between the mirror and the host: holds the resume until both clients are seen streaming.
+    const proxy = await startPausingProxy(flaky.origin);
+    const resume = proxy.holdWhen((r) => r.headers.range !== undefined);
     const cacheDir = await tempDir("mirror-");
-    const mirror = await startMirror(["--cache-dir", cacheDir, "--upstream", `tfhub.dev=${flaky.origin}`]);
+    const mirror = await startMirror(["--cache-dir", cacheDir, "--upstream", `tfhub.dev=${proxy.endpoint}`]);
     try {
       const modelPath = "/google/resumable/1";
-      const clients: StreamingClient[] = [];
-      let atResume: number[] = [];
-      flaky.route(modelPath, (_request, index) => {
-        if (index === 0) return { body: archive, ranges: true, cutAfter: PAUSE_AT };
-        atResume = clients.map((c) => c.received);
-        return { body: archive, ranges: true };
-      });
+      flaky.route(modelPath, (_request, index) =>
+        index === 0 ? { body: archive, ranges: true, cutAfter: PAUSE_AT } : { body: archive, ranges: true },
+      );
       const url = `${mirror.origin}/tfhub.dev${modelPath}?tf-hub-format=compressed`;
-      clients.push(streamingGet(url), streamingGet(url, { "accept-encoding": "gzip" }));
+      const clients = [streamingGet(url), streamingGet(url, { "accept-encoding": "gzip" })];
+      await resume.reached;
+      await waitUntil(() => clients.every((c) => c.received > 0), "both clients receiving before the resume");
+      resume.release();
       for (const [i, client] of clients.entries()) {
         const result = await client.done;
         assert.equal(result.outcome, "end", `client ${i} was not cut`);
@@ -313,16 +316,14 @@ describe("hubcache serve streams a cold archive", () => {
       const asked = flaky.requestsTo(modelPath);
       assert.equal(asked.length, 2);
       assert.equal(asked[1]?.headers.range, `bytes=${PAUSE_AT}-`);
-      assert.ok(
-        atResume.every((n) => n > 0),
-        `clients were receiving before the resume: ${atResume.join(", ")}`,
-      );
       await waitUntil(
         () => existsSync(path.join(cacheDir, sha1(`https://tfhub.dev${modelPath}`))),
         "published",
       );
     } finally {
+      resume.release();
       await mirror.stop();
+      await proxy.close();
       await flaky.close();
     }
   });

@@ -120,17 +120,20 @@ export async function startFlakyHost(tls?: { key: string; cert: string }): Promi
       served.set(pathname, (served.get(pathname) ?? 0) + n);
     };
     const step = answer.trickle?.bytes ?? 16384;
+    // Settles once the last piece written is in the kernel's hands (or the write failed).
+    let flushed = Promise.resolve();
     for (let offset = 0; offset < limit; offset += step) {
       const piece = body.subarray(offset, Math.min(limit, offset + step));
       count(piece.length);
-      if (!res.write(piece)) await new Promise((r) => res.once("drain", r));
+      flushed = new Promise((r) => res.write(piece, () => r()));
+      if (res.writableNeedDrain) await new Promise((r) => res.once("drain", r));
       if (res.destroyed) return;
       if (answer.trickle) await new Promise((r) => setTimeout(r, answer.trickle?.everyMs));
       if (res.destroyed) return;
     }
     if (answer.cutAfter !== undefined && answer.cutAfter < body.length) {
-      // Let the bytes leave, then break the connection mid-body.
-      await new Promise((r) => setTimeout(r, 20));
+      // Every byte up to the cut has left (none still queued in this process), then the break.
+      await flushed;
       res.socket?.destroy();
       return;
     }
