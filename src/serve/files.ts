@@ -158,7 +158,8 @@ const SEND_BLOCK_BYTES = 1 << 20;
  * it. No memory is allocated per read (a stream allocates 1 MiB per read, and the mirror's CPU went to
  * the page faults and garbage collections of that: 160 against 210 ms per 256 MiB sent), and a slow
  * client holds two buffers, no more. A file that is shorter than it was, or (sent whole) has another
- * size at the end, fails the response, as `exactly` does for a stream.
+ * size before its last block goes, fails the response before its last bytes, as `exactly` does for
+ * a stream.
  */
 async function sendPositional(
   file: PositionalFile,
@@ -180,35 +181,53 @@ async function sendPositional(
       const read = await file.read(buffer, Math.min(size, part.length - sent), part.start + sent);
       if (read === 0) throw new Error(`${sent} bytes, ${part.length} expected`);
       sent += read;
-      const write = new Promise<void>((resolve, reject) =>
-        res.write(buffer.subarray(0, read), (error) => (error ? reject(error) : resolve())),
-      );
+      const last = sent === part.length;
+      // Checked before the last bytes go: once they have, the client holds a body that looks whole.
+      if (last && part.wholeSize !== undefined && (await file.size()) !== part.wholeSize) {
+        throw new Error("the file changed while it was sent");
+      }
+      const chunk = buffer.subarray(0, read);
+      // The last bytes end the response in the same call: a client that hangs up as soon as it has
+      // them finds the response finished (the access log says so), not cut.
+      const write = new Promise<void>((resolve, reject) => {
+        const done = (error?: Error | null): void => (error ? reject(error) : resolve());
+        if (last) res.end(chunk, done);
+        else res.write(chunk, done);
+      });
       // A failed write is seen when its buffer comes round again (or at the end), not unhandled.
       write.catch(() => undefined);
       written[turn] = write;
     }
     await Promise.race([Promise.all(written.map((write) => write ?? Promise.resolve())), gone]);
-    if (res.destroyed) throw new Error("the client went away");
-    if (part.wholeSize !== undefined && (await file.size()) !== part.wholeSize) {
-      throw new Error("the file changed while it was sent");
-    }
-    res.end();
+    if (!res.writableFinished) throw new Error("the client went away");
   } finally {
     res.off("close", closed);
     await file.close().catch(() => undefined);
   }
 }
 
-/** Passes `length` bytes through, and fails when the source has more or fewer (it changed under us). */
+/**
+ * Passes `length` bytes through, and fails when the source has more or fewer (it changed under us).
+ * The latest chunk is held until the next one comes or the source has ended cleanly, so a source
+ * that fails at its end (a bucket's digest check, a short file) cuts the body before its last bytes:
+ * the client never holds a body that looks whole. The last chunk then ends the response at once.
+ */
 export function exactly(length: number): Transform {
   let seen = 0;
+  let held: Buffer | undefined;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length;
-      done(seen > length ? new Error(`more than the ${length} bytes expected`) : undefined, chunk);
+      if (seen > length) {
+        done(new Error(`more than the ${length} bytes expected`));
+        return;
+      }
+      const previous = held;
+      held = chunk;
+      done(undefined, previous);
     },
     flush(done) {
-      done(seen === length ? undefined : new Error(`${seen} bytes, ${length} expected`));
+      done(seen === length ? undefined : new Error(`${seen} bytes, ${length} expected`), held);
     },
   });
 }
