@@ -143,8 +143,9 @@ describe("the files form through a mirror", () => {
       const { mirror } = await warmMirror();
       try {
         const cacheDir = await tempDir("fast-client-");
+        // A deadline well inside the test's own: a stall fails with the CLI's stderr (its retries).
         const run = await runCli(["resolve", "--cache-dir", cacheDir, HANDLE], {
-          env: { HUBCACHE_MIRROR: mirror.origin },
+          env: { HUBCACHE_MIRROR: mirror.origin, HUBCACHE_DEADLINE: "45" },
         });
         assert.equal(run.code, 0, run.stderr);
         const entry = path.join(cacheDir, sha1(HANDLE));
@@ -169,7 +170,10 @@ describe("the files form through a mirror", () => {
         const log = mirrorLog(mirror);
         const fileRequests = fileLines();
         assert.equal(fileRequests.length, nonEmpty, log.join("\n"));
-        assert.ok(fileRequests.every((line) => line.endsWith(" 200")));
+        assert.ok(
+          fileRequests.every((line) => line.endsWith(" 200")),
+          log.join("\n"),
+        );
         const verified = await verifyEntries(undefined, { cacheDir });
         assert.equal(verified.entries[0]?.status, "ok");
         assert.equal(verified.entries[0]?.checked, "crc32");

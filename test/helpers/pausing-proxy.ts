@@ -66,6 +66,10 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
+          // A target that breaks off mid-body breaks this answer off too (never a stall).
+          answer.once("close", () => {
+            if (!answer.complete) res.destroy();
+          });
         },
       );
       upstream.on("error", () => res.destroy());
