@@ -192,13 +192,20 @@ describe(
       const gate = "test-gate:workers";
       await call(page, "closeGate", gate);
       const first = call<Result>(page, "artifactsOnly", handle, { gateFirstFetch: gate }, true);
-      await waitUntil(async () => (await locks(page)).pending.includes(gate), "worker A at its first fetch");
-      const second = call<Result>(page, "artifactsOnly", handle, {}, true);
-      await waitUntil(
-        async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
-        "worker B waiting for the model's lock",
-      );
-      await call(page, "openGate", gate);
+      let second: Promise<Result> | undefined;
+      try {
+        await waitUntil(
+          async () => (await locks(page)).pending.includes(gate),
+          "worker A at its first fetch",
+        );
+        second = call<Result>(page, "artifactsOnly", handle, {}, true);
+        await waitUntil(
+          async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
+          "worker B waiting for the model's lock",
+        );
+      } finally {
+        await call(page, "openGate", gate); // a failed wait leaves no worker blocked for later tests
+      }
       const [a, b] = await Promise.all([first, second]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.deepEqual([a.lastLoad?.from, b.lastLoad?.from], ["network", "storage"]);

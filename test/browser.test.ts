@@ -184,13 +184,20 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
         { gateFirstFetch: gate },
         "weights",
       );
-      await until(async () => (await locks(page)).pending.includes(gate), "the first tab at its first fetch");
-      const other = call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights");
-      await until(
-        async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
-        "the second tab waiting for the model's lock",
-      );
-      await call(page, "openGate", gate);
+      let other: Promise<Loaded> | undefined;
+      try {
+        await until(
+          async () => (await locks(page)).pending.includes(gate),
+          "the first tab at its first fetch",
+        );
+        other = call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights");
+        await until(
+          async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
+          "the second tab waiting for the model's lock",
+        );
+      } finally {
+        await call(page, "openGate", gate); // a failed wait leaves no load blocked for later tests
+      }
       const [a, b] = await Promise.all([first, other]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.equal(a.lastLoad?.from, "network");

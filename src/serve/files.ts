@@ -187,19 +187,27 @@ async function sendPositional(
         throw new Error("the file changed while it was sent");
       }
       const chunk = buffer.subarray(0, read);
-      // The last bytes end the response in the same call: a client that hangs up as soon as it has
-      // them finds the response finished (the access log says so), not cut.
-      const write = new Promise<void>((resolve, reject) => {
-        const done = (error?: Error | null): void => (error ? reject(error) : resolve());
-        if (last) res.end(chunk, done);
-        else res.write(chunk, done);
-      });
+      if (last) {
+        // The last bytes go only once the others have (so "finished" means every byte was handed
+        // over), and end the response in the same step: a client that hangs up as soon as it has
+        // them finds the response finished (the access log says so), not cut.
+        await Promise.race([written[1 - turn], gone]);
+        if (res.destroyed) throw new Error("the client went away");
+      }
+      const write = new Promise<void>((resolve, reject) =>
+        res.write(chunk, (error) => (error ? reject(error) : resolve())),
+      );
+      if (last) res.end();
       // A failed write is seen when its buffer comes round again (or at the end), not unhandled.
       write.catch(() => undefined);
       written[turn] = write;
     }
-    await Promise.race([Promise.all(written.map((write) => write ?? Promise.resolve())), gone]);
-    if (!res.writableFinished) throw new Error("the client went away");
+    let delivered = false;
+    await Promise.race([
+      Promise.all(written.map((write) => write ?? Promise.resolve())).then(() => (delivered = true)),
+      gone,
+    ]);
+    if (!delivered) throw new Error("the client went away");
   } finally {
     res.off("close", closed);
     await file.close().catch(() => undefined);

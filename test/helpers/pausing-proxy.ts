@@ -65,10 +65,20 @@ export async function startPausingProxy(target: string): Promise<PausingProxy> {
         },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-          // A target that breaks off mid-body breaks this answer off too (never a stall).
+          // Settles once the last bytes written are in the kernel's hands (or the write failed).
+          let flushed = Promise.resolve();
+          answer.on("data", (chunk: Buffer) => {
+            flushed = new Promise((done) => res.write(chunk, () => done()));
+            if (res.writableNeedDrain) {
+              answer.pause();
+              res.once("drain", () => answer.resume());
+            }
+          });
+          answer.once("end", () => res.end());
+          // A target that breaks off mid-body breaks this answer off too (never a stall), once every
+          // byte it did send has left.
           answer.once("close", () => {
-            if (!answer.complete) res.destroy();
+            if (!answer.complete) void flushed.then(() => res.destroy());
           });
         },
       );
