@@ -14,6 +14,7 @@ import {
   chromiumSkip,
   launchChromium,
   openHarness,
+  secondWaitsForFirst,
   startPageServer,
 } from "./helpers/chromium.js";
 import { movenetModelDir, tarGz, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
@@ -42,9 +43,6 @@ function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
     args,
   ] as const) as Promise<T>;
 }
-
-/** The origin's Web Locks, held and waited for. */
-const locks = (page: Page): Promise<{ held: string[]; pending: string[] }> => call(page, "locks");
 
 /**
  * A stand-in for `hubcache serve`'s file reads: `/<host>/<path>/<file>?tfjs-format=file`, only with
@@ -189,24 +187,12 @@ describe(
       const modelPath = "/acme/tfjs-model/workers/1";
       const handle = hub.handle(modelPath);
       // Worker A stops at its first fetch, under the model's lock, until worker B waits for it.
-      const gate = "test-gate:workers";
-      await call(page, "closeGate", gate);
-      const first = call<Result>(page, "artifactsOnly", handle, { gateFirstFetch: gate }, true);
-      let second: Promise<Result> | undefined;
-      try {
-        await waitUntil(
-          async () => (await locks(page)).pending.includes(gate),
-          "worker A at its first fetch",
-        );
-        second = call<Result>(page, "artifactsOnly", handle, {}, true);
-        await waitUntil(
-          async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
-          "worker B waiting for the model's lock",
-        );
-      } finally {
-        await call(page, "openGate", gate); // a failed wait leaves no worker blocked for later tests
-      }
-      const [a, b] = await Promise.all([first, second]);
+      const [a, b] = await secondWaitsForFirst(
+        page,
+        "test-gate:workers",
+        (gate) => call<Result>(page, "artifactsOnly", handle, { gateFirstFetch: gate }, true),
+        () => call<Result>(page, "artifactsOnly", handle, {}, true),
+      );
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.deepEqual([a.lastLoad?.from, b.lastLoad?.from], ["network", "storage"]);
       assert.ok(b.events.some((e) => e.type === "lock-wait"));

@@ -11,13 +11,13 @@ import {
   chromiumSkip,
   launchChromium,
   openHarness,
+  secondWaitsForFirst,
   type PageServer,
   startPageServer,
 } from "./helpers/chromium.js";
 import { movenetModelDir, tempDir, upscalerModelDir } from "./helpers/fixtures.js";
 import { type HubServer, startHubServer } from "./helpers/hub-server.js";
 import { maxAbsDiff } from "./helpers/tfjs.js";
-import { until } from "./helpers/wait.js";
 
 const LIMIT = { timeout: 120_000 };
 const FIRST_CONV =
@@ -43,9 +43,6 @@ function call<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
     args,
   ] as const) as Promise<T>;
 }
-
-/** The origin's Web Locks, held and waited for (every tab and worker). */
-const locks = (page: Page): Promise<{ held: string[]; pending: string[] }> => call(page, "locks");
 
 let hub: HubServer;
 let pages: PageServer;
@@ -174,31 +171,13 @@ describe("hubcache/browser in headless Chromium", { skip: chromiumSkip() }, () =
     const second = await openHarness(context, pages.origin, problems);
     try {
       // The first tab stops at its first fetch, holding the model's lock, until the second waits.
-      const gate = "test-gate:two-tabs";
-      await call(page, "closeGate", gate);
-      const first = call<Loaded>(
+      const [a, b] = await secondWaitsForFirst(
         page,
-        "load",
-        "graph",
-        hub.handle(modelPath),
-        { gateFirstFetch: gate },
-        "weights",
+        "test-gate:two-tabs",
+        (gate) =>
+          call<Loaded>(page, "load", "graph", hub.handle(modelPath), { gateFirstFetch: gate }, "weights"),
+        () => call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights"),
       );
-      let other: Promise<Loaded> | undefined;
-      try {
-        await until(
-          async () => (await locks(page)).pending.includes(gate),
-          "the first tab at its first fetch",
-        );
-        other = call<Loaded>(second, "load", "graph", hub.handle(modelPath), {}, "weights");
-        await until(
-          async () => (await locks(page)).pending.some((name) => name.startsWith("hubcache:")),
-          "the second tab waiting for the model's lock",
-        );
-      } finally {
-        await call(page, "openGate", gate); // a failed wait leaves no load blocked for later tests
-      }
-      const [a, b] = await Promise.all([first, other]);
       assert.ok(a.ok && b.ok, JSON.stringify([a.error, b.error]));
       assert.equal(a.lastLoad?.from, "network");
       assert.equal(b.lastLoad?.from, "storage");

@@ -9,6 +9,7 @@ import path from "node:path";
 import { type BrowserContext, type Page, chromium } from "playwright-core";
 import { packageDir } from "./fixtures.js";
 import { type LocalServer, type RequestRecord, startLocalServer } from "./local-server.js";
+import { until } from "./wait.js";
 
 export const CHROMIUM = process.env.HUBCACHE_TEST_CHROMIUM ?? "/usr/bin/chromium";
 
@@ -115,4 +116,44 @@ export async function openHarness(
   await page.goto(`${origin}/pages/harness.html`);
   await page.waitForFunction(() => (window as unknown as { harnessReady?: boolean }).harnessReady === true);
   return page;
+}
+
+/** `window.harness[name](...args)` in `page` (test/browser-pages/harness.js). */
+function harnessCall<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
+  type Harness = Record<string, (...rest: unknown[]) => Promise<unknown>>;
+  return page.evaluate(([fn, rest]) => (window as unknown as { harness: Harness }).harness[fn]!(...rest), [
+    name,
+    args,
+  ] as const) as Promise<T>;
+}
+
+/**
+ * Two loads of one uncached model, in a fixed order with no timing: the first is started with
+ * `gateFirstFetch: gate` and stops at its first fetch, holding the model's Web Lock, on a gate (a
+ * Web Lock) the test holds; the second starts only once the first is seen there, and the gate opens
+ * only once the second is seen waiting on the model's lock (`page` sees the origin's locks: every
+ * tab and worker). The gate opens even when a wait fails, so no load stays blocked.
+ */
+export async function secondWaitsForFirst<T, U>(
+  page: Page,
+  gate: string,
+  first: (gate: string) => Promise<T>,
+  second: () => Promise<U>,
+): Promise<[T, U]> {
+  const pending = async (): Promise<string[]> =>
+    (await harnessCall<{ pending: string[] }>(page, "locks")).pending;
+  await harnessCall(page, "closeGate", gate);
+  const one = first(gate);
+  let two: Promise<U> | undefined;
+  try {
+    await until(async () => (await pending()).includes(gate), "the first load at its first fetch");
+    two = second();
+    await until(
+      async () => (await pending()).some((name) => name.startsWith("hubcache:")),
+      "the second load waiting for the model's lock",
+    );
+  } finally {
+    await harnessCall(page, "openGate", gate);
+  }
+  return Promise.all([one, two]);
 }
